@@ -1,0 +1,1 @@
+#include "clz4.h"

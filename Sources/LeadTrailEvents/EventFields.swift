@@ -1,0 +1,92 @@
+/// The event fields that the storage engine records outside the JSON body, so
+/// that filters and indexes never need to parse it.
+public enum IndexedField: Int, CaseIterable, Sendable {
+    case type = 0, leadID, eventID, flowID, entityID, stepID, outcome
+
+    /// The field's JSON key.
+    public var key: String {
+        switch self {
+        case .type: "type"
+        case .leadID: "lead_id"
+        case .eventID: "event_id"
+        case .flowID: "flow_id"
+        case .entityID: "entity_id"
+        case .stepID: "step_id"
+        case .outcome: "outcome"
+        }
+    }
+}
+
+/// Where one indexed string field's value lies inside an event's JSON body:
+/// the raw bytes between its quotes, and whether they hold escapes.
+public struct FieldRef: Sendable, Equatable {
+    public var offset: UInt32
+    /// Raw length in the low 15 bits; bit 15 set when the raw bytes hold escapes.
+    public var packedLength: UInt16
+
+    public static let absent = FieldRef(offset: .max, packedLength: 0)
+
+    public init(offset: UInt32, packedLength: UInt16) {
+        self.offset = offset
+        self.packedLength = packedLength
+    }
+
+    public init(range: Range<Int>, hasEscapes: Bool) {
+        self.offset = UInt32(range.lowerBound)
+        self.packedLength = UInt16(range.count) | (hasEscapes ? 0x8000 : 0)
+    }
+
+    public var isPresent: Bool { offset != .max }
+    public var hasEscapes: Bool { packedLength & 0x8000 != 0 }
+    public var length: Int { Int(packedLength & 0x7FFF) }
+    public var range: Range<Int> { Int(offset)..<(Int(offset) + length) }
+}
+
+/// The indexed fields of one event, in ``IndexedField`` order.
+public struct EventFieldRefs: Sendable, Equatable {
+    public static let count = IndexedField.allCases.count
+    public var refs: [FieldRef]
+
+    public init(refs: [FieldRef] = Array(repeating: .absent, count: EventFieldRefs.count)) {
+        self.refs = refs
+    }
+
+    public subscript(field: IndexedField) -> FieldRef {
+        get { refs[field.rawValue] }
+        set { refs[field.rawValue] = newValue }
+    }
+}
+
+extension FieldRef {
+    /// The decoded value of this field inside `body`, or nil when absent.
+    public func value(in body: UnsafeBufferPointer<UInt8>) -> String? {
+        guard isPresent, range.upperBound <= body.count else { return nil }
+        let span = JSONSpan(kind: .string, range: (range.lowerBound - 1)..<(range.upperBound + 1), hasEscapes: hasEscapes)
+        return JSONScanner.decodeString(span, in: body)
+    }
+
+    /// The decoded UTF-8 bytes of this field inside `body`, or nil when absent.
+    public func bytes(in body: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard isPresent, range.upperBound <= body.count else { return nil }
+        let span = JSONSpan(kind: .string, range: (range.lowerBound - 1)..<(range.upperBound + 1), hasEscapes: hasEscapes)
+        return JSONScanner.decodeStringBytes(span, in: body)
+    }
+
+    /// Whether this field's decoded value inside `body` equals `expected`, without allocating when it holds no escapes.
+    public func equals(_ expected: some Collection<UInt8>, in body: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard isPresent, range.upperBound <= body.count else { return false }
+        if !hasEscapes {
+            return length == expected.count && body[range].elementsEqual(expected)
+        }
+        return bytes(in: body).map { $0.elementsEqual(expected) } ?? false
+    }
+
+    /// Whether this field's decoded value starts with `prefix`.
+    public func hasPrefix(_ prefix: some Collection<UInt8>, in body: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard isPresent, range.upperBound <= body.count else { return false }
+        if !hasEscapes {
+            return length >= prefix.count && body[range].starts(with: prefix)
+        }
+        return bytes(in: body).map { $0.starts(with: prefix) } ?? false
+    }
+}

@@ -1,0 +1,204 @@
+import LeadTrailEvents
+
+/// How appends reach stable storage.
+public enum Durability: String, Sendable, Codable {
+    /// Every acknowledged batch has been `fdatasync`ed (group commit).
+    case fsync
+    /// Batches are written at once and synced about once a second; a crash may lose the last second.
+    case relaxed
+}
+
+/// The storage engine's settings. Every field has the documented default.
+public struct StoreConfiguration: Sendable {
+    /// The data directory; it holds one store.
+    public var directory: String
+    /// The active segment is sealed once it holds this many bytes (default 128 MiB).
+    public var segmentMaxBytes: Int = 128 << 20
+    /// The active segment is sealed once its first record is this old (default 1 hour).
+    public var segmentMaxAgeSeconds: Int = 3600
+    public var durability: Durability = .fsync
+    /// One sparse-index entry per this many bytes of records (default 4 KiB).
+    public var sparseIndexInterval: Int = 4096
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+}
+
+/// A storage failure, with a code callers can match on.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        /// Nothing of the request was stored (disk full, failed sync, engine stopped).
+        case unavailable
+        /// Another process holds the data directory.
+        case locked
+        /// Stored bytes failed a check.
+        case corrupt
+        /// A file operation failed.
+        case io
+        /// The caller asked for something impossible.
+        case invalidArgument
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// The outcome of one event of an append, in batch order.
+public struct AppendResult: Sendable, Equatable {
+    public var seq: UInt64
+    public var eventID: String
+    /// True when the event id was already stored; `seq` is then the original one.
+    public var duplicate: Bool
+
+    public init(seq: UInt64, eventID: String, duplicate: Bool) {
+        self.seq = seq
+        self.eventID = eventID
+        self.duplicate = duplicate
+    }
+}
+
+/// A stored event read back from the log: what the producer's JSON became, plus its position.
+public struct StoredEvent: Sendable, Equatable {
+    public var seq: UInt64
+    public var timestampMs: Int64
+    /// The stored JSON body (without `seq`).
+    public var body: [UInt8]
+    public var fields: EventFieldRefs
+
+    public init(seq: UInt64, timestampMs: Int64, body: [UInt8], fields: EventFieldRefs) {
+        self.seq = seq
+        self.timestampMs = timestampMs
+        self.body = body
+        self.fields = fields
+    }
+
+    /// The event as returned to clients: the stored JSON with `"seq":N` added first.
+    public var jsonWithSeq: [UInt8] {
+        var out: [UInt8] = []
+        appendJSON(to: &out)
+        return out
+    }
+
+    /// Appends the event as returned to clients to `out`.
+    public func appendJSON(to out: inout [UInt8]) {
+        RecordView.appendJSON(seq: seq, body: body, to: &out)
+    }
+
+    /// The decoded value of an indexed field.
+    public func value(of field: IndexedField) -> String? {
+        body.withUnsafeBufferPointer { fields[field].value(in: $0) }
+    }
+}
+
+/// A record seen during a scan. Its `body` is valid only inside the visitor call.
+public struct RecordView {
+    public var seq: UInt64
+    public var timestampMs: Int64
+    public var leadHash: UInt32
+    public var fields: EventFieldRefs
+    public var body: UnsafeBufferPointer<UInt8>
+
+    /// A copy that outlives the visitor.
+    public func copy() -> StoredEvent {
+        StoredEvent(seq: seq, timestampMs: timestampMs, body: Array(body), fields: fields)
+    }
+
+    public func value(of field: IndexedField) -> String? { fields[field].value(in: body) }
+
+    /// Appends the event as returned to clients (`"seq":N` spliced after the opening brace).
+    public func appendJSON(to out: inout [UInt8]) {
+        Self.appendJSON(seq: seq, body: body, to: &out)
+    }
+
+    static func appendJSON(seq: UInt64, body: some Collection<UInt8>, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        out.append(contentsOf: Array("\"seq\":".utf8))
+        out.append(contentsOf: Array(String(seq).utf8))
+        // body is a JSON object with at least type and lead_id, so a comma always follows.
+        out.append(UInt8(ascii: ","))
+        out.append(contentsOf: body.dropFirst())
+    }
+}
+
+/// What a scan may skip without reading records: the storage engine uses these
+/// with its sparse and segment indexes; the exact filter is the caller's.
+public struct ScanHints: Sendable {
+    /// Only records with seq > afterSeq.
+    public var afterSeq: UInt64 = 0
+    /// Only records with timestamp in [fromMs, toMs).
+    public var fromMs: Int64? = nil
+    public var toMs: Int64? = nil
+    /// Only records of this lead (by hash; the caller still compares the id).
+    public var leadHash: UInt64? = nil
+
+    public init(afterSeq: UInt64 = 0, fromMs: Int64? = nil, toMs: Int64? = nil, leadHash: UInt64? = nil) {
+        self.afterSeq = afterSeq
+        self.fromMs = fromMs
+        self.toMs = toMs
+        self.leadHash = leadHash
+    }
+}
+
+/// What the engine reports about itself.
+public struct StoreStats: Sendable {
+    public struct Tier: Sendable {
+        public var segments: Int
+        public var events: UInt64
+        public var bytes: UInt64
+    }
+
+    public var events: UInt64
+    public var lastSeq: UInt64
+    public var durability: Durability
+    public var hot: Tier
+    public var warm: Tier
+    public var cold: Tier
+    public var activeSegmentID: UInt64
+    public var corruptSegments: [String]
+    public var quarantinedFiles: [String]
+    public var startupMilliseconds: Int
+    public var appendBatches: UInt64
+    public var syncs: UInt64
+}
+
+/// One damaged place found by `verify`.
+public struct CorruptionReport: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var offset: Int?
+    public var reason: String
+
+    public init(file: String, offset: Int?, reason: String) {
+        self.file = file
+        self.offset = offset
+        self.reason = reason
+    }
+
+    public var description: String {
+        if let offset { return "\(file) at byte \(offset): \(reason)" }
+        return "\(file): \(reason)"
+    }
+}
+
+/// The result of a full check of every checksum.
+public struct VerifyReport: Sendable {
+    public var segments: Int
+    public var records: UInt64
+    public var corrupt: [CorruptionReport]
+    public var isClean: Bool { corrupt.isEmpty }
+}
+
+/// The seq range of a segment that was sealed by `rotate`.
+public struct SealedSegment: Sendable {
+    public var segmentID: UInt64
+    public var firstSeq: UInt64
+    public var lastSeq: UInt64
+    public var events: UInt64
+}

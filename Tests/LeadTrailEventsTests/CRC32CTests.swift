@@ -1,0 +1,35 @@
+import Testing
+@testable import LeadTrailEvents
+
+@Suite struct CRC32CTests {
+    @Test func knownVectors() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+        #expect(CRC32C.checksum([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43)
+    }
+
+    @Test func hardwareAndPortableAgreeOnEveryLengthAndAlignment() {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<4200).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        data.withUnsafeBytes { all in
+            for alignment in 0..<8 {
+                for length in stride(from: 0, through: 4096, by: 7) {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[alignment..<(alignment + length)])
+                    #expect(CRC32C.checksum(slice) == CRC32C.portableChecksum(slice))
+                }
+            }
+        }
+    }
+
+    @Test func extendingEqualsWhole() {
+        let a = Array("hello, ".utf8), b = Array("world".utf8)
+        #expect(CRC32C.checksum(b, extending: CRC32C.checksum(a)) == CRC32C.checksum(a + b))
+    }
+
+    @Test func maskRoundTrips() {
+        for value: UInt32 in [0, 1, 0xE306_9283, .max] {
+            #expect(CRC32C.unmask(CRC32C.mask(value)) == value)
+            #expect(CRC32C.mask(value) != value)
+        }
+    }
+}
