@@ -1,0 +1,187 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The file operations the storage engine uses, behind a protocol so that
+/// tests can inject faults (full disk, failed syncs, power loss).
+///
+/// Every method maps to one system call and reports failures as
+/// ``StoreError`` with the errno's text; `ENOSPC` becomes `.unavailable`.
+public protocol FileOperations: Sendable {
+    func open(_ path: String, flags: Int32, mode: mode_t) throws(StoreError) -> Int32
+    func close(_ fd: Int32)
+    func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int
+    func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError)
+    func fdatasync(_ fd: Int32) throws(StoreError)
+    func fsync(_ fd: Int32) throws(StoreError)
+    func ftruncate(_ fd: Int32, length: Int) throws(StoreError)
+    func fileSize(_ fd: Int32) throws(StoreError) -> Int
+    func rename(_ from: String, _ to: String) throws(StoreError)
+    func unlink(_ path: String) throws(StoreError)
+    func syncDirectory(_ path: String) throws(StoreError)
+}
+
+/// The real thing: POSIX calls, retried on EINTR.
+public struct PosixFileOperations: FileOperations {
+    public init() {}
+
+    static func failure(_ what: String, _ path: String = "", errno code: Int32 = errno) -> StoreError {
+        let text = String(cString: strerror(code))
+        let where_ = path.isEmpty ? "" : " \(path)"
+        switch code {
+        case ENOSPC, EDQUOT: return StoreError(.unavailable, "\(what)\(where_): \(text) (disk full)")
+        default: return StoreError(.io, "\(what)\(where_): \(text)")
+        }
+    }
+
+    public func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(StoreError) -> Int32 {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return fd }
+            if errno != EINTR { throw Self.failure("open", path) }
+        }
+    }
+
+    public func close(_ fd: Int32) {
+        _ = Glibc.close(fd)
+    }
+
+    public func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n > 0 {
+                done += n
+            } else if n == 0 {
+                break
+            } else if errno != EINTR {
+                throw Self.failure("read")
+            }
+        }
+        return done
+    }
+
+    public func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n > 0 {
+                done += n
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                throw Self.failure("write", errno: n == 0 ? EIO : errno)
+            }
+        }
+    }
+
+    public func fdatasync(_ fd: Int32) throws(StoreError) {
+        while Glibc.fdatasync(fd) != 0 {
+            if errno != EINTR { throw Self.failure("fdatasync") }
+        }
+    }
+
+    public func fsync(_ fd: Int32) throws(StoreError) {
+        while Glibc.fsync(fd) != 0 {
+            if errno != EINTR { throw Self.failure("fsync") }
+        }
+    }
+
+    public func ftruncate(_ fd: Int32, length: Int) throws(StoreError) {
+        while Glibc.ftruncate(fd, off_t(length)) != 0 {
+            if errno != EINTR { throw Self.failure("ftruncate") }
+        }
+    }
+
+    public func fileSize(_ fd: Int32) throws(StoreError) -> Int {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Self.failure("fstat") }
+        return Int(st.st_size)
+    }
+
+    public func rename(_ from: String, _ to: String) throws(StoreError) {
+        guard Glibc.rename(from, to) == 0 else { throw Self.failure("rename", "\(from) -> \(to)") }
+    }
+
+    public func unlink(_ path: String) throws(StoreError) {
+        guard Glibc.unlink(path) == 0 || errno == ENOENT else { throw Self.failure("unlink", path) }
+    }
+
+    public func syncDirectory(_ path: String) throws(StoreError) {
+        let fd = try open(path, flags: O_RDONLY | O_DIRECTORY, mode: 0)
+        defer { close(fd) }
+        try fsync(fd)
+    }
+}
+
+/// Small helpers over a ``FileOperations``.
+extension FileOperations {
+    /// Reads exactly `count` bytes at `offset`, or fewer at the end of the file.
+    func read(_ fd: Int32, count: Int, at offset: Int) throws(StoreError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = try storeErrors { try bytes.withUnsafeMutableBytes { try pread(fd, into: $0, at: offset) } }
+        if n < count { bytes.removeLast(count - n) }
+        return bytes
+    }
+
+    func write(_ fd: Int32, _ bytes: [UInt8], at offset: Int) throws(StoreError) {
+        try storeErrors { try bytes.withUnsafeBytes { try pwrite(fd, $0, at: offset) } }
+    }
+
+    /// Writes `bytes` to `path` crash-safely: temporary file, sync, rename, sync the directory.
+    func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws(StoreError) {
+        let temporary = path + ".tmp"
+        let fd = try open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+        do throws(StoreError) {
+            try write(fd, bytes, at: 0)
+            try fdatasync(fd)
+        } catch {
+            close(fd)
+            try? unlink(temporary)
+            throw error
+        }
+        close(fd)
+        try rename(temporary, path)
+        try syncDirectory(directory)
+    }
+}
+
+/// Creates a directory (and its parents) if missing.
+func makeDirectory(_ path: String) throws(StoreError) {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw PosixFileOperations.failure("mkdir", current)
+        }
+    }
+}
+
+/// The names in a directory (without . and ..).
+func listDirectory(_ path: String) throws(StoreError) -> [String] {
+    guard let dir = opendir(path) else { throw PosixFileOperations.failure("opendir", path) }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+}
+
+/// Runs `body`, whose closures lose the thrown type in the standard library's
+/// `withUnsafe...` calls, and gives its ``StoreError`` back its type.
+@inline(__always)
+func storeErrors<T>(_ body: () throws -> T) throws(StoreError) -> T {
+    do {
+        return try body()
+    } catch let error as StoreError {
+        throw error
+    } catch {
+        throw StoreError(.io, "\(error)")
+    }
+}
