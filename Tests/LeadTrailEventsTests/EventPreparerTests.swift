@@ -184,7 +184,7 @@ private func expectFieldRefsMatchRescan(_ prepared: PreparedEvent, sourceLocatio
     }
 
     @Test func timestampMustBeAnRFC3339String() {
-        for value in ["1705329045234", "true", "{}", "[]", "\"2024-01-15\"", "\"2024-02-30T00:00:00Z\"", "\"yesterday\"", "\"\""] {
+        for value in ["1705329045234", "true", "{}", "[]", "\"2024-01-15\"", "\"2024-02-30T00:00:00Z\"", "\"yesterday\"", "\"\"", "\"9999-12-31T23:30:00-01:00\""] {
             #expect(!isValid("{\"type\":\"a.b\",\"lead_id\":\"L\",\"timestamp\":\(value)}"), "\(value)")
         }
     }
