@@ -50,10 +50,11 @@ extension EventStore {
     /// The seq of the stored event with this id, if any (writer thread: reads the table without the lock).
     func storedSeq(ofEventID id: String, hash: UInt64) -> UInt64? {
         var found: UInt64? = nil
-        let views = snapshot().views
+        var views: [SegmentView]? = nil  // taken only when there is a candidate: most ids are new
         let idBytes = Array(id.utf8)
         eventIDs.candidates(hash: hash) { seq in
-            guard let (header, body) = try? record(seq: seq, in: views) else { return false }
+            if views == nil { views = snapshot().views }
+            guard let (header, body) = try? record(seq: seq, in: views!) else { return false }
             let matches = body.withUnsafeBufferPointer { header.fields[.eventID].equals(idBytes, in: $0) }
             if matches { found = seq }
             return matches
