@@ -37,9 +37,12 @@ extension EventStore {
             report.segments += 1
             let name = String(file.path.split(separator: "/").last ?? "")
             do throws(StoreError) {
+                let damageBefore = report.corrupt.count
                 let summary = try verifyFile(file.path, name: name, limit: file.limit, previous: previous, io: io, report: &report)
                 report.records += summary.records
-                previous = summary
+                // A damaged file's records do not tell where it really ends, so the next file's chain fields
+                // cannot be checked against them (that would blame the next, intact file).
+                previous = report.corrupt.count == damageBefore ? summary : nil
             } catch {
                 report.corrupt.append(CorruptionReport(file: name, offset: nil, reason: "unreadable: \(error.message)"))
                 previous = nil
