@@ -126,6 +126,17 @@ struct SegmentView: Sendable {
         return low - 1
     }
 
+    /// The offset of the first record after `offset`, from the lead index (which holds every record's offset):
+    /// where a read resumes after a damaged record, whose length cannot be trusted.
+    func nextRecordOffset(after offset: Int) -> Int? {
+        var next: Int? = nil
+        for entry in leadEntries {
+            let candidate = Int(entry & 0xFFFF_FFFF)
+            if candidate > offset, candidate < next ?? .max { next = candidate }
+        }
+        return next
+    }
+
     /// Where the run of sparse entry `i` ends.
     func runEnd(_ i: Int) -> Int {
         i + 1 < sparse.count ? Int(sparse[i + 1].offset) : dataEnd
