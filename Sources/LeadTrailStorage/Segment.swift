@@ -76,7 +76,7 @@ final class Segment: @unchecked Sendable {
     func view() -> SegmentView {
         SegmentView(
             id: id, fd: fd, isSealed: isSealed, dataEnd: dataEnd, count: count, firstSeq: firstSeq, lastSeq: lastSeq,
-            minTs: minTs, maxTs: maxTs, sparse: sparse, leadEntries: leadEntries, fileName: fileName)
+            minTs: minTs, maxTs: maxTs, sparse: sparse, leadEntries: leadEntries)
     }
 }
 
@@ -93,7 +93,9 @@ struct SegmentView: Sendable {
     var maxTs: Int64
     var sparse: [SparseEntry]
     var leadEntries: [UInt64]
-    var fileName: String
+
+    /// Made only when needed (damage reports, verify): every read takes a snapshot of every segment.
+    var fileName: String { Segment.fileName(id: id, sealed: isSealed) }
 
     /// Offsets of the records whose lead hash matches, in file (and so seq) order.
     func offsets(forLeadHash hash: UInt32) -> [Int] {
