@@ -95,8 +95,20 @@ enum SegmentRegion: String, CaseIterable, Sendable {
                     #expect(got == nil, "\(what): the damaged event was served")
                 } else if !inFile.contains(event.seq) || region != .header {
                     // Everything else is served: other files always; this file's other records unless its header is gone.
-                    #expect(got?.body == event.body, "\(what): event \(event.seq) not served")
+                    let served = got?.body == event.body
+                    #expect(served, "\(what): event \(event.seq) not served")
                 }
+            }
+            // Scans and timelines hold exactly the servable events (the others in a file whose header is gone
+            // are kept out of reads altogether).
+            let servable = fixture.written.events.filter { $0.seq != damagedSeq && (region != .header || !inFile.contains($0.seq)) }
+            for afterSeq in [UInt64(0), UInt64.random(in: 1...fixture.written.events.last!.seq, using: &rng)] {
+                var scanned: [UInt64] = []
+                try store.scan(ScanHints(afterSeq: afterSeq)) { scanned.append($0.seq); return true }
+                #expect(scanned == servable.map(\.seq).filter { $0 > afterSeq }, "\(what): scan after \(afterSeq)")
+            }
+            for lead in Set(fixture.written.events.map(\.lead)) {
+                #expect(try store.events(forLead: lead).map(\.seq) == servable.filter { $0.lead == lead }.map(\.seq), "\(what): \(lead)")
             }
             // Appends go on after the last acknowledged seq.
             let last = fixture.written.events.last!.seq
@@ -116,7 +128,8 @@ enum SegmentRegion: String, CaseIterable, Sendable {
         let bySeq = Dictionary(uniqueKeysWithValues: events.map { ($0.seq, $0) })
         func check(_ seq: UInt64, _ body: [UInt8], _ how: String) {
             guard let expected = bySeq[seq] else { return }  // appended by the test after the damage
-            #expect(body == expected.body, "\(what): \(how) returned wrong bytes for seq \(seq)")
+            let same = body == expected.body
+            #expect(same, "\(what): \(how) returned wrong bytes for seq \(seq)")
         }
         for event in events {
             if let got = try store.event(withID: event.id) { check(got.seq, got.body, "get") }
