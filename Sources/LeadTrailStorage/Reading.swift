@@ -49,16 +49,16 @@ extension EventStore {
 
     /// The seq of the stored event with this id, if any (writer thread: reads the table without the lock).
     func storedSeq(ofEventID id: String, hash: UInt64) -> UInt64? {
-        var found: UInt64? = nil
+        var candidates: [UInt64] = []
+        eventIDs.candidates(hash: hash) { candidates.append($0); return false }
+        guard !candidates.isEmpty else { return nil }
         let views = snapshot().views
         let idBytes = Array(id.utf8)
-        eventIDs.candidates(hash: hash) { seq in
-            guard let (header, body) = try? record(seq: seq, in: views) else { return false }
-            let matches = body.withUnsafeBufferPointer { header.fields[.eventID].equals(idBytes, in: $0) }
-            if matches { found = seq }
-            return matches
+        for seq in candidates {
+            guard let (header, body) = try? record(seq: seq, in: views) else { continue }
+            if body.withUnsafeBufferPointer({ header.fields[.eventID].equals(idBytes, in: $0) }) { return seq }
         }
-        return found
+        return nil
     }
 
     /// The stored event with this id, or nil.
