@@ -9,8 +9,10 @@ extension EventStore {
     /// segment (moving its bytes to `quarantine/`), and rebuilds the in-memory
     /// indexes. Damage is reported loudly and never served.
     func recover() throws(StoreError) {
-        for name in try listDirectory(hotDirectory) where name.hasSuffix(".tmp") {
-            try io.unlink(hotDirectory + "/" + name)
+        for directory in [hotDirectory, configuration.directory] {
+            let temporaries = try listDirectory(directory).filter { $0.hasSuffix(".tmp") }
+            for name in temporaries { try io.unlink(directory + "/" + name) }
+            if !temporaries.isEmpty { try io.syncDirectory(directory) }
         }
         let checkpoint = (try? io.readWhole(configuration.directory + "/checkpoint")).flatMap(Checkpoint.decode)
 
@@ -28,6 +30,7 @@ extension EventStore {
         // with rename semantics, but be safe: keep the sealed one.
         for id in openIDs where sealedIDs.contains(id) {
             try io.unlink(hotDirectory + "/" + Segment.fileName(id: id, sealed: false))
+            try io.syncDirectory(hotDirectory)
         }
         openIDs.removeAll { sealedIDs.contains($0) }
 
@@ -226,14 +229,14 @@ extension EventStore {
         var offset = from
         var result = ScanResult(batchEnd: from, failure: nil)
         var expected = expectedSeq
-        var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, offset: Int, size: Int, bytes: [UInt8])] = []
+        var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, offset: Int, size: Int)] = []
         var chunk: [UInt8] = []
         var chunkStart = 0
-        var crc = segment.chainCRC
+        var pendingCRC = segment.chainCRC
         while offset < to {
             if offset + SegmentFormat.recordHeaderSize > chunkStart + chunk.count || chunk.isEmpty {
                 chunkStart = offset
-                chunk = try io.read(segment.fd, count: min(1 << 20, to - offset), at: offset)
+                chunk = try io.read(segment.fd, count: min(4 << 20, to - offset), at: offset)
             }
             var decoded = chunk.withUnsafeBytes { all in
                 RecordReader.decode(UnsafeRawBufferPointer(rebasing: all[(offset - chunkStart)...]), at: offset)
@@ -243,14 +246,13 @@ extension EventStore {
                 let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
                 if offset + total <= to {
                     chunkStart = offset
-                    chunk = try io.read(segment.fd, count: max(total, min(1 << 20, to - offset)), at: offset)
+                    chunk = try io.read(segment.fd, count: max(total, min(4 << 20, to - offset)), at: offset)
                     decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
                 }
             }
             switch decoded {
             case .success(nil):
-                if stopAtTrailer { return result }
-                result.failure = (offset, "incomplete record at the end of the file")
+                if !stopAtTrailer { result.failure = (offset, "incomplete record at the end of the file") }
                 return result
             case .failure(.corrupt(let at, let reason)):
                 result.failure = (at, reason)
@@ -262,24 +264,28 @@ extension EventStore {
                     return result
                 }
                 expected = header.seq + 1
-                let recordBytes = Array(chunk[(offset - chunkStart)..<(offset - chunkStart + total)])
-                let body = Array(recordBytes[SegmentFormat.recordHeaderSize...])
-                let idHash = body.withUnsafeBufferPointer { b in
-                    StableHash.hash64(header.fields[.eventID].bytes(in: b) ?? [])
+                let start = offset - chunkStart
+                let idHash = chunk.withUnsafeBytes { all in
+                    pendingCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[start..<(start + total)]), extending: pendingCRC)
+                    let body = UnsafeRawBufferPointer(rebasing: all[(start + SegmentFormat.recordHeaderSize)..<(start + total)])
+                    let ref = header.fields[.eventID]
+                    if !ref.hasEscapes, ref.range.upperBound <= body.count {
+                        return StableHash.hash64(UnsafeRawBufferPointer(rebasing: body[ref.range]))
+                    }
+                    return StableHash.hash64(ref.bytes(in: body.assumingMemoryBound(to: UInt8.self)) ?? [])
                 }
-                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, offset, total, recordBytes))
+                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, offset, total))
                 offset += total
                 if header.flags & SegmentFormat.flagBatchEnd != 0 {
                     for r in pendingBatch {
                         segment.noteRecord(
                             seq: r.seq, timestampMs: r.ts, leadHash: r.lead, eventIDHash: r.hash, offset: r.offset, size: r.size,
                             sparseInterval: configuration.sparseIndexInterval)
-                        crc = CRC32C.checksum(r.bytes, extending: crc)
                     }
                     pendingBatch.removeAll(keepingCapacity: true)
                     result.batchEnd = offset
                     segment.dataEnd = offset
-                    segment.chainCRC = crc
+                    segment.chainCRC = pendingCRC
                 }
             }
         }

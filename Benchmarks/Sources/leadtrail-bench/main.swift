@@ -219,8 +219,47 @@ func runPrepare(_ count: Int) {
     print(String(format: "prepared %d events (%d bytes) in %.3f s: %.0f events/s", count * 5, total, seconds, Double(count * 5) / seconds))
 }
 
+/// Opens an existing store in a fresh process: startup time, timeline lookups and
+/// resident memory without the loader's allocations: `leadtrail-bench reopen --dir DIR`.
+func runReopen(_ options: Options) throws {
+    let configuration = StoreConfiguration(directory: options.directory)
+    let start = now()
+    let store = try EventStore.open(configuration)
+    let startup = now() - start
+    let stats = store.stats()
+    row("startup at \(stats.events) events (\(stats.hot.segments) segments)", String(format: "%.2f s (engine says %d ms)", startup, stats.startupMilliseconds))
+    row("resident memory right after startup", String(format: "%.0f MB", residentMegabytes()))
+    let factory = EventFactory(runID: "r")
+    let query = QueryEngine(store: store)
+    var rng = SystemRandomNumberGenerator()
+    var times: [Double] = []
+    var found = 0
+    for round in 0..<2 {
+        for _ in 0..<options.lookups {
+            let lead = factory.leadID(for: Int.random(in: 0..<Int(stats.events), using: &rng))
+            let t0 = now()
+            let events = (try? query.timeline(leadID: lead).events.count) ?? 0
+            if round == 1 {
+                times.append((now() - t0) * 1000)
+                found += events
+            }
+        }
+    }
+    times.sort()
+    row("timeline lookup (\(options.lookups) random leads)", String(format: "p50 %.3f ms, p99 %.3f ms, avg %.1f events", percentile(times, 0.5), percentile(times, 0.99), Double(found) / Double(max(times.count, 1))))
+    row("resident memory after lookups", String(format: "%.0f MB", residentMegabytes()))
+    store.close()
+}
+
 let mode = CommandLine.arguments.dropFirst().first ?? "store"
 switch mode {
+case "reopen":
+    do {
+        try runReopen(parseOptions())
+    } catch {
+        FileHandle.standardError.write("leadtrail-bench: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
 case "prepare":
     runPrepare(Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 100_000)
 case "store":
