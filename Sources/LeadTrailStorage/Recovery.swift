@@ -85,7 +85,7 @@ extension EventStore {
         }
 
         let total = eventEntries.reduce(0) { $0 + $1.count } + (active?.eventEntries.count ?? 0)
-        var table = EventIDTable(minimumCapacity: max(total * 2, 1 << 16))
+        var table = EventIDTable(minimumCapacity: max(total + total / 16, 1 << 16))
         for entries in eventEntries { for entry in entries { table.insert(hash: entry.hash, seq: entry.seq) } }
         if let active { for entry in active.eventEntries { table.insert(hash: entry.hash, seq: entry.seq) } }
         eventIDs = table
