@@ -118,7 +118,8 @@ extension EventStore {
         guard !segments.isEmpty else { return }
         let checkpoint = Checkpoint(segmentID: active.id, durableOffset: UInt64(active.dataEnd), lastSeq: committedLastSeq)
         guard force || checkpoint != lastCheckpoint else { return }
-        try io.writeAtomically(checkpoint.encode(), to: configuration.directory + "/checkpoint", directory: configuration.directory)
+        try io.writeAtomically(checkpoint.encode(), to: configuration.directory + "/checkpoint", directory: configuration.directory,
+            crashPoint: .checkpointBeforeRename)
         lastCheckpoint = checkpoint
         lastCheckpointMonotonicMs = monotonicMilliseconds()
     }
@@ -209,6 +210,7 @@ extension EventStore {
         let writeOffset = segment.dataEnd
         do throws(StoreError) {
             try io.write(segment.fd, buffer, at: writeOffset)
+            CrashPoint.afterWriteBeforeSync.reached()
         } catch {
             // Nothing of the group may stay behind: cut the file back to where it was.
             do throws(StoreError) {
@@ -228,6 +230,7 @@ extension EventStore {
                 throw failure
             }
             lastSyncMonotonicMs = monotonicMilliseconds()
+            CrashPoint.afterSyncBeforeAck.reached()
         } else {
             dirtySinceSync = true
         }
@@ -320,13 +323,16 @@ extension EventStore {
         w.raw(trailer.encode())
         do throws(StoreError) {
             try io.write(segment.fd, w.bytes, at: segment.dataEnd)
+            CrashPoint.sealAfterFooterWrite.reached()
             try io.fdatasync(segment.fd)
+            CrashPoint.sealAfterFooterSync.reached()
         } catch {
             try? io.ftruncate(segment.fd, length: segment.dataEnd)
             throw error
         }
         let sealedPath = hotDirectory + "/" + Segment.fileName(id: segment.id, sealed: true)
         try io.rename(segment.path, sealedPath)
+        CrashPoint.sealAfterRename.reached()
         try io.syncDirectory(hotDirectory)
         stateLock.withLock {
             segment.path = sealedPath
@@ -353,8 +359,10 @@ extension EventStore {
             previousChainCRC: previous?.chainCRC ?? 0)
         let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
         do throws(StoreError) {
+            CrashPoint.createAfterOpen.reached()
             try io.write(fd, header.encode(), at: 0)
             try io.fdatasync(fd)
+            CrashPoint.createAfterHeader.reached()
             try io.syncDirectory(hotDirectory)
         } catch {
             io.close(fd)
