@@ -202,6 +202,8 @@ extension EventStore {
 
     /// Writes one group's bytes to the active segment (rolling first if it is full), syncs, and publishes them.
     func writeAndSync(_ buffer: [UInt8], records: [EncodedRecord]) throws(StoreError) {
+        // A rotation that sealed the last segment but failed to create the next one left no active segment.
+        if active.isSealed { try createActiveSegment() }
         let segment0 = active
         if segment0.count > 0 && segment0.dataEnd + buffer.count > configuration.segmentMaxBytes {
             _ = try rotateSegment()
@@ -289,6 +291,11 @@ extension EventStore {
     /// Seals the active segment (if it holds records) and starts a new one.
     func rotateSegment() throws(StoreError) -> SealedSegment? {
         let segment = active
+        if segment.isSealed {
+            // Sealed by an earlier rotation that could not create the next segment: only that step is left.
+            try createActiveSegment()
+            return nil
+        }
         guard segment.count > 0 else { return nil }
         if dirtySinceSync {
             try io.fdatasync(segment.fd)
