@@ -26,6 +26,18 @@ public enum CrashPoint: String, CaseIterable, Sendable {
     case createAfterHeader = "create.after-header"
     /// Checkpoint: temporary file written and synced, not yet renamed.
     case checkpointBeforeRename = "checkpoint.before-rename"
+    /// Warm move: warm file written and synced under its temporary name, not yet renamed.
+    case warmBeforeRename = "warm.before-rename"
+    /// Warm move: warm file in place, hot source not yet deleted.
+    case warmBeforeSourceDelete = "warm.before-source-delete"
+    /// Cold move: gzip member appended and synced, manifest not yet written.
+    case coldAfterMember = "cold.after-member"
+    /// Cold move: manifest written under its temporary name, not yet renamed.
+    case coldBeforeManifestRename = "cold.before-manifest-rename"
+    /// Cold move: manifest in place, warm source not yet deleted.
+    case coldBeforeSourceDelete = "cold.before-source-delete"
+    /// Restore: restored file written under its temporary name, not yet renamed.
+    case restoreBeforeRename = "restore.before-rename"
 
     public static var all: [CrashPoint] { allCases }
 

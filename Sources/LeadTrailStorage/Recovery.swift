@@ -9,7 +9,8 @@ extension EventStore {
     /// segment (moving its bytes to `quarantine/`), and rebuilds the in-memory
     /// indexes. Damage is reported loudly and never served.
     func recover() throws(StoreError) {
-        for directory in [hotDirectory, configuration.directory] {
+        for directory in [warmDirectory, coldDirectory, restoredDirectory] { try makeDirectory(directory) }
+        for directory in [hotDirectory, configuration.directory, warmDirectory, coldDirectory, restoredDirectory] {
             let temporaries = try listDirectory(directory).filter { $0.hasSuffix(".tmp") }
             for name in temporaries { try io.unlink(directory + "/" + name) }
             if !temporaries.isEmpty { try io.syncDirectory(directory) }
@@ -48,8 +49,48 @@ extension EventStore {
         sealedIDs.sort()
         openIDs.sort()
 
+        // Cold archives first: a segment listed in a manifest was archived, whatever copy is left elsewhere.
+        let archived = try recoverColdCatalog()
+        // Warm files: a hot copy of the same segment is the source of a move that got past its rename.
+        var warmIDs: [UInt64] = []
+        for name in try listDirectory(warmDirectory) where name.hasSuffix(".lz4s") {
+            guard let id = UInt64(name.dropLast(5), radix: 16) else { continue }
+            if archived.contains(id) {
+                try io.unlink(warmDirectory + "/" + name)
+                try io.syncDirectory(warmDirectory)
+                logger.notice("removed a warm copy of an archived segment", metadata: ["segment.id": "\(id)"])
+                continue
+            }
+            warmIDs.append(id)
+        }
+        for id in sealedIDs where warmIDs.contains(id) || archived.contains(id) {
+            try io.unlink(hotDirectory + "/" + Segment.fileName(id: id, sealed: true))
+            try io.syncDirectory(hotDirectory)
+            logger.notice("finished a tier move interrupted by a crash", metadata: ["segment.id": "\(id)"])
+        }
+        sealedIDs.removeAll { warmIDs.contains($0) || archived.contains($0) }
+
         var loaded: [Segment] = []
-        var eventEntries: [[(hash: UInt64, seq: UInt64)]] = []
+        var eventEntries: [[(hash: UInt64, seq: UInt64)]] = [try coldEventEntries()]
+        for id in warmIDs {
+            do throws(StoreError) {
+                let (segment, entries) = try loadWarm(path: warmDirectory + "/" + Self.warmFileName(id), id: id)
+                loaded.append(segment)
+                eventEntries.append(entries)
+            } catch {
+                let report = CorruptionReport(file: Self.warmFileName(id), offset: nil, reason: "\(error.message); not served")
+                damage.append(report)
+                logger.critical("warm segment is damaged: \(report)")
+            }
+        }
+        for name in try listDirectory(restoredDirectory) where name.hasSuffix(".seg") {
+            guard let id = UInt64(name.dropLast(4), radix: 16) else { continue }
+            let path = restoredDirectory + "/" + name
+            let (segment, _) = try loadSealed(id: id, path: path)
+            segment.tier = .restored
+            segment.expiresMs = Self.modificationMs(path).map { $0 + Int64(configuration.tiers.restoreExpirySeconds) * 1000 }
+            loaded.append(segment)
+        }
         for id in sealedIDs {
             let (segment, entries) = try loadSealed(id: id)
             loaded.append(segment)
@@ -72,8 +113,8 @@ extension EventStore {
         }
         loaded.sort { $0.id < $1.id }
 
-        // Check the chain between segments and seq continuity.
-        for i in 1..<max(loaded.count, 1) where i < loaded.count {
+        // Check the chain between consecutive segments.
+        for i in 1..<max(loaded.count, 1) where i < loaded.count && loaded[i].id == loaded[i - 1].id + 1 {
             let previous = loaded[i - 1], current = loaded[i]
             if current.header.previousLastSeq != previous.lastSeq || current.header.previousChainCRC != previous.chainCRC {
                 let report = CorruptionReport(
@@ -90,7 +131,7 @@ extension EventStore {
         if let active { for entry in active.eventEntries { table.insert(hash: entry.hash, seq: entry.seq) } }
         eventIDs = table
 
-        var last = max(loaded.last?.lastSeq ?? 0, active?.lastSeq ?? 0)
+        var last = max(loaded.map(\.lastSeq).max() ?? 0, active?.lastSeq ?? 0, coldCatalog.members.map(\.member.lastSeq).max() ?? 0)
         if let checkpoint, checkpoint.lastSeq > last {
             // Acknowledged events are missing (damage was found above): never reuse their seqs.
             logger.critical(
@@ -126,8 +167,8 @@ extension EventStore {
 
     /// Loads a sealed segment's header and footer indexes. A damaged footer is
     /// reported and the indexes are rebuilt by scanning the records.
-    func loadSealed(id: UInt64) throws(StoreError) -> (Segment, [(hash: UInt64, seq: UInt64)]) {
-        let path = hotDirectory + "/" + Segment.fileName(id: id, sealed: true)
+    func loadSealed(id: UInt64, path: String? = nil) throws(StoreError) -> (Segment, [(hash: UInt64, seq: UInt64)]) {
+        let path = path ?? hotDirectory + "/" + Segment.fileName(id: id, sealed: true)
         let fd = try io.open(path, flags: O_RDONLY, mode: 0)
         let size = try io.fileSize(fd)
         let headerBytes = try io.read(fd, count: SegmentFormat.headerSize, at: 0)
@@ -141,13 +182,13 @@ extension EventStore {
             logger.critical("sealed segment is damaged and will not be served: \(report)")
             let placeholder = SegmentHeader(segmentID: id, baseSeq: 0, createdMs: 0, previousLastSeq: 0, previousChainCRC: 0)
             let segment = Segment(
-                id: id, path: path, fd: fd, header: placeholder, isSealed: true, dataEnd: SegmentFormat.headerSize,
+                id: id, path: path, data: HotFile(io: io, fd: fd), header: placeholder, isSealed: true, dataEnd: SegmentFormat.headerSize,
                 fileSize: size)
             segment.damage.append(report)
             return (segment, [])
         }
         let segment = Segment(
-            id: id, path: path, fd: fd, header: header, isSealed: true, dataEnd: SegmentFormat.headerSize, fileSize: size)
+            id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: true, dataEnd: SegmentFormat.headerSize, fileSize: size)
         do throws(StoreError) {
             let entries = try loadFooter(segment, size: size)
             return (segment, entries)
@@ -322,7 +363,7 @@ extension EventStore {
             }
             return nil
         }
-        let segment = Segment(id: id, path: path, fd: fd, header: header, isSealed: false, dataEnd: SegmentFormat.headerSize, fileSize: size)
+        let segment = Segment(id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: false, dataEnd: SegmentFormat.headerSize, fileSize: size)
         segment.chainCRC = 0
         let scan = try scanRecords(segment, from: SegmentFormat.headerSize, to: size, expectedSeq: header.baseSeq)
         if scan.batchEnd < size {
@@ -368,5 +409,64 @@ extension FileOperations {
         let fd = try open(path, flags: O_RDONLY, mode: 0)
         defer { close(fd) }
         return try read(fd, count: try fileSize(fd), at: 0)
+    }
+}
+
+extension EventStore {
+    /// Reads every cold manifest, cuts what an interrupted move left after the
+    /// last listed member, and returns the ids of the archived segments.
+    func recoverColdCatalog() throws(StoreError) -> Set<UInt64> {
+        var catalog = ColdCatalog()
+        for name in try listDirectory(coldDirectory) where name.hasSuffix(".manifest") {
+            let day = String(name.dropLast(9))
+            let bytes = try io.readWhole(coldDirectory + "/" + name)
+            guard let archive = ColdArchive.decodeManifest(bytes) else {
+                let report = CorruptionReport(file: name, offset: nil, reason: "cold manifest checksum mismatch; its archive is not restorable until repaired")
+                damage.append(report)
+                logger.critical("\(report)")
+                continue
+            }
+            for (suffix, end) in [(".ltz", archive.archiveEnd), (".ids", archive.idsEnd)] {
+                let path = coldDirectory + "/" + day + suffix
+                let fd = try io.open(path, flags: O_RDWR | O_CREAT, mode: 0o644)
+                defer { io.close(fd) }
+                if try io.fileSize(fd) > end {
+                    try io.ftruncate(fd, length: end)
+                    try io.fdatasync(fd)
+                    logger.notice("cut the unfinished tail of a cold archive", metadata: ["file": "\(day)\(suffix)"])
+                }
+            }
+            catalog.archives[day] = archive
+        }
+        coldCatalog = catalog
+        return Set(catalog.members.map(\.member.segmentID))
+    }
+
+    /// The (event-id hash, seq) entries of every archived segment, checked against the manifests.
+    func coldEventEntries() throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {
+        var entries: [(hash: UInt64, seq: UInt64)] = []
+        for (day, archive) in stateLock.withLock({ coldCatalog.archives }) {
+            let path = coldDirectory + "/\(day).ids"
+            let bytes = try io.readWhole(path)
+            for member in archive.members {
+                let range = member.idsOffset..<(member.idsOffset + member.idsCount * 16)
+                guard range.upperBound <= bytes.count, CRC32C.checksum(Array(bytes[range])) == member.idsCRC else {
+                    let report = CorruptionReport(file: "\(day).ids", offset: member.idsOffset, reason: "event-id index of archived segment \(member.segmentID) is damaged; duplicates of its events are not detected")
+                    stateLock.withLock { if !damage.contains(report) { damage.append(report) } }
+                    logger.error("\(report)")
+                    continue
+                }
+                bytes.withUnsafeBytes { b in
+                    for i in 0..<member.idsCount { entries.append((b.u64(at: range.lowerBound + i * 16), b.u64(at: range.lowerBound + i * 16 + 8))) }
+                }
+            }
+        }
+        return entries
+    }
+
+    static func modificationMs(_ path: String) -> Int64? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
     }
 }

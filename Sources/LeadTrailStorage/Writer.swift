@@ -257,8 +257,12 @@ extension EventStore {
 
     /// Doubles the event-id table, reading the hashes of sealed segments from their footers.
     func growEventIDTable() {
+        // No segment changes tier while the table is rebuilt.
+        tierLock.lock()
+        defer { tierLock.unlock() }
         var table = EventIDTable(minimumCapacity: eventIDs.capacity)
-        for segment in segments {
+        for entry in (try? coldEventEntries()) ?? [] { table.insert(hash: entry.hash, seq: entry.seq) }
+        for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
             let entries: [(hash: UInt64, seq: UInt64)]
             if segment.isSealed {
                 guard let loaded = try? footerEventEntries(segment) else { continue }
@@ -272,8 +276,15 @@ extension EventStore {
     }
 
     func footerEventEntries(_ segment: Segment) throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {
-        let start = segment.dataEnd + segment.sparse.count * SegmentFormat.sparseEntrySize + Int(segment.count) * SegmentFormat.leadEntrySize
-        let bytes = try io.read(segment.fd, count: Int(segment.count) * SegmentFormat.eventEntrySize, at: start)
+        let sectionStart = segment.sparse.count * SegmentFormat.sparseEntrySize + Int(segment.count) * SegmentFormat.leadEntrySize
+        let length = Int(segment.count) * SegmentFormat.eventEntrySize
+        let bytes: [UInt8]
+        if let warm = segment.data as? WarmFile {
+            let footer = try readWarmFooter(fd: warm.fd, name: segment.fileName)
+            bytes = Array(footer.hotIndex[sectionStart..<min(footer.hotIndex.count, sectionStart + length)])
+        } else {
+            bytes = try io.read(segment.fd, count: length, at: segment.dataEnd + sectionStart)
+        }
         return bytes.withUnsafeBytes { b in
             stride(from: 0, to: b.count - 15, by: 16).map { (b.u64(at: $0), b.u64(at: $0 + 8)) }
         }
@@ -377,7 +388,7 @@ extension EventStore {
             throw error
         }
         let segment = Segment(
-            id: id, path: path, fd: fd, header: header, isSealed: false, dataEnd: SegmentFormat.headerSize,
+            id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: false, dataEnd: SegmentFormat.headerSize,
             fileSize: SegmentFormat.headerSize)
         stateLock.withLock { segments.append(segment) }
     }
