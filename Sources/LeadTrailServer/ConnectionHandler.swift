@@ -54,6 +54,10 @@ final class ResponseSlot {
     var stream: ScanStream?
     var logMetadata: Logger.Metadata = [:]
     var failed: ErrorCode?
+    /// Whether this is an append (reads queued after it wait for it: read-your-writes per connection).
+    var isAppend = false
+    /// A read waiting for the appends before it on the connection to be acknowledged.
+    var deferredStart: (() -> Void)?
 
     init(id: [UInt8]?, op: String) {
         self.id = id
@@ -66,6 +70,8 @@ final class ResponseSlot {
 ///
 /// Guarantees:
 /// - responses leave in request order, whatever order the work completes in;
+/// - a read starts only after every append sent before it on the same connection was
+///   acknowledged, so a connection reads its own writes;
 /// - at most `max_pipelined_requests` requests are in progress: beyond that, or while
 ///   the socket does not take our writes, the connection is not read (back-pressure);
 /// - a bad frame gets its error and the connection goes on, except `frame_too_large`,
@@ -226,6 +232,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         defer { inPump = false }
         repeat {
             pumpAgain = false
+            startDeferredReads()
             writeReadyResponses()
             takeRequests()
         } while pumpAgain && !closed
@@ -237,6 +244,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if shouldRead, readPending {
             readPending = false
             context.read()
+        }
+    }
+
+    /// Starts the reads that no unacknowledged append precedes any more.
+    private func startDeferredReads() {
+        for slot in pending {
+            if slot.isAppend, !slot.isComplete { return }
+            if let start = slot.deferredStart {
+                slot.deferredStart = nil
+                start()
+            }
         }
     }
 
@@ -336,6 +354,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .ping:
             complete(slot, body: ResponseEncoder.ok(id: slot.id))
         case .append(let events):
+            slot.isAppend = true
             slot.logMetadata["events"] = "\(events.count)"
             server.store.append(events) { result in
                 loop.execute {
@@ -354,25 +373,45 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 }
             }
         case .scan(let scan):
-            startScan(scan, slot: slot, access: access, loop: loop, bound: bound)
+            whenPriorAppendsAreDone(slot) {
+                bound.value.startScan(scan, slot: boundSlot.value, access: access, loop: loop, bound: bound)
+            }
         case .get, .timeline, .stats, .rotate, .verify:
-            let server = self.server
-            let id = slot.id
-            server.threadPool.runIfActive(eventLoop: loop) { () -> Result<([UInt8], Int), WireError> in
-                Self.runRead(request, id: id, access: access, server: server)
-            }.whenComplete { result in
-                let handler = bound.value
-                let slot = boundSlot.value
-                switch result {
-                case .success(.success(let (body, count))):
-                    handler.audit(operation, access: access, returned: count)
-                    handler.complete(slot, body: body)
-                case .success(.failure(let error)):
-                    handler.audit(operation, access: access, returned: 0)
-                    handler.complete(slot, error: error)
-                case .failure:
-                    handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
-                }
+            whenPriorAppendsAreDone(slot) {
+                bound.value.startRead(request, operation: operation, slot: boundSlot.value, access: access, loop: loop)
+            }
+        }
+    }
+
+    /// Runs `start` now, or once every append queued before `slot` is acknowledged.
+    private func whenPriorAppendsAreDone(_ slot: ResponseSlot, _ start: @escaping () -> Void) {
+        let blocked = pending.contains { $0 !== slot && $0.isAppend && !$0.isComplete }
+        if blocked {
+            slot.deferredStart = start
+        } else {
+            start()
+        }
+    }
+
+    private func startRead(_ request: Request, operation: Operation, slot: ResponseSlot, access: AccessContext, loop: EventLoop) {
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        let server = self.server
+        let id = slot.id
+        server.threadPool.runIfActive(eventLoop: loop) { () -> Result<([UInt8], Int), WireError> in
+            Self.runRead(request, id: id, access: access, server: server)
+        }.whenComplete { result in
+            let handler = bound.value
+            let slot = boundSlot.value
+            switch result {
+            case .success(.success(let (body, count))):
+                handler.audit(operation, access: access, returned: count)
+                handler.complete(slot, body: body)
+            case .success(.failure(let error)):
+                handler.audit(operation, access: access, returned: 0)
+                handler.complete(slot, error: error)
+            case .failure:
+                handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
             }
         }
     }
