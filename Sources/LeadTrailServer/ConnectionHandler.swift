@@ -97,7 +97,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var draining = false
     private var closed = false
     private var lastActivity = NIODeadline.now()
-    private var partialSince: NIODeadline?
     private var writesInFlight = 0
     private var lastWriteProgress = NIODeadline.now()
     private var timer: RepeatedTask?
@@ -152,9 +151,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let buffer = unwrapInboundIn(data)
         lastActivity = .now()
         decoder.append(buffer.readableBytesView)
-        if decoder.hasPartialFrame {
-            if partialSince == nil { partialSince = lastActivity }
-        }
         pump()
     }
 
@@ -200,7 +196,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard let context, !closed else { return }
         let now = NIODeadline.now()
         let stall = TimeAmount.seconds(Int64(server.configuration.stallTimeoutSeconds))
-        if decoder.hasPartialFrame, pending.isEmpty, let since = partialSince, now - since > stall {
+        if decoder.hasPartialFrame, pending.isEmpty, now - lastActivity > stall {
             logger.notice("client left a frame unfinished; closing", metadata: ["bytes.buffered": "\(decoder.bufferedByteCount)"])
             context.close(promise: nil)
         } else if writesInFlight > 0, now - lastWriteProgress > stall {
@@ -306,7 +302,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 complete(slot, error: error)
                 return
             }
-            partialSince = decoder.hasPartialFrame ? .now() : nil
             handle(frame)
         }
     }
@@ -542,12 +537,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
         complete(slot, body: ResponseEncoder.error(id: slot.id, error))
     }
 
+    /// Logs a finished request at debug level, or at info when it took more than a second.
     private func logCompletion(_ slot: ResponseSlot) {
-        guard logger.logLevel <= .debug else { return }
+        let elapsed = NIODeadline.now() - slot.started
+        let slow = elapsed > .seconds(1)
+        guard slow || logger.logLevel <= .debug else { return }
         var metadata = slot.logMetadata
         metadata["op"] = "\(slot.op)"
-        metadata["duration_ms"] = "\(Double((NIODeadline.now() - slot.started).nanoseconds) / 1_000_000)"
+        metadata["duration_ms"] = "\(Double(elapsed.nanoseconds) / 1_000_000)"
         if let failed = slot.failed { metadata["error.code"] = "\(failed.rawValue)" }
-        logger.debug("request done", metadata: metadata)
+        if slow {
+            logger.info("slow request", metadata: metadata)
+        } else {
+            logger.debug("request done", metadata: metadata)
+        }
     }
 }
