@@ -95,6 +95,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var inPump = false
     private var pumpAgain = false
     private var draining = false
+    private var closeRequested = false
     private var closed = false
     private var lastActivity = NIODeadline.now()
     private var writesInFlight = 0
@@ -207,7 +208,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             logger.debug("idle connection; closing")
             context.close(promise: nil)
         } else if draining, pending.isEmpty {
-            context.close(promise: nil)
+            closeAfterFlush()
         }
     }
 
@@ -234,12 +235,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
         } while pumpAgain && !closed
         guard let context, !closed else { return }
         if draining, pending.isEmpty {
-            context.close(promise: nil)
+            closeAfterFlush()
             return
         }
         if shouldRead, readPending {
             readPending = false
             context.read()
+        }
+    }
+
+    /// Closes the connection once everything written so far has left (once).
+    private func closeAfterFlush() {
+        guard let context, !closeRequested else { return }
+        closeRequested = true
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in
+            loopBoundContext.value.close(promise: nil)
         }
     }
 
@@ -266,8 +277,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             pending.removeFirst()
             logCompletion(head)
             if head.closeAfter {
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
                 draining = true
+                closeAfterFlush()
                 return
             }
         }
@@ -288,7 +299,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func takeRequests() {
-        guard access != nil, !draining, !closed else { return }
+        guard access != nil, !closed, !closeRequested else { return }
+        if draining {
+            refuseBufferedRequests()
+            return
+        }
         while pending.count < server.configuration.maxPipelinedRequests {
             let frame: [UInt8]
             do {
@@ -303,6 +318,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return
             }
             handle(frame)
+        }
+    }
+
+    /// While the daemon stops: requests already received but not started get `unavailable`.
+    private func refuseBufferedRequests() {
+        while let frame = try? decoder.next() {
+            let envelope = RequestEnvelope.parse(frame)
+            let slot = ResponseSlot(id: envelope.id, op: envelope.opName ?? "-")
+            pending.append(slot)
+            complete(slot, error: WireError(.unavailable, "the daemon is shutting down; nothing of this request was done"))
         }
     }
 
