@@ -365,13 +365,17 @@ import Testing
         // Wait until the daemon has at least started on them, then stop it.
         let first = try connection.receive()
         try LeadTrailConnection.check(first)
-        async let stopping: Void = daemon.stop()
-        var acknowledged = 50
-        while true {
-            guard let response = try? connection.receive() else { break }
-            if response["ok"] as? Bool == true { acknowledged += (response["results"] as? [Any])?.count ?? 0 }
+        let transfer = UnsafeSendable(connection)
+        async let reading: Int = onThread {
+            var acknowledged = 50
+            while true {
+                guard let response = try? transfer.value.receive() else { break }
+                if response["ok"] as? Bool == true { acknowledged += (response["results"] as? [Any])?.count ?? 0 }
+            }
+            return acknowledged
         }
-        await stopping
+        await daemon.stop()
+        let acknowledged = try await reading
         #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
         let store = try EventStore.open(StoreConfiguration(directory: daemon.dataDirectory))
         #expect(store.lastSeq >= UInt64(acknowledged))

@@ -127,3 +127,22 @@ final class FailingBackend: StoreBackend, @unchecked Sendable {
     func verify() -> VerifyReport { VerifyReport(segments: 0, records: 0, corrupt: [], warnings: []) }
     func close() {}
 }
+
+/// Runs blocking work on its own thread, so it never holds one of the few cooperative threads.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            do {
+                continuation.resume(returning: try body())
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+    }
+}
+
+/// Hands a non-Sendable value to exactly one other thread.
+struct UnsafeSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
