@@ -81,6 +81,14 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// `count` lowercase hexadecimal digits.
+    public mutating func hex(_ count: Int) -> String {
+        let alphabet = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for _ in 0..<count { out.append(alphabet[Int(next() & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// `count` decimal digits.
     public mutating func digits(_ count: Int) -> String {
         var out = ""
