@@ -24,6 +24,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
+    @Flag(name: .long, help: "Check the configuration, print the data directory and socket it gives, and exit.")
+    var checkConfig = false
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -33,15 +36,6 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "leadtrail")
-        logger.logLevel = level
-
         var settings: DaemonConfiguration
         do {
             settings = try DaemonConfiguration.load(path: config)
@@ -51,6 +45,20 @@ struct Serve: AsyncParsableCommand {
         if let dataDir { settings.dataDirectory = dataDir }
         if let socket { settings.socketPath = socket }
 
+        if checkConfig {
+            Output.standard.line("data directory  \(settings.dataDirectory)")
+            Output.standard.line("socket          \(settings.socketPath)")
+            return
+        }
+
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "leadtrail")
+        logger.logLevel = level
         do {
             try await Daemon.run(settings, logger: logger)
         } catch {
