@@ -136,14 +136,14 @@ public struct ScanHints: Sendable {
     /// Only records with timestamp in [fromMs, toMs).
     public var fromMs: Int64? = nil
     public var toMs: Int64? = nil
-    /// Only records of this lead (by hash; the caller still compares the id).
-    public var leadHash: UInt64? = nil
+    /// Only records of this lead, found through the lead indexes.
+    public var leadID: String? = nil
 
-    public init(afterSeq: UInt64 = 0, fromMs: Int64? = nil, toMs: Int64? = nil, leadHash: UInt64? = nil) {
+    public init(afterSeq: UInt64 = 0, fromMs: Int64? = nil, toMs: Int64? = nil, leadID: String? = nil) {
         self.afterSeq = afterSeq
         self.fromMs = fromMs
         self.toMs = toMs
-        self.leadHash = leadHash
+        self.leadID = leadID
     }
 }
 
@@ -192,6 +192,8 @@ public struct VerifyReport: Sendable {
     public var segments: Int
     public var records: UInt64
     public var corrupt: [CorruptionReport]
+    /// Findings that are not damage, such as a torn tail that the next start cuts off.
+    public var warnings: [String]
     public var isClean: Bool { corrupt.isEmpty }
 }
 

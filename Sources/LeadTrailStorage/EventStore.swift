@@ -1,0 +1,249 @@
+import Foundation
+import LeadTrailEvents
+import Logging
+
+/// The durable, checksummed, indexed event log of one data directory.
+///
+/// Guarantees:
+/// - An append is acknowledged (its completion called with success) only after
+///   its bytes are on stable storage (`fdatasync`), unless the store runs with
+///   ``Durability/relaxed``. Batches waiting at the same moment share one write
+///   and one sync (group commit).
+/// - A batch is stored whole or not at all, also across a crash.
+/// - `seq` starts at 1 and grows by one per stored event; an event id already
+///   stored is not stored again (the caller gets the original seq).
+/// - After a failed sync no append is ever acknowledged again (`unavailable`).
+/// - Readers see only acknowledged events, and never bytes that fail their CRC.
+/// - One process at a time: a second `open` of the same directory fails with `.locked`.
+public final class EventStore: @unchecked Sendable {
+    public let configuration: StoreConfiguration
+    let io: FileOperations
+    let logger: Logger
+    let hotDirectory: String
+    let quarantineDirectory: String
+    private let lockFD: Int32
+
+    // MARK: State shared with readers (guarded by `stateLock`)
+    let stateLock = ConditionLock()
+    var segments: [Segment] = []
+    var eventIDs = EventIDTable()
+    var committedLastSeq: UInt64 = 0
+    var damage: [CorruptionReport] = []
+    var quarantined: [String] = []
+    var fatalError_: StoreError? = nil
+    var observers: [@Sendable (UInt64) -> Void] = []
+    var counters = (batches: UInt64(0), syncs: UInt64(0))
+    var startupMilliseconds = 0
+
+    // MARK: Writer queue (guarded by `queueLock`)
+    let queueLock = ConditionLock()
+    var pending: [WriterCommand] = []
+    var pendingBytes = 0
+    var stopping = false
+    var writerFinished = false
+
+    // MARK: Writer-thread state (touched by the writer thread only, after open)
+    var nextSeq: UInt64 = 1
+    var dirtySinceSync = false
+    var lastSyncMonotonicMs: Int64 = 0
+    var lastCheckpointMonotonicMs: Int64 = 0
+    var lastCheckpoint: Checkpoint? = nil
+
+    enum WriterCommand {
+        case append([PreparedEvent], @Sendable (Result<[AppendResult], StoreError>) -> Void)
+        case rotate(@Sendable (Result<SealedSegment?, StoreError>) -> Void)
+    }
+
+    /// Opens (creating if needed) the store in `configuration.directory`, runs
+    /// recovery, and starts the writer. Returns when the store is ready to serve.
+    public static func open(
+        _ configuration: StoreConfiguration,
+        fileOperations: FileOperations = PosixFileOperations(),
+        logger: Logger = Logger(label: "leadtrail.storage")
+    ) throws(StoreError) -> EventStore {
+        let started = monotonicMilliseconds()
+        try validate(configuration)
+        try makeDirectory(configuration.directory)
+        let lockFD = try acquireLock(directory: configuration.directory)
+        let store = EventStore(configuration: configuration, io: fileOperations, logger: logger, lockFD: lockFD)
+        do throws(StoreError) {
+            try makeDirectory(store.hotDirectory)
+            try makeDirectory(store.quarantineDirectory)
+            try store.recover()
+        } catch {
+            store.closeFiles()
+            throw error
+        }
+        store.startupMilliseconds = Int(monotonicMilliseconds() - started)
+        store.startWriter()
+        logger.info(
+            "store open",
+            metadata: [
+                "data_dir": "\(configuration.directory)", "events": "\(store.eventCount)",
+                "last_seq": "\(store.lastSeq)", "segments": "\(store.segments.count)",
+                "startup_ms": "\(store.startupMilliseconds)", "durability": "\(configuration.durability.rawValue)",
+            ])
+        return store
+    }
+
+    init(configuration: StoreConfiguration, io: FileOperations, logger: Logger, lockFD: Int32) {
+        self.configuration = configuration
+        self.io = io
+        self.logger = logger
+        self.lockFD = lockFD
+        self.hotDirectory = configuration.directory + "/hot"
+        self.quarantineDirectory = configuration.directory + "/quarantine"
+    }
+
+    static func validate(_ configuration: StoreConfiguration) throws(StoreError) {
+        guard configuration.segmentMaxBytes >= 4096, configuration.segmentMaxBytes <= 2 << 30 else {
+            throw StoreError(.invalidArgument, "segment_max_bytes must be between 4096 and 2147483648")
+        }
+        guard configuration.segmentMaxAgeSeconds >= 1 else {
+            throw StoreError(.invalidArgument, "segment_max_age_seconds must be at least 1")
+        }
+        guard configuration.sparseIndexInterval >= 64 else {
+            throw StoreError(.invalidArgument, "sparse index interval must be at least 64 bytes")
+        }
+    }
+
+    static func acquireLock(directory: String) throws(StoreError) -> Int32 {
+        let path = directory + "/LOCK"
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw PosixFileOperations.failure("open", path) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let holder = (try? PosixFileOperations().read(fd, count: 32, at: 0)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            Glibc.close(fd)
+            let pid = holder.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw StoreError(
+                .locked,
+                "data directory \(directory) is in use by another leadtrail process\(pid.isEmpty ? "" : " (pid \(pid))")")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = Glibc.ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress, $0.count, 0) }
+        return fd
+    }
+
+    // MARK: - Appends
+
+    /// Appends a batch of validated events. `completion` runs on the writer thread
+    /// once the batch is durable (or refused); it must not block.
+    public func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void) {
+        guard !events.isEmpty else {
+            completion(.success([]))
+            return
+        }
+        let refused: StoreError? = queueLock.withLock {
+            if stopping { return StoreError(.unavailable, "the store is shutting down") }
+            pending.append(.append(events, completion))
+            pendingBytes += events.reduce(0) { $0 + $1.json.count }
+            queueLock.signalAll()
+            return nil
+        }
+        if let refused { completion(.failure(refused)) }
+    }
+
+    /// Appends a batch and waits for it to be durable.
+    public func append(_ events: [PreparedEvent]) async throws(StoreError) -> [AppendResult] {
+        let result: Result<[AppendResult], StoreError> = await withCheckedContinuation { continuation in
+            append(events) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Appends a batch and blocks the calling thread until it is durable (tests, tools).
+    public func appendAndWait(_ events: [PreparedEvent]) throws(StoreError) -> [AppendResult] {
+        let done = ConditionLock()
+        nonisolated(unsafe) var outcome: Result<[AppendResult], StoreError>? = nil
+        append(events) { result in
+            done.withLock {
+                outcome = result
+                done.signalAll()
+            }
+        }
+        return try done.withLock {
+            while outcome == nil { done.wait(seconds: 1) }
+            return outcome!
+        }.get()
+    }
+
+    /// Seals the active segment now and starts a new one. Returns nil when the active segment is empty.
+    public func rotate() throws(StoreError) -> SealedSegment? {
+        let done = ConditionLock()
+        nonisolated(unsafe) var outcome: Result<SealedSegment?, StoreError>? = nil
+        let refused: StoreError? = queueLock.withLock {
+            if stopping { return StoreError(.unavailable, "the store is shutting down") }
+            pending.append(.rotate({ result in
+                done.withLock {
+                    outcome = result
+                    done.signalAll()
+                }
+            }))
+            queueLock.signalAll()
+            return nil
+        }
+        if let refused { throw refused }
+        return try done.withLock {
+            while outcome == nil { done.wait(seconds: 1) }
+            return outcome!
+        }.get()
+    }
+
+    /// Registers a function called (on the writer thread) with the new last seq after every durable commit.
+    public func addCommitObserver(_ body: @escaping @Sendable (UInt64) -> Void) {
+        stateLock.withLock { observers.append(body) }
+    }
+
+    /// The highest acknowledged seq (0 when empty).
+    public var lastSeq: UInt64 { stateLock.withLock { committedLastSeq } }
+
+    var eventCount: UInt64 { stateLock.withLock { segments.reduce(0) { $0 + $1.count } } }
+
+    /// What the engine reports about itself.
+    public func stats() -> StoreStats {
+        stateLock.withLock {
+            let bytes = segments.reduce(UInt64(0)) { $0 + UInt64($1.isSealed ? $1.fileSize : $1.dataEnd) }
+            let events = segments.reduce(UInt64(0)) { $0 + $1.count }
+            let empty = StoreStats.Tier(segments: 0, events: 0, bytes: 0)
+            return StoreStats(
+                events: events, lastSeq: committedLastSeq, durability: configuration.durability,
+                hot: StoreStats.Tier(segments: segments.count, events: events, bytes: bytes), warm: empty, cold: empty,
+                activeSegmentID: segments.last?.id ?? 0,
+                corruptSegments: damage.map(\.description) + segments.flatMap { $0.damage.map(\.description) },
+                quarantinedFiles: quarantined, startupMilliseconds: startupMilliseconds,
+                appendBatches: counters.batches, syncs: counters.syncs)
+        }
+    }
+
+    /// Stops accepting appends, finishes and acknowledges the queued ones, syncs,
+    /// writes a checkpoint and releases the directory. Safe to call twice.
+    public func close() {
+        let alreadyStopping: Bool = queueLock.withLock {
+            let was = stopping
+            stopping = true
+            queueLock.signalAll()
+            return was
+        }
+        queueLock.withLock {
+            while !writerFinished { queueLock.wait(seconds: 0.1) }
+        }
+        if !alreadyStopping {
+            closeFiles()
+            logger.info("store closed", metadata: ["last_seq": "\(lastSeq)"])
+        }
+    }
+
+    func closeFiles() {
+        stateLock.withLock {
+            for segment in segments { io.close(segment.fd) }
+            segments = []
+        }
+        flock(lockFD, LOCK_UN)
+        Glibc.close(lockFD)
+    }
+
+    deinit {
+        // `close()` is the orderly path; this only guards against leaks in tests.
+    }
+}

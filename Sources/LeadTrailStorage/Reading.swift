@@ -1,0 +1,212 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LeadTrailEvents
+import Logging
+
+extension EventStore {
+    /// A consistent picture of the log for one reader: the segments and the last acknowledged seq.
+    func snapshot() -> (views: [SegmentView], lastSeq: UInt64) {
+        stateLock.withLock { (segments.map { $0.view() }, committedLastSeq) }
+    }
+
+    var reader: RecordReader { RecordReader(io: io) }
+
+    /// Reads the record with `seq` from the views (nil when absent or damaged).
+    func record(seq: UInt64, in views: [SegmentView]) throws(StoreError) -> (RecordHeader, [UInt8])? {
+        // Non-empty segments hold ascending, disjoint seq ranges.
+        let filled = views.filter { $0.count > 0 }
+        var low = 0, high = filled.count
+        while low < high {
+            let mid = (low + high) / 2
+            if filled[mid].firstSeq <= seq { low = mid + 1 } else { high = mid }
+        }
+        guard low > 0 else { return nil }
+        let view = filled[low - 1]
+        guard let run = view.sparseIndex(forSeq: seq) else { return nil }
+        var offset = Int(view.sparse[run].offset)
+        let end = view.dataEnd
+        while offset < end {
+            guard let (header, body) = try reader.readRecord(fd: view.fd, at: offset, limit: end) else {
+                noteReadDamage(view, offset: offset)
+                return nil
+            }
+            if header.seq == seq { return (header, body) }
+            if header.seq > seq { return nil }
+            offset += header.totalSize
+        }
+        return nil
+    }
+
+    func noteReadDamage(_ view: SegmentView, offset: Int) {
+        let report = CorruptionReport(file: view.fileName, offset: offset, reason: "record failed its checksum on read; not served")
+        stateLock.withLock {
+            guard let segment = segments.first(where: { $0.id == view.id }), !segment.damage.contains(report) else { return }
+            segment.damage.append(report)
+            logger.error("\(report)")
+        }
+    }
+
+    /// The seq of the stored event with this id, if any (writer thread: reads the table without the lock).
+    func storedSeq(ofEventID id: String, hash: UInt64) -> UInt64? {
+        var found: UInt64? = nil
+        let views = snapshot().views
+        let idBytes = Array(id.utf8)
+        eventIDs.candidates(hash: hash) { seq in
+            guard let (header, body) = try? record(seq: seq, in: views) else { return false }
+            let matches = body.withUnsafeBufferPointer { header.fields[.eventID].equals(idBytes, in: $0) }
+            if matches { found = seq }
+            return matches
+        }
+        return found
+    }
+
+    /// The stored event with this id, or nil.
+    public func event(withID id: String) throws(StoreError) -> StoredEvent? {
+        let hash = StableHash.hash64(id.utf8)
+        let (views, _) = snapshot()
+        let candidates: [UInt64] = stateLock.withLock {
+            var seqs: [UInt64] = []
+            eventIDs.candidates(hash: hash) { seqs.append($0); return false }
+            return seqs
+        }
+        let idBytes = Array(id.utf8)
+        for seq in candidates {
+            guard let (header, body) = try record(seq: seq, in: views) else { continue }
+            if body.withUnsafeBufferPointer({ header.fields[.eventID].equals(idBytes, in: $0) }) {
+                return StoredEvent(seq: header.seq, timestampMs: header.timestampMs, body: body, fields: header.fields)
+            }
+        }
+        return nil
+    }
+
+    /// The stored event with this seq, or nil.
+    public func event(seq: UInt64) throws(StoreError) -> StoredEvent? {
+        let (views, _) = snapshot()
+        guard let (header, body) = try record(seq: seq, in: views) else { return nil }
+        return StoredEvent(seq: header.seq, timestampMs: header.timestampMs, body: body, fields: header.fields)
+    }
+
+    /// Every readable event of one lead, in seq order, found through the lead indexes.
+    public func events(forLead leadID: String) throws(StoreError) -> [StoredEvent] {
+        var result: [StoredEvent] = []
+        try scanLead(leadID, hints: ScanHints()) { view in
+            result.append(view.copy())
+            return true
+        }
+        return result
+    }
+
+    /// Visits the events of one lead in seq order; returns false when the visitor stopped.
+    @discardableResult
+    func scanLead(_ leadID: String, hints: ScanHints, _ visitor: (RecordView) throws -> Bool) throws(StoreError) -> Bool {
+        let leadBytes = Array(leadID.utf8)
+        let hash32 = UInt32(truncatingIfNeeded: StableHash.hash64(leadBytes))
+        let (views, _) = snapshot()
+        for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
+            if let from = hints.fromMs, view.maxTs < from { continue }
+            if let to = hints.toMs, view.minTs >= to { continue }
+            for offset in view.offsets(forLeadHash: hash32) {
+                guard let (header, body) = try reader.readRecord(fd: view.fd, at: offset, limit: view.dataEnd) else {
+                    noteReadDamage(view, offset: offset)
+                    continue
+                }
+                guard header.seq > hints.afterSeq else { continue }
+                if let from = hints.fromMs, header.timestampMs < from { continue }
+                if let to = hints.toMs, header.timestampMs >= to { continue }
+                let keep = try body.withUnsafeBufferPointer { (b) throws(StoreError) -> Bool in
+                    guard header.fields[.leadID].equals(leadBytes, in: b) else { return true }
+                    let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: b)
+                    return try storeErrors { try visitor(record) }
+                }
+                if !keep { return false }
+            }
+        }
+        return true
+    }
+
+    /// Visits acknowledged records in seq order, skipping whole segments and
+    /// index runs that the hints rule out. The visitor returns false to stop.
+    ///
+    /// Returns the highest seq examined: the seq of the last visited record when
+    /// stopped early, else the last seq of the log at the start of the scan.
+    @discardableResult
+    public func scan(_ hints: ScanHints, _ visitor: (RecordView) throws -> Bool) throws -> UInt64 {
+        let (views, lastSeq) = snapshot()
+        if let leadID = hints.leadID {
+            var lastVisited = hints.afterSeq
+            let completed = try scanLead(leadID, hints: hints) { record in
+                lastVisited = record.seq
+                return try visitor(record)
+            }
+            return completed ? max(lastSeq, hints.afterSeq) : lastVisited
+        }
+        for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
+            if let from = hints.fromMs, view.maxTs < from { continue }
+            if let to = hints.toMs, view.minTs >= to { continue }
+            // The byte ranges of the index runs worth reading, adjacent runs merged.
+            var ranges: [Range<Int>] = []
+            let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
+            for i in firstRun..<view.sparse.count {
+                let entry = view.sparse[i]
+                if let from = hints.fromMs, entry.maxTs < from { continue }
+                if let to = hints.toMs, entry.minTs >= to { continue }
+                let range = Int(entry.offset)..<view.runEnd(i)
+                if let last = ranges.last, last.upperBound == range.lowerBound {
+                    ranges[ranges.count - 1] = last.lowerBound..<range.upperBound
+                } else {
+                    ranges.append(range)
+                }
+            }
+            for range in ranges {
+                let stopped = try scanRange(view, range, hints: hints, visitor)
+                if let stopped { return stopped }
+            }
+        }
+        return max(lastSeq, hints.afterSeq)
+    }
+
+    /// Visits the records in one byte range of a segment; returns the seq where the visitor stopped, if it did.
+    func scanRange(_ view: SegmentView, _ range: Range<Int>, hints: ScanHints, _ visitor: (RecordView) throws -> Bool) throws -> UInt64? {
+        var offset = range.lowerBound
+        var chunk: [UInt8] = []
+        var chunkStart = offset
+        while offset < range.upperBound {
+            if chunk.isEmpty || offset + SegmentFormat.recordHeaderSize > chunkStart + chunk.count {
+                chunkStart = offset
+                chunk = try io.read(view.fd, count: min(1 << 20, range.upperBound - offset), at: offset)
+            }
+            var decoded = chunk.withUnsafeBytes { RecordReader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...]), at: offset) }
+            if case .success(nil) = decoded, chunk.count - (offset - chunkStart) >= SegmentFormat.recordHeaderSize {
+                let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
+                guard offset + total <= range.upperBound else {
+                    noteReadDamage(view, offset: offset)
+                    return nil
+                }
+                chunkStart = offset
+                chunk = try io.read(view.fd, count: max(total, min(1 << 20, range.upperBound - offset)), at: offset)
+                decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
+            }
+            guard case .success(let pair?) = decoded else {
+                // The length cannot be trusted after damage: resume at the next index run, a known record boundary.
+                noteReadDamage(view, offset: offset)
+                guard let run = view.sparse.firstIndex(where: { Int($0.offset) > offset }) else { return nil }
+                offset = Int(view.sparse[run].offset)
+                chunk = []
+                continue
+            }
+            let (header, total) = pair
+            let start = offset - chunkStart
+            offset += total
+            if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
+            if let from = hints.fromMs, header.timestampMs < from { continue }
+            if let to = hints.toMs, header.timestampMs >= to { continue }
+            let keepGoing = try chunk.withUnsafeBufferPointer { all in
+                let body = UnsafeBufferPointer(rebasing: all[(start + SegmentFormat.recordHeaderSize)..<(start + total)])
+                return try visitor(RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body))
+            }
+            if !keepGoing { return header.seq }
+        }
+        return nil
+    }
+}

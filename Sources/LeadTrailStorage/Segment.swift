@@ -1,0 +1,189 @@
+import LeadTrailEvents
+
+/// One segment file and what the engine knows about it in memory.
+///
+/// Sealed segments are immutable: their indexes come from the footer. The one
+/// active segment is appended to by the writer thread only; readers see its
+/// records up to `dataEnd`, which moves only after a batch is durable.
+final class Segment: @unchecked Sendable {
+    let id: UInt64
+    var path: String
+    let fd: Int32
+    let header: SegmentHeader
+    var isSealed: Bool
+
+    /// End of the last committed record (readers never look beyond it).
+    var dataEnd: Int
+    var count: UInt64 = 0
+    var firstSeq: UInt64 = 0
+    var lastSeq: UInt64 = 0
+    var minTs: Int64 = .max
+    var maxTs: Int64 = .min
+    /// CRC32C of every record byte in order; chained into the next segment's header.
+    var chainCRC: UInt32 = 0
+    var sparse: [SparseEntry] = []
+    /// `leadHash32 << 32 | offset`, sorted once sealed, in append order while active.
+    var leadEntries: [UInt64] = []
+    /// (event-id hash, seq) of the active segment's records; written to the footer at seal time.
+    var eventEntries: [(hash: UInt64, seq: UInt64)] = []
+    /// Bytes since the last sparse-index entry began.
+    var bytesSinceSparse = 0
+    /// When the active segment received its first record (monotonic ms), for age-based sealing.
+    var firstRecordMonotonicMs: Int64? = nil
+    /// Damage found in this segment at startup or by reads.
+    var damage: [CorruptionReport] = []
+    /// Total file size on disk (records and footer).
+    var fileSize: Int
+
+    init(id: UInt64, path: String, fd: Int32, header: SegmentHeader, isSealed: Bool, dataEnd: Int, fileSize: Int) {
+        self.id = id
+        self.path = path
+        self.fd = fd
+        self.header = header
+        self.isSealed = isSealed
+        self.dataEnd = dataEnd
+        self.fileSize = fileSize
+    }
+
+    var fileName: String { String(path.split(separator: "/").last ?? "") }
+
+    static func fileName(id: UInt64, sealed: Bool) -> String {
+        let hex = String(id, radix: 16)
+        return String(repeating: "0", count: max(0, 16 - hex.count)) + hex + (sealed ? ".seg" : ".open")
+    }
+
+    /// Records one committed record in the in-memory indexes.
+    func noteRecord(seq: UInt64, timestampMs: Int64, leadHash: UInt32, eventIDHash: UInt64, offset: Int, size: Int, sparseInterval: Int) {
+        if count == 0 { firstSeq = seq }
+        count += 1
+        lastSeq = seq
+        minTs = min(minTs, timestampMs)
+        maxTs = max(maxTs, timestampMs)
+        if sparse.isEmpty || bytesSinceSparse >= sparseInterval {
+            sparse.append(SparseEntry(firstSeq: seq, offset: UInt64(offset), minTs: timestampMs, maxTs: timestampMs))
+            bytesSinceSparse = 0
+        } else {
+            let last = sparse.count - 1
+            sparse[last].minTs = min(sparse[last].minTs, timestampMs)
+            sparse[last].maxTs = max(sparse[last].maxTs, timestampMs)
+        }
+        bytesSinceSparse += size
+        leadEntries.append(UInt64(leadHash) << 32 | UInt64(offset))
+        eventEntries.append((eventIDHash, seq))
+    }
+
+    /// A value snapshot for readers.
+    func view() -> SegmentView {
+        SegmentView(
+            id: id, fd: fd, isSealed: isSealed, dataEnd: dataEnd, count: count, firstSeq: firstSeq, lastSeq: lastSeq,
+            minTs: minTs, maxTs: maxTs, sparse: sparse, leadEntries: leadEntries, fileName: fileName)
+    }
+}
+
+/// A reader's consistent picture of one segment: it never changes under the reader.
+struct SegmentView: Sendable {
+    var id: UInt64
+    var fd: Int32
+    var isSealed: Bool
+    var dataEnd: Int
+    var count: UInt64
+    var firstSeq: UInt64
+    var lastSeq: UInt64
+    var minTs: Int64
+    var maxTs: Int64
+    var sparse: [SparseEntry]
+    var leadEntries: [UInt64]
+    var fileName: String
+
+    /// Offsets of the records whose lead hash matches, in file (and so seq) order.
+    func offsets(forLeadHash hash: UInt32) -> [Int] {
+        let key = UInt64(hash) << 32
+        if isSealed {
+            // Binary search for the first entry >= key.
+            var low = 0, high = leadEntries.count
+            while low < high {
+                let mid = (low + high) / 2
+                if leadEntries[mid] < key { low = mid + 1 } else { high = mid }
+            }
+            var result: [Int] = []
+            while low < leadEntries.count, leadEntries[low] >> 32 == UInt64(hash) {
+                result.append(Int(leadEntries[low] & 0xFFFF_FFFF))
+                low += 1
+            }
+            return result
+        }
+        return leadEntries.compactMap { $0 >> 32 == UInt64(hash) ? Int($0 & 0xFFFF_FFFF) : nil }
+    }
+
+    /// The index of the sparse entry whose run holds `seq`.
+    func sparseIndex(forSeq seq: UInt64) -> Int? {
+        guard !sparse.isEmpty, seq >= firstSeq, seq <= lastSeq else { return nil }
+        var low = 0, high = sparse.count
+        while low < high {
+            let mid = (low + high) / 2
+            if sparse[mid].firstSeq <= seq { low = mid + 1 } else { high = mid }
+        }
+        return low - 1
+    }
+
+    /// Where the run of sparse entry `i` ends.
+    func runEnd(_ i: Int) -> Int {
+        i + 1 < sparse.count ? Int(sparse[i + 1].offset) : dataEnd
+    }
+}
+
+/// Reads and checks records from a segment file.
+struct RecordReader {
+    let io: FileOperations
+
+    enum ReadFailure: Error {
+        case corrupt(offset: Int, reason: String)
+    }
+
+    /// Checks and decodes the record at the start of `bytes` (which holds at least its header);
+    /// returns nil when more bytes are needed to hold the whole record.
+    static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, maxPayload: Int = SegmentFormat.maximumPayload)
+        -> Result<(RecordHeader, Int)?, ReadFailure>
+    {
+        guard bytes.count >= SegmentFormat.recordHeaderSize else { return .success(nil) }
+        let header = RecordHeader.decode(bytes)
+        guard header.payloadLength <= maxPayload else {
+            return .failure(.corrupt(offset: offset, reason: "record length \(header.payloadLength) exceeds the maximum"))
+        }
+        let total = header.totalSize
+        guard bytes.count >= total else { return .success(nil) }
+        guard RecordHeader.checksumMatches(bytes, totalSize: total) else {
+            return .failure(.corrupt(offset: offset, reason: "record checksum mismatch"))
+        }
+        guard header.kind == SegmentFormat.kindEvent || header.kind >= 0x80 else {
+            return .failure(.corrupt(offset: offset, reason: "unknown record kind \(header.kind)"))
+        }
+        guard header.kind >= 0x80 || header.fieldsAreConsistent() else {
+            return .failure(.corrupt(offset: offset, reason: "record field references are inconsistent"))
+        }
+        return .success((header, total))
+    }
+
+    /// Reads the whole record at `offset` (bounded by `limit`) and checks its CRC.
+    func readRecord(fd: Int32, at offset: Int, limit: Int) throws(StoreError) -> (RecordHeader, [UInt8])? {
+        let guess = min(2048, limit - offset)
+        guard guess >= SegmentFormat.recordHeaderSize else { return nil }
+        var bytes = try io.read(fd, count: guess, at: offset)
+        var decoded = bytes.withUnsafeBytes { Self.decode($0, at: offset) }
+        if case .success(nil) = decoded, bytes.count >= SegmentFormat.recordHeaderSize {
+            let total = bytes.withUnsafeBytes { RecordHeader.decode($0).totalSize }
+            guard offset + total <= limit else { return nil }
+            bytes = try io.read(fd, count: total, at: offset)
+            decoded = bytes.withUnsafeBytes { Self.decode($0, at: offset) }
+        }
+        switch decoded {
+        case .success(let pair?):
+            let (header, total) = pair
+            return (header, Array(bytes[SegmentFormat.recordHeaderSize..<total]))
+        case .success(nil):
+            return nil
+        case .failure:
+            return nil
+        }
+    }
+}

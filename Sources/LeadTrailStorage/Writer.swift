@@ -1,0 +1,369 @@
+import Foundation
+import LeadTrailEvents
+import Logging
+
+extension EventStore {
+    /// Largest amount of event bytes committed in one group (one write, one sync).
+    static let maximumGroupBytes = 32 << 20
+
+    func startWriter() {
+        let thread = Thread { [self] in self.writerLoop() }
+        thread.name = "leadtrail-writer"
+        thread.qualityOfService = .userInitiated
+        thread.start()
+    }
+
+    /// The writer thread: owns the active segment, commits every batch waiting at
+    /// each moment with one write and one `fdatasync`, seals and rolls segments.
+    func writerLoop() {
+        while true {
+            var commands: [WriterCommand] = []
+            let finishing: Bool = queueLock.withLock {
+                if pending.isEmpty && !stopping { queueLock.wait(seconds: 0.2) }
+                // Take every waiting command, up to the group size limit.
+                var bytes = 0
+                var taken = 0
+                for command in pending {
+                    if case .append(let events, _) = command {
+                        let size = events.reduce(0) { $0 + $1.json.count }
+                        if taken > 0 && bytes + size > Self.maximumGroupBytes { break }
+                        bytes += size
+                    }
+                    taken += 1
+                }
+                commands = Array(pending.prefix(taken))
+                pending.removeFirst(taken)
+                pendingBytes -= bytes
+                return stopping && pending.isEmpty
+            }
+            var group: [(events: [PreparedEvent], completion: @Sendable (Result<[AppendResult], StoreError>) -> Void)] = []
+            for command in commands {
+                switch command {
+                case .append(let events, let completion):
+                    group.append((events, completion))
+                case .rotate(let completion):
+                    if !group.isEmpty {
+                        commitGroup(group)
+                        group = []
+                    }
+                    completion(rotateNow())
+                }
+            }
+            if !group.isEmpty { commitGroup(group) }
+            maintenance()
+            if finishing {
+                finalSync()
+                queueLock.withLock {
+                    writerFinished = true
+                    queueLock.signalAll()
+                }
+                return
+            }
+        }
+    }
+
+    var active: Segment {
+        // There is always an active segment after recovery.
+        segments[segments.count - 1]
+    }
+
+    /// Age-based sealing, relaxed-mode syncs and checkpoints.
+    func maintenance() {
+        guard fatalError_ == nil else { return }
+        let now = monotonicMilliseconds()
+        if let first = active.firstRecordMonotonicMs, now - first >= Int64(configuration.segmentMaxAgeSeconds) * 1000 {
+            do throws(StoreError) {
+                _ = try rotateSegment()
+            } catch {
+                logger.error("could not seal the active segment by age", metadata: ["error": "\(error)"])
+            }
+        }
+        if dirtySinceSync && now - lastSyncMonotonicMs >= 1000 {
+            do throws(StoreError) {
+                try io.fdatasync(active.fd)
+                stateLock.withLock { counters.syncs += 1 }
+                dirtySinceSync = false
+                lastSyncMonotonicMs = now
+            } catch {
+                fail(StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged"))
+            }
+        }
+        if !dirtySinceSync && now - lastCheckpointMonotonicMs >= 1000 {
+            try? writeCheckpoint(force: false)
+        }
+    }
+
+    func finalSync() {
+        guard fatalError_ == nil, !segments.isEmpty else { return }
+        if dirtySinceSync {
+            do throws(StoreError) {
+                try io.fdatasync(active.fd)
+                dirtySinceSync = false
+            } catch {
+                fail(StoreError(.unavailable, "final sync failed: \(error.message)"))
+                return
+            }
+        }
+        try? writeCheckpoint(force: true)
+    }
+
+    /// Enters the failed state: nothing is acknowledged from now on.
+    func fail(_ error: StoreError) {
+        logger.critical("storage failed; appends are refused until restart", metadata: ["error": "\(error.message)"])
+        stateLock.withLock { fatalError_ = error }
+    }
+
+    /// Writes the checkpoint (durable position) when it moved, at most once a second unless forced.
+    func writeCheckpoint(force: Bool) throws(StoreError) {
+        guard !segments.isEmpty else { return }
+        let checkpoint = Checkpoint(segmentID: active.id, durableOffset: UInt64(active.dataEnd), lastSeq: committedLastSeq)
+        guard force || checkpoint != lastCheckpoint else { return }
+        try io.writeAtomically(checkpoint.encode(), to: configuration.directory + "/checkpoint", directory: configuration.directory)
+        lastCheckpoint = checkpoint
+        lastCheckpointMonotonicMs = monotonicMilliseconds()
+    }
+
+    struct EncodedRecord {
+        var offsetInBuffer: Int
+        var size: Int
+        var seq: UInt64
+        var timestampMs: Int64
+        var leadHash: UInt32
+        var eventIDHash: UInt64
+    }
+
+    /// Commits a group of batches: dedupe, assign seqs, one write, one sync, then publish and acknowledge.
+    func commitGroup(_ group: [(events: [PreparedEvent], completion: @Sendable (Result<[AppendResult], StoreError>) -> Void)]) {
+        if let failure = stateLock.withLock({ fatalError_ }) {
+            for batch in group { batch.completion(.failure(failure)) }
+            return
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(group.reduce(0) { $0 + $1.events.reduce(0) { $0 + $1.json.count + SegmentFormat.recordHeaderSize } })
+        var records: [EncodedRecord] = []
+        var results: [[AppendResult]] = []
+        var groupIDs: [UInt64: [(id: String, seq: UInt64)]] = [:]
+        var seq = nextSeq
+
+        for batch in group {
+            // First decide which events are new, so the last new one can carry the batch-end flag.
+            var batchResults: [AppendResult] = []
+            var isNew: [Bool] = []
+            for event in batch.events {
+                var original: UInt64? = nil
+                if !event.eventIDAssigned {
+                    original = groupIDs[event.eventIDHash]?.first(where: { $0.id == event.eventID })?.seq
+                    if original == nil { original = storedSeq(ofEventID: event.eventID, hash: event.eventIDHash) }
+                }
+                if let original {
+                    batchResults.append(AppendResult(seq: original, eventID: event.eventID, duplicate: true))
+                    isNew.append(false)
+                } else {
+                    batchResults.append(AppendResult(seq: seq, eventID: event.eventID, duplicate: false))
+                    groupIDs[event.eventIDHash, default: []].append((event.eventID, seq))
+                    isNew.append(true)
+                    seq += 1
+                }
+            }
+            let lastNew = isNew.lastIndex(of: true)
+            for (i, event) in batch.events.enumerated() where isNew[i] {
+                let start = buffer.count
+                let leadHash = UInt32(truncatingIfNeeded: event.leadHash)
+                RecordHeader.append(
+                    seq: batchResults[i].seq, timestampMs: event.timestampMs, leadHash: leadHash,
+                    flags: i == lastNew ? SegmentFormat.flagBatchEnd : 0, fields: event.fields, payload: event.json, to: &buffer)
+                records.append(EncodedRecord(
+                    offsetInBuffer: start, size: buffer.count - start, seq: batchResults[i].seq,
+                    timestampMs: event.timestampMs, leadHash: leadHash, eventIDHash: event.eventIDHash))
+            }
+            results.append(batchResults)
+        }
+
+        if !buffer.isEmpty {
+            do throws(StoreError) {
+                try writeAndSync(buffer, records: records)
+            } catch {
+                for batch in group { batch.completion(.failure(error)) }
+                return
+            }
+            nextSeq = seq
+        }
+        let observersNow = stateLock.withLock {
+            counters.batches += UInt64(group.count)
+            return observers
+        }
+        for (i, batch) in group.enumerated() { batch.completion(.success(results[i])) }
+        if !buffer.isEmpty {
+            let last = seq - 1
+            for observer in observersNow { observer(last) }
+        }
+    }
+
+    /// Writes one group's bytes to the active segment (rolling first if it is full), syncs, and publishes them.
+    func writeAndSync(_ buffer: [UInt8], records: [EncodedRecord]) throws(StoreError) {
+        let segment0 = active
+        if segment0.count > 0 && segment0.dataEnd + buffer.count > configuration.segmentMaxBytes {
+            _ = try rotateSegment()
+        }
+        let segment = active
+        let writeOffset = segment.dataEnd
+        do throws(StoreError) {
+            try io.write(segment.fd, buffer, at: writeOffset)
+        } catch {
+            // Nothing of the group may stay behind: cut the file back to where it was.
+            do throws(StoreError) {
+                try io.ftruncate(segment.fd, length: writeOffset)
+            } catch let truncateError {
+                fail(StoreError(.unavailable, "could not undo a failed write (\(truncateError.message))"))
+            }
+            logger.error("append write failed; nothing of the group was stored", metadata: ["error": "\(error.message)"])
+            throw StoreError(.unavailable, "nothing was stored: \(error.message)")
+        }
+        if configuration.durability == .fsync {
+            do throws(StoreError) {
+                try io.fdatasync(segment.fd)
+            } catch {
+                let failure = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
+                fail(failure)
+                throw failure
+            }
+            lastSyncMonotonicMs = monotonicMilliseconds()
+        } else {
+            dirtySinceSync = true
+        }
+        let chain = CRC32C.checksum(buffer, extending: segment.chainCRC)
+        stateLock.withLock {
+            if configuration.durability == .fsync { counters.syncs += 1 }
+            for record in records {
+                segment.noteRecord(
+                    seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash,
+                    eventIDHash: record.eventIDHash, offset: writeOffset + record.offsetInBuffer, size: record.size,
+                    sparseInterval: configuration.sparseIndexInterval)
+                eventIDs.insert(hash: record.eventIDHash, seq: record.seq)
+            }
+            segment.chainCRC = chain
+            segment.dataEnd = writeOffset + buffer.count
+            segment.fileSize = segment.dataEnd
+            committedLastSeq = records.last?.seq ?? committedLastSeq
+        }
+        if segment.firstRecordMonotonicMs == nil { segment.firstRecordMonotonicMs = monotonicMilliseconds() }
+        if eventIDs.needsGrowth { growEventIDTable() }
+    }
+
+    /// Doubles the event-id table, reading the hashes of sealed segments from their footers.
+    func growEventIDTable() {
+        var table = EventIDTable(minimumCapacity: eventIDs.capacity)
+        for segment in segments {
+            let entries: [(hash: UInt64, seq: UInt64)]
+            if segment.isSealed {
+                guard let loaded = try? footerEventEntries(segment) else { continue }
+                entries = loaded
+            } else {
+                entries = segment.eventEntries
+            }
+            for entry in entries { table.insert(hash: entry.hash, seq: entry.seq) }
+        }
+        stateLock.withLock { eventIDs = table }
+    }
+
+    func footerEventEntries(_ segment: Segment) throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {
+        let start = segment.dataEnd + segment.sparse.count * SegmentFormat.sparseEntrySize + Int(segment.count) * SegmentFormat.leadEntrySize
+        let bytes = try io.read(segment.fd, count: Int(segment.count) * SegmentFormat.eventEntrySize, at: start)
+        return bytes.withUnsafeBytes { b in
+            stride(from: 0, to: b.count - 15, by: 16).map { (b.u64(at: $0), b.u64(at: $0 + 8)) }
+        }
+    }
+
+    func rotateNow() -> Result<SealedSegment?, StoreError> {
+        if let failure = stateLock.withLock({ fatalError_ }) { return .failure(failure) }
+        do throws(StoreError) {
+            return .success(try rotateSegment())
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Seals the active segment (if it holds records) and starts a new one.
+    func rotateSegment() throws(StoreError) -> SealedSegment? {
+        let segment = active
+        guard segment.count > 0 else { return nil }
+        if dirtySinceSync {
+            try io.fdatasync(segment.fd)
+            dirtySinceSync = false
+        }
+        try seal(segment)
+        try createActiveSegment()
+        return SealedSegment(segmentID: segment.id, firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, events: segment.count)
+    }
+
+    /// Writes the footer (indexes and trailer), syncs, renames `.open` to `.seg`, syncs the directory.
+    func seal(_ segment: Segment) throws(StoreError) {
+        let leadSorted = segment.leadEntries.sorted()
+        let eventSorted = segment.eventEntries.sorted { $0.hash < $1.hash || ($0.hash == $1.hash && $0.seq < $1.seq) }
+        var w = ByteWriter(capacity: segment.sparse.count * 32 + leadSorted.count * 8 + eventSorted.count * 16 + 80)
+        for entry in segment.sparse {
+            w.u64(entry.firstSeq)
+            w.u64(entry.offset)
+            w.i64(entry.minTs)
+            w.i64(entry.maxTs)
+        }
+        for entry in leadSorted { w.u64(entry) }
+        for entry in eventSorted {
+            w.u64(entry.hash)
+            w.u64(entry.seq)
+        }
+        let indexCRC = CRC32C.mask(CRC32C.checksum(w.bytes))
+        let trailer = SegmentTrailer(
+            recordCount: segment.count, firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, minTs: segment.minTs,
+            maxTs: segment.maxTs, dataEnd: UInt64(segment.dataEnd), sparseCount: UInt32(segment.sparse.count),
+            indexCRC: indexCRC, dataCRC: segment.chainCRC)
+        w.raw(trailer.encode())
+        do throws(StoreError) {
+            try io.write(segment.fd, w.bytes, at: segment.dataEnd)
+            try io.fdatasync(segment.fd)
+        } catch {
+            try? io.ftruncate(segment.fd, length: segment.dataEnd)
+            throw error
+        }
+        let sealedPath = hotDirectory + "/" + Segment.fileName(id: segment.id, sealed: true)
+        try io.rename(segment.path, sealedPath)
+        try io.syncDirectory(hotDirectory)
+        stateLock.withLock {
+            segment.path = sealedPath
+            segment.isSealed = true
+            segment.leadEntries = leadSorted
+            segment.eventEntries = []
+            segment.fileSize = segment.dataEnd + w.bytes.count
+        }
+        logger.info(
+            "sealed segment",
+            metadata: [
+                "segment.id": "\(segment.id)", "seq.first": "\(segment.firstSeq)", "seq.last": "\(segment.lastSeq)",
+                "events": "\(segment.count)", "bytes": "\(segment.fileSize)",
+            ])
+    }
+
+    /// Creates the next active segment: header written and synced, directory synced.
+    func createActiveSegment() throws(StoreError) {
+        let previous = segments.last
+        let id = (segments.map(\.id).max() ?? 0) + 1
+        let path = hotDirectory + "/" + Segment.fileName(id: id, sealed: false)
+        let header = SegmentHeader(
+            segmentID: id, baseSeq: nextSeq, createdMs: Timestamp.now(), previousLastSeq: previous?.lastSeq ?? 0,
+            previousChainCRC: previous?.chainCRC ?? 0)
+        let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+        do throws(StoreError) {
+            try io.write(fd, header.encode(), at: 0)
+            try io.fdatasync(fd)
+            try io.syncDirectory(hotDirectory)
+        } catch {
+            io.close(fd)
+            try? io.unlink(path)
+            throw error
+        }
+        let segment = Segment(
+            id: id, path: path, fd: fd, header: header, isSealed: false, dataEnd: SegmentFormat.headerSize,
+            fileSize: SegmentFormat.headerSize)
+        stateLock.withLock { segments.append(segment) }
+    }
+}
