@@ -12,7 +12,7 @@ public struct GeneratorOptions: Sendable, Equatable {
     public var meanArrivalMs: Double
 
     /// The default start used when none is given, so output never depends on the clock.
-    public static let defaultStart = "2026-11-27T09:00:00.000Z"
+    public static let defaultStart = "2026-11-23T09:00:00.000Z"
 
     public init(leads: Int, seed: UInt64 = 1, startMs: Int64, meanArrivalMs: Double = 4000) {
         self.leads = leads
@@ -357,9 +357,9 @@ struct LeadSimulation {
 
     mutating func emit(
         _ type: String, entity: String, step: String, outcome: String, duration: Int? = nil,
-        metadata: (inout JSONObjectWriter) -> Void
+        metadata: (inout OrderedJSONWriter) -> Void
     ) {
-        var w = JSONObjectWriter(reserving: 1600)
+        var w = OrderedJSONWriter(reserving: 1600)
         w.string("event_id", EventID.generate(using: &rng))
         w.string("type", type)
         w.string("timestamp", Timestamp.format(now))
@@ -380,7 +380,7 @@ struct LeadSimulation {
         let last = rng.pick(Catalog.lastNames)
         let place = rng.pick(Catalog.places)
         let (city, state, zipPrefix, areaCode) = place
-        var w = JSONObjectWriter(reserving: 900)
+        var w = OrderedJSONWriter(reserving: 900)
         w.string("first_name", first)
         w.string("last_name", last)
         w.string("email", "\(first.lowercased()).\(last.lowercased())\(rng.int(1...99))@\(rng.pick(Catalog.emailDomains))")

@@ -73,19 +73,24 @@ public struct NDJSONBatcher {
         var ready: [AppendBatch] = []
         var start = chunk.startIndex
         var index = chunk.startIndex
-        while index != chunk.endIndex {
-            if chunk[index] == 0x0A {
-                if partial.isEmpty {
-                    try takeLine(chunk[start..<index], rawLength: chunk.distance(from: start, to: index) + 1, into: &ready)
-                } else {
-                    partial.append(contentsOf: chunk[start..<index])
-                    let line = partial
-                    partial.removeAll(keepingCapacity: true)
-                    try takeLine(line[...], rawLength: line.count + 1, into: &ready)
+        do {
+            while index != chunk.endIndex {
+                if chunk[index] == 0x0A {
+                    if partial.isEmpty {
+                        try takeLine(chunk[start..<index], rawLength: chunk.distance(from: start, to: index) + 1, into: &ready)
+                    } else {
+                        partial.append(contentsOf: chunk[start..<index])
+                        let line = partial
+                        partial.removeAll(keepingCapacity: true)
+                        try takeLine(line[...], rawLength: line.count + 1, into: &ready)
+                    }
+                    start = chunk.index(after: index)
                 }
-                start = chunk.index(after: index)
+                index = chunk.index(after: index)
             }
-            index = chunk.index(after: index)
+        } catch {
+            stranded += ready
+            throw error
         }
         partial.append(contentsOf: chunk[start..<chunk.endIndex])
         if partial.count > maxFrameBytes {
@@ -100,11 +105,28 @@ public struct NDJSONBatcher {
         if !partial.isEmpty {
             let line = partial
             partial.removeAll()
-            try takeLine(line[...], rawLength: line.count, into: &ready)
+            do {
+                try takeLine(line[...], rawLength: line.count, into: &ready)
+            } catch {
+                stranded += ready
+                throw error
+            }
         }
         if let last = flush() { ready.append(last) }
         return ready
     }
+
+    /// After an error: the batches of the lines before the bad one that were not returned yet
+    /// (so a caller can store the input up to that line).
+    public mutating func takePending() -> [AppendBatch] {
+        var batches = stranded
+        stranded.removeAll()
+        if let last = flush() { batches.append(last) }
+        return batches
+    }
+
+    /// Batches completed by a `feed` or `finish` call that then threw.
+    private var stranded: [AppendBatch] = []
 
     private mutating func takeLine<Line: Collection>(_ raw: Line, rawLength: Int, into ready: inout [AppendBatch]) throws(NDJSONLineError) where Line.Element == UInt8 {
         lineNumber += 1

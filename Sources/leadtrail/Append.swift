@@ -69,7 +69,9 @@ struct Append: ParsableCommand {
                 do {
                     batches = try batcher.feed(chunk)
                 } catch {
-                    failure = .failed("line \(error.line): \(error.reason)")
+                    failure = .failed("line \(error.line): \(error.reason); the events before it were sent, none after it")
+                    // The lines before the bad one form a valid batch: send them, so the input is stored up to that line.
+                    for before in batcher.takePending() { try loader.submit(before) }
                     break reading
                 }
                 for batch in batches {
@@ -82,7 +84,8 @@ struct Append: ParsableCommand {
                 do {
                     last = try batcher.finish()
                 } catch {
-                    failure = .failed("line \(error.line): \(error.reason)")
+                    failure = .failed("line \(error.line): \(error.reason); the events before it were sent")
+                    last = batcher.takePending()
                 }
                 for batch in last { try loader.submit(batch) }
             }
@@ -145,12 +148,13 @@ struct Loader {
             let error = answer["error"] as? [String: Any] ?? [:]
             let code = error["code"] as? String ?? "error"
             let message = error["message"] as? String ?? "the daemon refused the batch"
-            var where_ = "batch of input lines \(batch.lineNumbers.first ?? 0)-\(batch.lineNumbers.last ?? 0)"
+            var location = "batch of input lines \(batch.lineNumbers.first ?? 0)-\(batch.lineNumbers.last ?? 0)"
             if let index = JSONAccess.int(error["index"]), let line = batch.line(ofIndex: Int(index)) {
-                where_ = "line \(line)"
+                location = "line \(line)"
             }
             if refusal == nil {
-                refusal = .failed("\(where_): \(code): \(message) (nothing of its batch of \(batch.count) was stored)")
+                let lines = "lines \(batch.lineNumbers.first ?? 0)-\(batch.lineNumbers.last ?? 0)"
+                refusal = .failed("\(location): \(code): \(message) (its batch, \(lines), was not stored)")
             }
             return
         }

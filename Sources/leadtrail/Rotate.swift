@@ -24,24 +24,19 @@ struct Rotate: ParsableCommand {
         Output.standard.line(Self.describe(answer))
     }
 
-    /// `sealed segment 3: seq 1001-2000 (1,000 events)`, from whichever fields the daemon sends.
+    /// `sealed segment 3: seq 1001-2000 (1,000 events)`, or that there was nothing to seal.
     static func describe(_ answer: [String: Any]) -> String {
-        let sealed = answer["sealed"] as? [String: Any] ?? answer
-        let first = JSONAccess.int(sealed["first_seq"])
-        let last = JSONAccess.int(sealed["last_seq"])
-        let segment = JSONAccess.text(sealed["segment"] ?? sealed["segment_id"])
-        let events = JSONAccess.int(sealed["events"])
-        if first == nil, last == nil, segment == nil {
-            if answer["sealed"] is NSNull || events == 0 {
-                return "nothing to seal: the active segment is empty"
-            }
-            let rest = answer.filter { $0.key != "ok" && $0.key != "id" }
-            return rest.isEmpty ? "rotated" : "rotated: " + JSONAccess.serialize(rest)
+        guard (answer["rotated"] as? Bool) == true else {
+            return "nothing to seal: the active segment is empty"
         }
         var text = "sealed segment"
-        if let segment { text += " \(segment)" }
-        if let first, let last { text += ": seq \(first)-\(last)" }
-        if let events { text += " (\(ProgressBar.grouped(Int(events))) events)" }
-        return text
+        if let segment = JSONAccess.text(answer["segment"]) { text += " \(segment)" }
+        if let first = JSONAccess.int(answer["first_seq"]), let last = JSONAccess.int(answer["last_seq"]) {
+            text += ": seq \(first)-\(last)"
+        }
+        if let events = JSONAccess.int(answer["events"]) {
+            text += " (\(ProgressBar.grouped(Int(events))) event\(events == 1 ? "" : "s"))"
+        }
+        return text + "; a new active segment takes the next appends"
     }
 }

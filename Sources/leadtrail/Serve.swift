@@ -21,14 +21,16 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A configuration file (JSON).", valueName: "file"))
     var config: String?
 
-    @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
-    var logLevel: String = "info"
+    @Option(name: .long, help: ArgumentHelp(
+        "trace, debug, info, notice, warning, error or critical (overrides the configuration file; default info).",
+        valueName: "level"))
+    var logLevel: String?
 
     @Flag(name: .long, help: "Check the configuration, print the data directory and socket it gives, and exit.")
     var checkConfig = false
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else {
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         if dataDir?.isEmpty == true { throw ValidationError("--data-dir must not be empty") }
@@ -40,10 +42,16 @@ struct Serve: AsyncParsableCommand {
         do {
             settings = try DaemonConfiguration.load(path: config)
         } catch {
-            throw CLIFailure.usage("configuration\(config.map { " \($0)" } ?? ""): \(error)")
+            throw CLIFailure.usage("\(config.map { "\($0): " } ?? "")\(error)")
         }
         if let dataDir { settings.dataDirectory = dataDir }
         if let socket { settings.socketPath = socket }
+        if let logLevel, let level = Logger.Level(rawValue: logLevel) { settings.logLevel = level }
+        do {
+            try settings.validate()
+        } catch {
+            throw CLIFailure.usage("\(error)")
+        }
 
         if checkConfig {
             Output.standard.line("data directory  \(settings.dataDirectory)")
@@ -51,7 +59,7 @@ struct Serve: AsyncParsableCommand {
             return
         }
 
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let level = settings.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -80,4 +80,18 @@ struct NDJSONBatcherTests {
             return error.line == line && error.reason.contains(reason)
         }
     }
+
+    @Test("after a broken line, the lines before it can still be sent")
+    func pendingBeforeError() throws {
+        var batcher = NDJSONBatcher(maxEvents: 2)
+        var batches: [AppendBatch] = []
+        #expect(throws: NDJSONLineError.self) {
+            batches += try batcher.feed(Array("{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n{oops}\n".utf8))
+        }
+        #expect(batches.isEmpty)
+        let pending = batcher.takePending()
+        #expect(pending.map(\.lineNumbers) == [[1, 2], [3]])
+        #expect(String(decoding: pending[1].frame, as: UTF8.self) == #"{"op":"append","events":[{"n":3}]}"#)
+        #expect(batcher.takePending().isEmpty)
+    }
 }

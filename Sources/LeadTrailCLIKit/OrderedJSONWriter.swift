@@ -4,7 +4,7 @@ import LeadTrailEvents
 ///
 /// The generator uses it so that its output is byte-for-byte stable (no
 /// dictionary ordering, fixed number formats such as prices with two decimals).
-public struct JSONObjectWriter {
+public struct OrderedJSONWriter {
     /// The bytes written so far (a complete object only after ``finish()``).
     public private(set) var bytes: [UInt8]
     private var empty = true
@@ -66,9 +66,9 @@ public struct JSONObjectWriter {
     }
 
     /// A nested object.
-    public mutating func object(_ name: String, _ build: (inout JSONObjectWriter) -> Void) {
+    public mutating func object(_ name: String, _ build: (inout OrderedJSONWriter) -> Void) {
         key(name)
-        var nested = JSONObjectWriter(reserving: 256)
+        var nested = OrderedJSONWriter(reserving: 256)
         build(&nested)
         bytes.append(contentsOf: nested.finish())
     }
