@@ -72,11 +72,17 @@ let package = Package(
             dependencies: ["LeadTrailWire"],
             swiftSettings: swiftSettings),
 
+        // The CLI's testable logic: NDJSON batching, timeline and table rendering, the event generator.
+        .target(
+            name: "LeadTrailCLIKit",
+            dependencies: ["LeadTrailEvents"],
+            swiftSettings: swiftSettings),
+
         // The operator CLI (one file per subcommand) and the daemon entry point.
         .executableTarget(
             name: "leadtrail",
             dependencies: [
-                "LeadTrailEvents", "LeadTrailStorage", "LeadTrailServer", "LeadTrailClient", "LeadTrailWire",
+                "LeadTrailCLIKit", "LeadTrailEvents", "LeadTrailStorage", "LeadTrailServer", "LeadTrailClient", "LeadTrailWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -85,6 +91,7 @@ let package = Package(
         .testTarget(name: "LeadTrailEventsTests", dependencies: ["LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailStorageTests", dependencies: ["LeadTrailStorage", "LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailQueryTests", dependencies: ["LeadTrailQuery", "LeadTrailStorage", "LeadTrailEvents"], swiftSettings: swiftSettings),
+        .testTarget(name: "LeadTrailCLITests", dependencies: ["LeadTrailCLIKit", "LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailWireTests", dependencies: ["LeadTrailWire"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LeadTrailServerTests",
