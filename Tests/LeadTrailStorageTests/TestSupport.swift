@@ -90,6 +90,11 @@ enum Files {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
     }
 
+    static func isDirectory(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+
     /// Copies a data directory (without its lock holder: the copy is never open).
     static func copyDirectory(_ from: String, to: String) throws {
         try? FileManager.default.removeItem(atPath: to)
@@ -103,7 +108,8 @@ enum Files {
 
         init(of directory: String) throws {
             files = []
-            for name in list(directory) where name != "LOCK" && name != "quarantine" && name != "hot" {
+            // Top-level files (the checkpoint) and the hot tier; the other tier folders are empty here.
+            for name in list(directory) where name != "LOCK" && !isDirectory(directory + "/" + name) {
                 files.append((name, try read(directory + "/" + name)))
             }
             for name in list(directory + "/hot") { files.append(("hot/" + name, try read(directory + "/hot/" + name))) }

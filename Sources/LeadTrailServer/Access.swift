@@ -1,0 +1,228 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LeadTrailWire
+import Logging
+
+/// The roles of PROTOCOL.md section 5, from least to most privileged.
+///
+/// Each role may do everything the roles before it may (the contract's "also").
+public enum Role: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
+    case producer = 1, support, analyst, compliance, admin
+
+    public init?(name: String) {
+        switch name {
+        case "producer": self = .producer
+        case "support": self = .support
+        case "analyst": self = .analyst
+        case "compliance": self = .compliance
+        case "admin": self = .admin
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .producer: "producer"
+        case .support: "support"
+        case .analyst: "analyst"
+        case .compliance: "compliance"
+        case .admin: "admin"
+        }
+    }
+
+    public static func < (lhs: Role, rhs: Role) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// Whether reads of this role return PII masked (section 5). `compliance` reads
+    /// unmasked only with a `purpose`; `admin` always unmasked.
+    public func masksPII(purpose: String?) -> Bool {
+        switch self {
+        case .producer, .support, .analyst: true
+        case .compliance: purpose?.isEmpty ?? true
+        case .admin: false
+        }
+    }
+}
+
+/// The least role that may run each op (section 5's table); `nil` means anyone, even with no role.
+public enum AccessPolicy {
+    public static func minimumRole(for operation: Operation) -> Role? {
+        switch operation {
+        case .ping: nil
+        case .append: .producer
+        case .get, .timeline, .scan, .stats: .support
+        case .rotate, .verify: .admin
+        }
+    }
+
+    /// Whether a peer with `role` (nil: no role) may run `operation`.
+    public static func allows(_ role: Role?, _ operation: Operation) -> Bool {
+        guard let needed = minimumRole(for: operation) else { return true }
+        guard let role else { return false }
+        return role >= needed
+    }
+}
+
+/// Who is on the other end of a connection, from `SO_PEERCRED`.
+public struct PeerCredentials: Sendable, Equatable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+    }
+}
+
+/// The `roles` configuration: which uids and gids hold which role.
+///
+/// Names given in the file are resolved to ids when it is loaded (getpwnam,
+/// getgrnam), so a name that does not exist stops startup. A peer holding several
+/// roles (by uid and by gid) gets the most privileged one; the daemon's own uid is
+/// always `admin`. Only the peer's primary gid (from SO_PEERCRED) is considered.
+public struct RoleAssignments: Sendable, Equatable {
+    public var uids: [UInt32: Role] = [:]
+    public var gids: [UInt32: Role] = [:]
+
+    public init(uids: [UInt32: Role] = [:], gids: [UInt32: Role] = [:]) {
+        self.uids = uids
+        self.gids = gids
+    }
+
+    /// The role of a peer, or nil when it has none.
+    public func role(of peer: PeerCredentials, daemonUID: UInt32) -> Role? {
+        if peer.uid == daemonUID { return .admin }
+        let byUser = uids[peer.uid]
+        let byGroup = gids[peer.gid]
+        switch (byUser, byGroup) {
+        case let (user?, group?): return max(user, group)
+        case let (user?, nil): return user
+        case let (nil, group?): return group
+        case (nil, nil): return nil
+        }
+    }
+
+    /// Reads `{"support": {"uids": [1001, "alice"], "gids": [2000, "staff"]}, ...}`
+    /// (`users` and `groups` are accepted as other names of `uids` and `gids`).
+    static func parse(_ value: ConfigValue, key: String) throws(ConfigurationError) -> RoleAssignments {
+        guard case .object(let roles) = value else { throw ConfigurationError(key: key, "must be an object of role names") }
+        var result = RoleAssignments()
+        for (roleName, entry) in roles {
+            let roleKey = "\(key).\(roleName)"
+            guard let role = Role(name: roleName) else {
+                throw ConfigurationError(key: roleKey, "unknown role (roles are producer, support, analyst, compliance, admin)")
+            }
+            guard case .object(let members) = entry else {
+                throw ConfigurationError(key: roleKey, "must be an object like {\"uids\": [1001], \"gids\": [2000]}")
+            }
+            for (field, list) in members {
+                let fieldKey = "\(roleKey).\(field)"
+                let isUser: Bool
+                switch field {
+                case "uids", "users": isUser = true
+                case "gids", "groups": isUser = false
+                default: throw ConfigurationError(key: fieldKey, "unknown key (use uids and gids)")
+                }
+                guard case .array(let items) = list else { throw ConfigurationError(key: fieldKey, "must be a list of ids or names") }
+                for item in items {
+                    let id: UInt32
+                    switch item {
+                    case .number(let text):
+                        guard let value = UInt32(text) else { throw ConfigurationError(key: fieldKey, "\(text) is not a valid id") }
+                        id = value
+                    case .string(let name):
+                        guard let value = isUser ? Self.uid(named: name) : Self.gid(named: name) else {
+                            throw ConfigurationError(key: fieldKey, "no \(isUser ? "user" : "group") named '\(name)'")
+                        }
+                        id = value
+                    default:
+                        throw ConfigurationError(key: fieldKey, "entries must be numbers or names, not \(item.typeName)")
+                    }
+                    if isUser {
+                        result.uids[id] = max(result.uids[id] ?? role, role)
+                    } else {
+                        result.gids[id] = max(result.gids[id] ?? role, role)
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    static func uid(named name: String) -> UInt32? {
+        if let numeric = UInt32(name) { return numeric }
+        guard let entry = getpwnam(name) else { return nil }
+        return UInt32(entry.pointee.pw_uid)
+    }
+
+    static func gid(named name: String) -> UInt32? {
+        if let numeric = UInt32(name) { return numeric }
+        guard let entry = getgrnam(name) else { return nil }
+        return UInt32(entry.pointee.gr_gid)
+    }
+}
+
+/// Who asked, as the request handlers see it.
+public struct AccessContext: Sendable {
+    public var connectionID: UInt64
+    public var peer: PeerCredentials
+    public var role: Role?
+    /// The request's `purpose`, when it carried one.
+    public var purpose: String?
+}
+
+/// How events are shown to a reader. The seam where PII masking plugs in (a later issue).
+///
+/// The daemon passes every event it returns (already rendered with `seq`) through
+/// `present` for the asking peer; the stored bytes are never changed.
+public protocol EventPresenter: Sendable {
+    func present(_ event: [UInt8], to reader: AccessContext) -> [UInt8]
+}
+
+/// Shows events exactly as stored: the behaviour until masking lands.
+public struct UnmaskedPresenter: EventPresenter {
+    public init() {}
+    public func present(_ event: [UInt8], to reader: AccessContext) -> [UInt8] { event }
+}
+
+/// One access to record (section 5's audit log).
+public struct AccessRecord: Sendable {
+    public var timeMs: Int64
+    public var context: AccessContext
+    public var op: String
+    public var refused: Bool
+    /// How many events the answer returned.
+    public var eventsReturned: Int
+}
+
+/// Where access records go. The seam for the persistent audit log (a later issue).
+public protocol AccessAuditor: Sendable {
+    func record(_ record: AccessRecord)
+}
+
+/// Writes access records to the daemon's log (debug level; refusals at notice).
+public struct LoggingAuditor: AccessAuditor {
+    let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    public func record(_ record: AccessRecord) {
+        let metadata: Logger.Metadata = [
+            "conn.id": "\(record.context.connectionID)",
+            "peer.uid": "\(record.context.peer.uid)",
+            "peer.role": "\(record.context.role.map { $0.description } ?? "none")",
+            "op": "\(record.op)",
+            "events.returned": "\(record.eventsReturned)",
+            "purpose": "\(record.context.purpose ?? "")",
+        ]
+        if record.refused {
+            logger.notice("access refused", metadata: metadata)
+        } else {
+            logger.debug("access", metadata: metadata)
+        }
+    }
+}

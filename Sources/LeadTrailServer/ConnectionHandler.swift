@@ -1,0 +1,580 @@
+import LeadTrailEvents
+import LeadTrailStorage
+import LeadTrailWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// What every connection of one daemon shares.
+final class ServerContext: Sendable {
+    let configuration: DaemonConfiguration
+    let store: any StoreBackend
+    let threadPool: NIOThreadPool
+    let parser: RequestParser
+    let presenter: any EventPresenter
+    let auditor: any AccessAuditor
+    let logger: Logger
+    let daemonUID: UInt32
+    let registry: ConnectionRegistry
+    let credentials: @Sendable (Channel) -> EventLoopFuture<PeerCredentials>
+    let startedAtMs: Int64
+
+    init(
+        configuration: DaemonConfiguration, store: any StoreBackend, threadPool: NIOThreadPool,
+        presenter: any EventPresenter, auditor: any AccessAuditor, logger: Logger, daemonUID: UInt32,
+        registry: ConnectionRegistry, credentials: @escaping @Sendable (Channel) -> EventLoopFuture<PeerCredentials>
+    ) {
+        self.configuration = configuration
+        self.store = store
+        self.threadPool = threadPool
+        self.parser = RequestParser(maxEventBytes: configuration.maxEventBytes, maxBatchEvents: configuration.maxBatchEvents)
+        self.presenter = presenter
+        self.auditor = auditor
+        self.logger = logger
+        self.daemonUID = daemonUID
+        self.registry = registry
+        self.credentials = credentials
+        self.startedAtMs = Timestamp.now()
+    }
+
+    /// Scan frames hold at most this many bytes of events, so with the envelope and the
+    /// largest event (`max_event_bytes` is at most 3 MiB) a frame stays under 4 MiB.
+    var scanFrameEventBytes: Int { max(64 << 10, (4 << 20) - configuration.maxEventBytes - (8 << 10)) }
+}
+
+/// One response in a connection's ordered queue: its frames, written when it reaches the head.
+final class ResponseSlot {
+    let id: [UInt8]?
+    let op: String
+    let started: NIODeadline
+    var frames = CircularBuffer<ByteBuffer>()
+    var isComplete = false
+    var closeAfter = false
+    /// For scans: the flow control whose credits come back as frames are written.
+    var stream: ScanStream?
+    var logMetadata: Logger.Metadata = [:]
+    var failed: ErrorCode?
+    /// Whether this is an append (reads queued after it wait for it: read-your-writes per connection).
+    var isAppend = false
+    /// A read waiting for the appends before it on the connection to be acknowledged.
+    var deferredStart: (() -> Void)?
+
+    init(id: [UInt8]?, op: String) {
+        self.id = id
+        self.op = op
+        self.started = .now()
+    }
+}
+
+/// Serves one client connection (PROTOCOL.md sections 2-4).
+///
+/// Guarantees:
+/// - responses leave in request order, whatever order the work completes in;
+/// - a read starts only after every append sent before it on the same connection was
+///   acknowledged, so a connection reads its own writes;
+/// - at most `max_pipelined_requests` requests are in progress: beyond that, or while
+///   the socket does not take our writes, the connection is not read (back-pressure);
+/// - a bad frame gets its error and the connection goes on, except `frame_too_large`,
+///   which is answered and then closes the connection;
+/// - blocking store calls run on the thread pool, never on the event loop;
+/// - a client that stalls mid-frame or stops reading its responses for
+///   `stall_timeout_seconds`, or idles for `idle_timeout_seconds`, is disconnected.
+final class ConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let server: ServerContext
+    let connectionID: UInt64
+    private var logger: Logger
+    private var decoder: FrameDecoder
+    private var access: AccessContext?
+    private var pending = CircularBuffer<ResponseSlot>()
+    private var context: ChannelHandlerContext?
+    private var readPending = false
+    private var inPump = false
+    private var pumpAgain = false
+    private var draining = false
+    private var closeRequested = false
+    private var closed = false
+    private var lastActivity = NIODeadline.now()
+    private var writesInFlight = 0
+    private var lastWriteProgress = NIODeadline.now()
+    private var timer: RepeatedTask?
+
+    init(server: ServerContext, connectionID: UInt64) {
+        self.server = server
+        self.connectionID = connectionID
+        self.decoder = FrameDecoder(maximumLength: server.configuration.maxFrameBytes)
+        var logger = server.logger
+        logger[metadataKey: "conn.id"] = "\(connectionID)"
+        self.logger = logger
+    }
+
+    // MARK: - Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        server.credentials(context.channel).whenComplete { result in
+            let handler = bound.value
+            switch result {
+            case .success(let peer):
+                let role = handler.server.configuration.roles.role(of: peer, daemonUID: handler.server.daemonUID)
+                handler.access = AccessContext(connectionID: handler.connectionID, peer: peer, role: role, purpose: nil)
+                handler.logger[metadataKey: "peer.uid"] = "\(peer.uid)"
+                handler.logger[metadataKey: "peer.pid"] = "\(peer.pid)"
+                handler.logger.debug("connection opened", metadata: ["peer.role": "\(role.map { $0.description } ?? "none")"])
+                handler.pump()
+            case .failure(let error):
+                handler.logger.warning("cannot read peer credentials; closing", metadata: ["error": "\(error)"])
+                loopBoundContext.value.close(promise: nil)
+            }
+        }
+        let tick = TimeAmount.milliseconds(Int64(min(5_000, max(100, server.configuration.stallTimeoutSeconds * 250))))
+        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
+            bound.value.checkTimeouts()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        teardown()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        teardown()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        lastActivity = .now()
+        decoder.append(buffer.readableBytesView)
+        pump()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        pump()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.debug("connection error; closing", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if shouldRead {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Stops taking requests; the connection closes once every accepted request is answered.
+    func beginDrain() {
+        guard !draining else { return }
+        draining = true
+        for slot in pending { slot.stream?.cancel() }
+        pump()
+    }
+
+    private func teardown() {
+        guard !closed else { return }
+        closed = true
+        timer?.cancel()
+        timer = nil
+        for slot in pending { slot.stream?.cancel() }
+        server.registry.remove(connectionID)
+        logger.debug("connection closed")
+    }
+
+    private func checkTimeouts() {
+        guard let context, !closed else { return }
+        let now = NIODeadline.now()
+        let stall = TimeAmount.seconds(Int64(server.configuration.stallTimeoutSeconds))
+        if decoder.hasPartialFrame, pending.isEmpty, now - lastActivity > stall {
+            logger.notice("client left a frame unfinished; closing", metadata: ["bytes.buffered": "\(decoder.bufferedByteCount)"])
+            context.close(promise: nil)
+        } else if writesInFlight > 0, now - lastWriteProgress > stall {
+            logger.notice("client does not read its responses; closing")
+            context.close(promise: nil)
+        } else if pending.isEmpty, !decoder.hasPartialFrame,
+                  now - lastActivity > .seconds(Int64(server.configuration.idleTimeoutSeconds)) {
+            logger.debug("idle connection; closing")
+            context.close(promise: nil)
+        } else if draining, pending.isEmpty {
+            closeAfterFlush()
+        }
+    }
+
+    // MARK: - The request pump
+
+    private var shouldRead: Bool {
+        guard let context, access != nil, !draining, !closed, !decoder.hasFailed else { return false }
+        return pending.count < server.configuration.maxPipelinedRequests && context.channel.isWritable
+    }
+
+    /// Writes the responses that are ready in order, then takes new requests while there is room.
+    private func pump() {
+        if inPump {
+            pumpAgain = true
+            return
+        }
+        inPump = true
+        defer { inPump = false }
+        repeat {
+            pumpAgain = false
+            startDeferredReads()
+            writeReadyResponses()
+            takeRequests()
+        } while pumpAgain && !closed
+        guard let context, !closed else { return }
+        if draining, pending.isEmpty {
+            closeAfterFlush()
+            return
+        }
+        if shouldRead, readPending {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// Closes the connection once everything written so far has left (once).
+    private func closeAfterFlush() {
+        guard let context, !closeRequested else { return }
+        closeRequested = true
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in
+            loopBoundContext.value.close(promise: nil)
+        }
+    }
+
+    /// Starts the reads that no unacknowledged append precedes any more.
+    private func startDeferredReads() {
+        for slot in pending {
+            if slot.isAppend, !slot.isComplete { return }
+            if let start = slot.deferredStart {
+                slot.deferredStart = nil
+                start()
+            }
+        }
+    }
+
+    private func writeReadyResponses() {
+        guard let context, !closed else { return }
+        var wrote = false
+        while let head = pending.first {
+            while let frame = head.frames.popFirst() {
+                write(frame, stream: head.stream, context: context)
+                wrote = true
+            }
+            guard head.isComplete else { break }
+            pending.removeFirst()
+            logCompletion(head)
+            if head.closeAfter {
+                draining = true
+                closeAfterFlush()
+                return
+            }
+        }
+        if wrote { context.flush() }
+    }
+
+    private func write(_ frame: ByteBuffer, stream: ScanStream?, context: ChannelHandlerContext) {
+        writesInFlight += 1
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { _ in
+            let handler = bound.value
+            handler.writesInFlight -= 1
+            handler.lastWriteProgress = .now()
+            stream?.release()
+        }
+        context.write(wrapOutboundOut(frame), promise: promise)
+    }
+
+    private func takeRequests() {
+        guard access != nil, !closed, !closeRequested else { return }
+        if draining {
+            refuseBufferedRequests()
+            return
+        }
+        while pending.count < server.configuration.maxPipelinedRequests {
+            let frame: [UInt8]
+            do {
+                guard let next = try decoder.next() else { break }
+                frame = next
+            } catch {
+                logger.notice("frame too large; closing", metadata: ["error": "\(error.message)"])
+                let slot = ResponseSlot(id: nil, op: "-")
+                slot.closeAfter = true
+                pending.append(slot)
+                complete(slot, error: error)
+                return
+            }
+            handle(frame)
+        }
+    }
+
+    /// While the daemon stops: requests already received but not started get `unavailable`.
+    private func refuseBufferedRequests() {
+        while let frame = try? decoder.next() {
+            let envelope = RequestEnvelope.parse(frame)
+            let slot = ResponseSlot(id: envelope.id, op: envelope.opName ?? "-")
+            pending.append(slot)
+            complete(slot, error: WireError(.unavailable, "the daemon is shutting down; nothing of this request was done"))
+        }
+    }
+
+    private func handle(_ frame: [UInt8]) {
+        guard var access else { return }
+        let envelope = RequestEnvelope.parse(frame)
+        let slot = ResponseSlot(id: envelope.id, op: envelope.opName ?? "-")
+        pending.append(slot)
+        let operation: Operation
+        switch envelope.operation {
+        case .failure(let error):
+            complete(slot, error: error)
+            return
+        case .success(let op):
+            operation = op
+        }
+        access.purpose = envelope.purpose
+        guard AccessPolicy.allows(access.role, operation) else {
+            if operation != .ping, operation != .append {
+                server.auditor.record(AccessRecord(timeMs: Timestamp.now(), context: access, op: operation.rawValue, refused: true, eventsReturned: 0))
+            }
+            let role = access.role.map { "role '\($0)'" } ?? "no role"
+            complete(slot, error: WireError(.forbidden, "uid \(access.peer.uid) has \(role), which may not '\(operation.rawValue)'"))
+            return
+        }
+        let request: Request
+        do {
+            request = try server.parser.parse(envelope, now: Timestamp.now())
+        } catch {
+            complete(slot, error: error)
+            return
+        }
+        execute(request, operation: operation, slot: slot, access: access)
+    }
+
+    // MARK: - Running requests
+
+    private func execute(_ request: Request, operation: Operation, slot: ResponseSlot, access: AccessContext) {
+        guard let context else { return }
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        switch request {
+        case .ping:
+            complete(slot, body: ResponseEncoder.ok(id: slot.id))
+        case .append(let events):
+            slot.isAppend = true
+            slot.logMetadata["events"] = "\(events.count)"
+            server.store.append(events) { result in
+                loop.execute {
+                    let handler = bound.value
+                    let slot = boundSlot.value
+                    switch result {
+                    case .success(let results):
+                        if let first = results.first, let last = results.last {
+                            slot.logMetadata["seq.first"] = "\(first.seq)"
+                            slot.logMetadata["seq.last"] = "\(last.seq)"
+                        }
+                        handler.complete(slot, body: Responses.append(id: slot.id, results))
+                    case .failure(let error):
+                        handler.complete(slot, error: Responses.wireError(error))
+                    }
+                }
+            }
+        case .scan(let scan):
+            whenPriorAppendsAreDone(slot) {
+                bound.value.startScan(scan, slot: boundSlot.value, access: access, loop: loop, bound: bound)
+            }
+        case .get, .timeline, .stats, .rotate, .verify:
+            whenPriorAppendsAreDone(slot) {
+                bound.value.startRead(request, operation: operation, slot: boundSlot.value, access: access, loop: loop)
+            }
+        }
+    }
+
+    /// Runs `start` now, or once every append queued before `slot` is acknowledged.
+    private func whenPriorAppendsAreDone(_ slot: ResponseSlot, _ start: @escaping () -> Void) {
+        let blocked = pending.contains { $0 !== slot && $0.isAppend && !$0.isComplete }
+        if blocked {
+            slot.deferredStart = start
+        } else {
+            start()
+        }
+    }
+
+    private func startRead(_ request: Request, operation: Operation, slot: ResponseSlot, access: AccessContext, loop: EventLoop) {
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        let server = self.server
+        let id = slot.id
+        server.threadPool.runIfActive(eventLoop: loop) { () -> Result<([UInt8], Int), WireError> in
+            Self.runRead(request, id: id, access: access, server: server)
+        }.whenComplete { result in
+            let handler = bound.value
+            let slot = boundSlot.value
+            switch result {
+            case .success(.success(let (body, count))):
+                handler.audit(operation, access: access, returned: count)
+                handler.complete(slot, body: body)
+            case .success(.failure(let error)):
+                handler.audit(operation, access: access, returned: 0)
+                handler.complete(slot, error: error)
+            case .failure:
+                handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
+            }
+        }
+    }
+
+    private func audit(_ operation: Operation, access: AccessContext, returned: Int) {
+        server.auditor.record(AccessRecord(timeMs: Timestamp.now(), context: access, op: operation.rawValue, refused: false, eventsReturned: returned))
+    }
+
+    /// Runs a blocking read on a pool thread; returns the response body and how many events it holds.
+    private static func runRead(_ request: Request, id: [UInt8]?, access: AccessContext, server: ServerContext) -> Result<([UInt8], Int), WireError> {
+        let store = server.store
+        do {
+            switch request {
+            case .get(let eventID):
+                guard let event = try store.event(withID: eventID) else {
+                    return .failure(WireError(.notFound, "no event with event_id '\(eventID.prefix(80))'"))
+                }
+                return .success((Responses.event(id: id, server.presenter.present(event.jsonWithSeq, to: access)), 1))
+            case .timeline(let leadID):
+                let timeline = try store.timeline(leadID: leadID, limit: 10_000)
+                let events = timeline.events.map { server.presenter.present($0.jsonWithSeq, to: access) }
+                return .success((Responses.events(id: id, events, truncated: timeline.truncated), events.count))
+            case .stats:
+                let stats = store.stats()
+                let body = Responses.stats(id: id, stats) { writer in
+                    writer.int("connections", server.registry.count)
+                    writer.int("uptime_seconds", max(0, (Timestamp.now() - server.startedAtMs) / 1000))
+                    writer.int("max_frame_bytes", server.configuration.maxFrameBytes)
+                    writer.int("max_event_bytes", server.configuration.maxEventBytes)
+                    writer.int("max_batch_events", server.configuration.maxBatchEvents)
+                }
+                return .success((body, 0))
+            case .rotate:
+                return .success((Responses.rotate(id: id, try store.rotate()), 0))
+            case .verify:
+                return .success((Responses.verify(id: id, store.verify()), 0))
+            case .ping, .append, .scan:
+                return .failure(WireError(.internal, "request routed to the wrong worker"))
+            }
+        } catch {
+            return .failure(Responses.wireError(error))
+        }
+    }
+
+    private func startScan(_ scan: ScanRequest, slot: ResponseSlot, access: AccessContext, loop: EventLoop, bound: NIOLoopBound<ConnectionHandler>) {
+        let stream = ScanStream(credits: 2)
+        slot.stream = stream
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        let server = self.server
+        let id = slot.id
+        let frameLimit = server.scanFrameEventBytes
+        let waitSeconds = Double(server.configuration.stallTimeoutSeconds) * 2
+        server.threadPool.submit { state in
+            guard case .active = state else {
+                loop.execute { bound.value.complete(boundSlot.value, error: WireError(.unavailable, "the daemon is shutting down")) }
+                return
+            }
+            var current: [[UInt8]] = []
+            var currentBytes = 0
+            var sent = 0
+            func send(_ body: [UInt8], last: Bool) {
+                var buffer = ByteBufferAllocator().buffer(capacity: body.count + Frame.headerSize)
+                buffer.writeInteger(UInt32(body.count))
+                buffer.writeBytes(body)
+                loop.execute { bound.value.enqueue(buffer, in: boundSlot.value, last: last) }
+            }
+            let outcome: Result<(lastSeq: UInt64, returned: Int), Error>
+            do {
+                let result = try server.store.scan(scan, maxBatchBytes: min(1 << 20, frameLimit)) { batch in
+                    for event in batch {
+                        let shown = server.presenter.present(event, to: access)
+                        if !current.isEmpty, currentBytes + shown.count + 1 > frameLimit {
+                            guard stream.acquire(timeoutSeconds: waitSeconds) else { return false }
+                            send(Responses.events(id: id, current), last: false)
+                            sent += current.count
+                            current.removeAll(keepingCapacity: true)
+                            currentBytes = 0
+                        }
+                        current.append(shown)
+                        currentBytes += shown.count + 1
+                    }
+                    return !stream.isCancelled
+                }
+                outcome = .success(result)
+            } catch {
+                outcome = .failure(error)
+            }
+            switch outcome {
+            case .success(let result) where !stream.isCancelled:
+                send(Responses.events(id: id, current, done: true, lastSeq: result.lastSeq), last: true)
+                let returned = sent + current.count
+                loop.execute {
+                    boundSlot.value.logMetadata["seq.last"] = "\(result.lastSeq)"
+                    boundSlot.value.logMetadata["events"] = "\(returned)"
+                    bound.value.audit(.scan, access: access, returned: returned)
+                }
+            case .success(let result):
+                let error = WireError(.unavailable, "scan interrupted (the daemon is stopping or the client is gone); resume with after_seq \(result.lastSeq)")
+                loop.execute { bound.value.complete(boundSlot.value, error: error) }
+            case .failure(let error):
+                let wire = (error as? StoreError).map(Responses.wireError) ?? (error as? WireError) ?? WireError(.internal, "scan failed: \(error)")
+                loop.execute { bound.value.complete(boundSlot.value, error: wire) }
+            }
+        }
+    }
+
+    /// A scan frame from the pool thread.
+    private func enqueue(_ frame: ByteBuffer, in slot: ResponseSlot, last: Bool) {
+        slot.frames.append(frame)
+        if last { slot.isComplete = true }
+        pump()
+    }
+
+    private func complete(_ slot: ResponseSlot, body: [UInt8]) {
+        var buffer = ByteBufferAllocator().buffer(capacity: body.count + Frame.headerSize)
+        buffer.writeInteger(UInt32(body.count))
+        buffer.writeBytes(body)
+        slot.frames.append(buffer)
+        slot.isComplete = true
+        pump()
+    }
+
+    private func complete(_ slot: ResponseSlot, error: WireError) {
+        slot.failed = error.code
+        if error.code != .frameTooLarge {
+            logger.debug("request refused", metadata: ["op": "\(slot.op)", "error.code": "\(error.code.rawValue)", "error": "\(error.message)"])
+        }
+        complete(slot, body: ResponseEncoder.error(id: slot.id, error))
+    }
+
+    /// Logs a finished request at debug level, or at info when it took more than a second.
+    private func logCompletion(_ slot: ResponseSlot) {
+        let elapsed = NIODeadline.now() - slot.started
+        let slow = elapsed > .seconds(1)
+        guard slow || logger.logLevel <= .debug else { return }
+        var metadata = slot.logMetadata
+        metadata["op"] = "\(slot.op)"
+        metadata["duration_ms"] = "\(Double(elapsed.nanoseconds) / 1_000_000)"
+        if let failed = slot.failed { metadata["error.code"] = "\(failed.rawValue)" }
+        if slow {
+            logger.info("slow request", metadata: metadata)
+        } else {
+            logger.debug("request done", metadata: metadata)
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import LeadTrailEvents
+import LeadTrailQuery
+import LeadTrailStorage
+import LeadTrailWire
+import Logging
+
+/// The daemon's backend over the real storage engine and its query layer.
+final class EventStoreBackend: StoreBackend {
+    let store: EventStore
+    let query: QueryEngine
+
+    init(store: EventStore) {
+        self.store = store
+        self.query = QueryEngine(store: store)
+    }
+
+    /// Opens the store of `configuration.dataDirectory`, running recovery first.
+    static func open(_ configuration: DaemonConfiguration, logger: Logger) throws(DaemonError) -> EventStoreBackend {
+        do {
+            var storeLogger = logger
+            storeLogger[metadataKey: "component"] = "storage"
+            return EventStoreBackend(store: try EventStore.open(configuration.storeConfiguration, logger: storeLogger))
+        } catch {
+            throw DaemonError("cannot open the store in \(configuration.dataDirectory): \(error)")
+        }
+    }
+
+    func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void) {
+        store.append(events, completion: completion)
+    }
+
+    func event(withID id: String) throws(StoreError) -> StoredEvent? {
+        try store.event(withID: id)
+    }
+
+    func timeline(leadID: String, limit: Int) throws(StoreError) -> (events: [StoredEvent], truncated: Bool) {
+        try query.timeline(leadID: leadID, limit: limit)
+    }
+
+    func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) {
+        let filter = ScanFilter(
+            fromMs: request.fromMs, toMs: request.toMs, types: request.types, outcomes: request.outcomes,
+            leadID: request.leadID, flowID: request.flowID, entityID: request.entityID, stepID: request.stepID,
+            afterSeq: request.afterSeq, limit: request.limit)
+        return try query.scan(filter, maxBatchBytes: maxBatchBytes, emit: emit)
+    }
+
+    var lastSeq: UInt64 { store.lastSeq }
+
+    func stats() -> StoreStats { store.stats() }
+
+    func rotate() throws(StoreError) -> SealedSegment? { try store.rotate() }
+
+    func verify() -> VerifyReport { store.verify() }
+
+    func close() { store.close() }
+}

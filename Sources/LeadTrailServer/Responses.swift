@@ -1,0 +1,98 @@
+import LeadTrailEvents
+import LeadTrailStorage
+import LeadTrailWire
+
+/// Builds the bodies of successful responses (no I/O; every method is pure).
+enum Responses {
+    static func append(id: [UInt8]?, _ results: [AppendResult]) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id, reservingCapacity: 32 + results.count * 64)
+        var list: [[UInt8]] = []
+        list.reserveCapacity(results.count)
+        for result in results {
+            var item = JSONObjectWriter(reservingCapacity: 64)
+            item.int("seq", result.seq)
+            item.string("event_id", result.eventID)
+            item.bool("duplicate", result.duplicate)
+            list.append(item.finished())
+        }
+        writer.rawArray("results", list)
+        return writer.finished()
+    }
+
+    static func event(id: [UInt8]?, _ event: [UInt8]) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id, reservingCapacity: event.count + 32)
+        writer.raw("event", event)
+        return writer.finished()
+    }
+
+    static func events(id: [UInt8]?, _ events: [[UInt8]], truncated: Bool? = nil, done: Bool = false, lastSeq: UInt64? = nil) -> [UInt8] {
+        let size = events.reduce(64) { $0 + $1.count + 1 }
+        var writer = ResponseEncoder.success(id: id, reservingCapacity: size)
+        writer.rawArray("events", events)
+        if let truncated { writer.bool("truncated", truncated) }
+        if done { writer.bool("done", true) }
+        if let lastSeq { writer.int("last_seq", lastSeq) }
+        return writer.finished()
+    }
+
+    static func stats(id: [UInt8]?, _ stats: StoreStats, extras: (inout JSONObjectWriter) -> Void) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id, reservingCapacity: 512)
+        writer.int("events", stats.events)
+        writer.int("last_seq", stats.lastSeq)
+        writer.string("durability", stats.durability.rawValue)
+        var tiers = JSONObjectWriter()
+        for (name, tier) in [("hot", stats.hot), ("warm", stats.warm), ("cold", stats.cold)] {
+            var t = JSONObjectWriter()
+            t.int("segments", tier.segments)
+            t.int("events", tier.events)
+            t.int("bytes", tier.bytes)
+            tiers.object(name, t)
+        }
+        writer.object("tiers", tiers)
+        writer.int("active_segment", stats.activeSegmentID)
+        writer.stringArray("corrupt_segments", stats.corruptSegments)
+        writer.stringArray("quarantined_files", stats.quarantinedFiles)
+        writer.int("startup_ms", stats.startupMilliseconds)
+        writer.int("append_batches", stats.appendBatches)
+        writer.int("syncs", stats.syncs)
+        extras(&writer)
+        return writer.finished()
+    }
+
+    static func rotate(id: [UInt8]?, _ sealed: SealedSegment?) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id)
+        writer.bool("rotated", sealed != nil)
+        if let sealed {
+            writer.int("segment", sealed.segmentID)
+            writer.int("first_seq", sealed.firstSeq)
+            writer.int("last_seq", sealed.lastSeq)
+            writer.int("events", sealed.events)
+        }
+        return writer.finished()
+    }
+
+    static func verify(id: [UInt8]?, _ report: VerifyReport) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id, reservingCapacity: 128 + report.corrupt.count * 128)
+        writer.int("segments", report.segments)
+        writer.int("records", report.records)
+        writer.rawArray("corrupt", report.corrupt.map { corruption in
+            var item = JSONObjectWriter()
+            item.string("file", corruption.file)
+            if let offset = corruption.offset { item.int("offset", offset) } else { item.null("offset") }
+            item.string("reason", corruption.reason)
+            return item.finished()
+        })
+        writer.stringArray("warnings", report.warnings)
+        return writer.finished()
+    }
+
+    /// The protocol error for a storage failure.
+    static func wireError(_ error: StoreError) -> WireError {
+        switch error.code {
+        case .unavailable, .locked: WireError(.unavailable, error.message)
+        case .io: WireError(.unavailable, "storage failure: \(error.message)")
+        case .invalidArgument: WireError(.badRequest, error.message)
+        case .corrupt: WireError(.internal, "stored data failed a check: \(error.message)")
+        }
+    }
+}

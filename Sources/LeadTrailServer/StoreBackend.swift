@@ -1,0 +1,25 @@
+import LeadTrailEvents
+import LeadTrailStorage
+import LeadTrailWire
+
+/// What the daemon needs from the storage and query layers.
+///
+/// The daemon serves any backend; ``Daemon/run(_:logger:)`` uses the real
+/// ``EventStore`` with its ``QueryEngine``. Every method but the asynchronous
+/// `append` may block on disk: the daemon calls them on its thread pool, never on
+/// an event loop.
+protocol StoreBackend: AnyObject, Sendable {
+    /// Durable append; `completion` runs once the batch is on stable storage (or failed), on any thread.
+    func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void)
+    func event(withID id: String) throws(StoreError) -> StoredEvent?
+    func timeline(leadID: String, limit: Int) throws(StoreError) -> (events: [StoredEvent], truncated: Bool)
+    /// Streams matching events in seq order in batches of rendered JSON (each with `seq`).
+    /// `emit` returns false to stop early. Returns the highest seq examined and the count emitted.
+    func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int)
+    var lastSeq: UInt64 { get }
+    func stats() -> StoreStats
+    func rotate() throws(StoreError) -> SealedSegment?
+    func verify() -> VerifyReport
+    /// Drains queued appends, syncs and releases the store.
+    func close()
+}

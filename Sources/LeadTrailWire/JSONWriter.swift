@@ -1,0 +1,114 @@
+import LeadTrailEvents
+
+/// Builds one JSON object directly as UTF-8 bytes, member by member.
+///
+/// Keys and string values are escaped as RFC 8259 requires; `raw` values are
+/// copied as they are, so the caller guarantees they are valid JSON.
+public struct JSONObjectWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+    private var empty = true
+
+    public init(reservingCapacity capacity: Int = 128) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+        bytes.append(UInt8(ascii: "{"))
+    }
+
+    private mutating func key(_ name: String) {
+        if !empty { bytes.append(UInt8(ascii: ",")) }
+        empty = false
+        JSONString.append(name, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    /// A member whose value is already valid JSON.
+    public mutating func raw(_ name: String, _ json: some Sequence<UInt8>) {
+        key(name)
+        bytes.append(contentsOf: json)
+    }
+
+    public mutating func string(_ name: String, _ value: String) {
+        key(name)
+        JSONString.append(value, to: &bytes)
+    }
+
+    public mutating func bool(_ name: String, _ value: Bool) {
+        raw(name, value ? Array("true".utf8) : Array("false".utf8))
+    }
+
+    public mutating func int<I: BinaryInteger>(_ name: String, _ value: I) {
+        raw(name, Array(String(value).utf8))
+    }
+
+    /// A finite number; non-finite values are written as `null`.
+    public mutating func double(_ name: String, _ value: Double) {
+        raw(name, value.isFinite ? Array(String(value).utf8) : Array("null".utf8))
+    }
+
+    public mutating func null(_ name: String) {
+        raw(name, Array("null".utf8))
+    }
+
+    public mutating func object(_ name: String, _ value: JSONObjectWriter) {
+        raw(name, value.finished())
+    }
+
+    /// An array of values that are each already valid JSON.
+    public mutating func rawArray(_ name: String, _ elements: [[UInt8]]) {
+        key(name)
+        bytes.append(UInt8(ascii: "["))
+        for (i, element) in elements.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(contentsOf: element)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
+    /// An array of strings.
+    public mutating func stringArray(_ name: String, _ elements: [String]) {
+        rawArray(name, elements.map { value in
+            var out: [UInt8] = []
+            JSONString.append(value, to: &out)
+            return out
+        })
+    }
+
+    /// The object's bytes, closing brace included.
+    public func finished() -> [UInt8] {
+        var out = bytes
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
+/// Encodes response frames (PROTOCOL.md sections 2 and 4).
+///
+/// Every response is an object whose first members are the request's `id`
+/// (echoed byte for byte, when the request carried one) and `ok`.
+public enum ResponseEncoder {
+    /// A writer for a successful response, with `id` and `"ok":true` already in place.
+    public static func success(id: [UInt8]?, reservingCapacity capacity: Int = 128) -> JSONObjectWriter {
+        var writer = JSONObjectWriter(reservingCapacity: capacity)
+        if let id { writer.raw("id", id) }
+        writer.bool("ok", true)
+        return writer
+    }
+
+    /// The body of an error response: `{"id":..,"ok":false,"error":{"code","message"[,"index"]}}`.
+    public static func error(id: [UInt8]?, _ error: WireError) -> [UInt8] {
+        var writer = JSONObjectWriter()
+        if let id { writer.raw("id", id) }
+        writer.bool("ok", false)
+        var detail = JSONObjectWriter()
+        detail.string("code", error.code.rawValue)
+        detail.string("message", error.message)
+        if let index = error.index { detail.int("index", index) }
+        writer.object("error", detail)
+        return writer.finished()
+    }
+
+    /// `{"id":..,"ok":true}`, the answer of `ping`.
+    public static func ok(id: [UInt8]?) -> [UInt8] {
+        success(id: id).finished()
+    }
+}

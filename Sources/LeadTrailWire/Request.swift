@@ -1,0 +1,298 @@
+import LeadTrailEvents
+
+/// The operations this daemon implements (PROTOCOL.md section 3).
+///
+/// Ops of the contract that later issues add (`follow`, `report`, `tier`,
+/// `restore`, `audit`) are not listed: they are answered with `unknown_op`.
+public enum Operation: String, Sendable, CaseIterable {
+    case ping, append, get, timeline, scan, stats, rotate, verify
+}
+
+/// The filters of `scan` (PROTOCOL.md section 3), decoded and checked.
+public struct ScanRequest: Sendable, Equatable {
+    /// Lower bound (inclusive) of the event timestamp, in ms since the epoch.
+    public var fromMs: Int64?
+    /// Upper bound (exclusive) of the event timestamp, in ms since the epoch.
+    public var toMs: Int64?
+    /// Types to match; an entry ending in `.*` matches a prefix.
+    public var types: [String] = []
+    public var outcomes: [String] = []
+    public var leadID: String?
+    public var flowID: String?
+    public var entityID: String?
+    public var stepID: String?
+    /// Only events with seq greater than this.
+    public var afterSeq: UInt64 = 0
+    /// At most this many events in all; nil means no limit.
+    public var limit: Int?
+
+    public init() {}
+}
+
+/// A request whose fields were all decoded and checked.
+public enum Request: Sendable {
+    case ping
+    /// Events already validated and prepared for storage, in batch order.
+    case append([PreparedEvent])
+    case get(eventID: String)
+    case timeline(leadID: String)
+    case scan(ScanRequest)
+    case stats
+    case rotate
+    case verify
+}
+
+/// The outer layer of a request frame: its `id`, its `op`, and the rest kept for
+/// ``RequestParser/parse(_:now:newEventID:)``.
+///
+/// Parsing the envelope validates the whole frame as one JSON object, so the
+/// caller can check access before the (possibly expensive) body is decoded.
+public struct RequestEnvelope: Sendable {
+    /// The request's `id`, exactly as sent (any JSON scalar), to be echoed in every response.
+    public var id: [UInt8]?
+    /// The op, or the error to answer (with `id` echoed when it could be read).
+    public var operation: Result<Operation, WireError>
+    /// The request's `op` as sent, when it was a string (for logs).
+    public var opName: String?
+    /// The request's `purpose` (compliance reads), when sent as a string.
+    public var purpose: String?
+
+    let frame: [UInt8]
+    let members: [JSONMember]
+
+    /// Decodes the envelope of a frame body. Never throws: failures are in ``operation``.
+    ///
+    /// - `bad_frame` when the body is not one UTF-8 JSON object;
+    /// - `bad_request` when `id` is not a scalar or `op` is missing or not a string;
+    /// - `unknown_op` when `op` names an operation this daemon does not implement.
+    public static func parse(_ frame: [UInt8]) -> RequestEnvelope {
+        let scanned: Result<(object: JSONSpan, members: [JSONMember]), JSONSyntaxError> = frame.withUnsafeBufferPointer { buffer in
+            do throws(JSONSyntaxError) {
+                return .success(try JSONScanner.topLevelMembers(buffer))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch scanned {
+        case .failure(let error):
+            let message = frame.isEmpty ? "empty frame: expected a JSON object" : "frame is not a UTF-8 JSON object: \(error)"
+            return RequestEnvelope(id: nil, operation: .failure(WireError(.badFrame, message)), frame: frame, members: [])
+        case .success(let scanned):
+            return frame.withUnsafeBufferPointer { buffer in
+                parse(frame, buffer: buffer, members: scanned.members)
+            }
+        }
+    }
+
+    private static func parse(_ frame: [UInt8], buffer: UnsafeBufferPointer<UInt8>, members: [JSONMember]) -> RequestEnvelope {
+        var envelope = RequestEnvelope(id: nil, operation: .failure(WireError(.badRequest, "missing field 'op'")), frame: frame, members: members)
+        var idSpan: JSONSpan?
+        var opSpan: JSONSpan?
+        var seen: Set<String> = []
+        var duplicate: String?
+        for member in members {
+            let key = JSONScanner.decodeString(member.key, in: buffer)
+            if !seen.insert(key).inserted, duplicate == nil, key == "id" || key == "op" || key == "purpose" { duplicate = key }
+            switch key {
+            case "id" where idSpan == nil: idSpan = member.value
+            case "op" where opSpan == nil: opSpan = member.value
+            case "purpose" where envelope.purpose == nil:
+                if member.value.kind == .string { envelope.purpose = JSONScanner.decodeString(member.value, in: buffer) }
+            default: break
+            }
+        }
+        if let idSpan {
+            guard idSpan.kind != .object, idSpan.kind != .array else {
+                envelope.operation = .failure(WireError(.badRequest, "field 'id' must be a JSON scalar (string, number, boolean or null)"))
+                return envelope
+            }
+            envelope.id = Array(buffer[idSpan.range])
+        }
+        if let duplicate {
+            envelope.operation = .failure(WireError(.badRequest, "field '\(duplicate)' appears more than once"))
+            return envelope
+        }
+        guard let opSpan else { return envelope }
+        guard opSpan.kind == .string else {
+            envelope.operation = .failure(WireError(.badRequest, "field 'op' must be a string"))
+            return envelope
+        }
+        let name = JSONScanner.decodeString(opSpan, in: buffer)
+        envelope.opName = name
+        guard let operation = Operation(rawValue: name) else {
+            envelope.operation = .failure(WireError(.unknownOp, "unknown op '\(name.prefix(64))'"))
+            return envelope
+        }
+        envelope.operation = .success(operation)
+        return envelope
+    }
+}
+
+/// Decodes and checks request bodies (PROTOCOL.md section 3) under the daemon's limits.
+///
+/// Append events are found as byte spans of the request frame with
+/// ``JSONScanner`` and validated by ``EventPreparer`` on those very bytes, so a
+/// stored event is exactly what the producer sent, modulo what the preparer
+/// assigns or normalises (`event_id`, `timestamp`).
+public struct RequestParser: Sendable {
+    /// The most events one append may carry (contract default 10,000).
+    public var maxBatchEvents: Int
+    public var preparer: EventPreparer
+
+    public init(maxEventBytes: Int = 1 << 20, maxBatchEvents: Int = 10_000) {
+        self.maxBatchEvents = maxBatchEvents
+        self.preparer = EventPreparer(maxEventBytes: maxEventBytes)
+    }
+
+    /// Parses a whole frame: the envelope, then the body.
+    public func parse(frame: [UInt8], now: Int64) throws(WireError) -> Request {
+        try parse(RequestEnvelope.parse(frame), now: now)
+    }
+
+    /// Decodes the body of a request whose envelope named a known op.
+    ///
+    /// - Parameters:
+    ///   - now: the server clock (ms since the epoch) for events sent without a timestamp.
+    ///   - newEventID: makes ids for events sent without one.
+    public func parse(
+        _ envelope: RequestEnvelope,
+        now: Int64,
+        newEventID: () -> String = { EventID.generate() }
+    ) throws(WireError) -> Request {
+        let operation = try envelope.operation.get()
+        return try envelope.frame.withUnsafeBufferPointer { (buffer) throws(WireError) -> Request in
+            var fields = Fields(buffer: buffer)
+            for member in envelope.members {
+                let key = JSONScanner.decodeString(member.key, in: buffer)
+                if fields.spans[key] == nil { fields.spans[key] = member.value }
+            }
+            switch operation {
+            case .ping: return .ping
+            case .stats: return .stats
+            case .rotate: return .rotate
+            case .verify: return .verify
+            case .get:
+                return .get(eventID: try fields.requiredString("event_id", nonEmpty: true))
+            case .timeline:
+                return .timeline(leadID: try fields.requiredString("lead_id", nonEmpty: true))
+            case .scan:
+                return .scan(try fields.scanRequest())
+            case .append:
+                return .append(try prepareEvents(fields: fields, now: now, newEventID: newEventID))
+            }
+        }
+    }
+
+    private func prepareEvents(fields: Fields, now: Int64, newEventID: () -> String) throws(WireError) -> [PreparedEvent] {
+        guard let span = fields.spans["events"] else { throw WireError(.badRequest, "missing field 'events'") }
+        guard span.kind == .array else { throw WireError(.badRequest, "field 'events' must be an array of events") }
+        let elements: [JSONSpan]
+        do {
+            elements = try JSONScanner.elements(of: span, in: fields.buffer)
+        } catch {
+            throw WireError(.internal, "could not re-read a validated array: \(error)")
+        }
+        guard !elements.isEmpty else { throw WireError(.badRequest, "field 'events' must hold at least one event") }
+        guard elements.count <= maxBatchEvents else {
+            throw WireError(.batchTooLarge, "batch of \(elements.count) events is larger than the maximum of \(maxBatchEvents)")
+        }
+        var prepared: [PreparedEvent] = []
+        prepared.reserveCapacity(elements.count)
+        for (index, element) in elements.enumerated() {
+            guard element.kind == .object else {
+                throw WireError(.invalidEvent, "event \(index) is not a JSON object", index: index)
+            }
+            do {
+                let members = try JSONScanner.members(of: element, in: fields.buffer)
+                prepared.append(try preparer.prepare(fields.buffer, object: element, members: members, now: now, newEventID: newEventID))
+            } catch let error as EventValidationError {
+                throw WireError(.invalidEvent, "event \(index): \(error.message)", index: index)
+            } catch {
+                throw WireError(.invalidEvent, "event \(index): \(error)", index: index)
+            }
+        }
+        return prepared
+    }
+}
+
+/// Typed access to the top-level fields of a request.
+struct Fields {
+    let buffer: UnsafeBufferPointer<UInt8>
+    var spans: [String: JSONSpan] = [:]
+
+    init(buffer: UnsafeBufferPointer<UInt8>) {
+        self.buffer = buffer
+    }
+
+    /// A string field; null counts as absent.
+    func optionalString(_ key: String, nonEmpty: Bool = false) throws(WireError) -> String? {
+        guard let span = spans[key], span.kind != .null else { return nil }
+        guard span.kind == .string else { throw WireError(.badRequest, "field '\(key)' must be a string") }
+        let value = JSONScanner.decodeString(span, in: buffer)
+        if nonEmpty, value.isEmpty { throw WireError(.badRequest, "field '\(key)' must not be empty") }
+        return value
+    }
+
+    func requiredString(_ key: String, nonEmpty: Bool = false) throws(WireError) -> String {
+        guard let value = try optionalString(key, nonEmpty: nonEmpty) else {
+            throw WireError(.badRequest, "missing field '\(key)'")
+        }
+        return value
+    }
+
+    /// A non-negative integer field written without fraction or exponent; null counts as absent.
+    func optionalUInt(_ key: String) throws(WireError) -> UInt64? {
+        guard let span = spans[key], span.kind != .null else { return nil }
+        guard span.kind == .number, let value = UInt64(String(decoding: buffer[span.range], as: UTF8.self)) else {
+            throw WireError(.badRequest, "field '\(key)' must be a non-negative integer")
+        }
+        return value
+    }
+
+    /// An RFC 3339 timestamp field, in ms since the epoch.
+    func optionalTimestamp(_ key: String) throws(WireError) -> Int64? {
+        guard let span = spans[key], span.kind != .null else { return nil }
+        guard span.kind == .string, let ms = Timestamp.parse(JSONScanner.decodeStringBytes(span, in: buffer)) else {
+            throw WireError(.badRequest, "field '\(key)' must be an RFC 3339 timestamp, like 2024-01-15T14:30:45.234Z")
+        }
+        return ms
+    }
+
+    /// A list of non-empty strings; null counts as absent (an empty list).
+    func stringList(_ key: String) throws(WireError) -> [String] {
+        guard let span = spans[key], span.kind != .null else { return [] }
+        let message = "field '\(key)' must be a list of non-empty strings"
+        guard span.kind == .array else { throw WireError(.badRequest, message) }
+        let elements: [JSONSpan]
+        do {
+            elements = try JSONScanner.elements(of: span, in: buffer)
+        } catch {
+            throw WireError(.badRequest, message)
+        }
+        var out: [String] = []
+        for element in elements {
+            guard element.kind == .string else { throw WireError(.badRequest, message) }
+            let value = JSONScanner.decodeString(element, in: buffer)
+            guard !value.isEmpty else { throw WireError(.badRequest, message) }
+            out.append(value)
+        }
+        return out
+    }
+
+    func scanRequest() throws(WireError) -> ScanRequest {
+        var scan = ScanRequest()
+        scan.fromMs = try optionalTimestamp("from")
+        scan.toMs = try optionalTimestamp("to")
+        scan.types = try stringList("types")
+        scan.outcomes = try stringList("outcomes")
+        scan.leadID = try optionalString("lead_id")
+        scan.flowID = try optionalString("flow_id")
+        scan.entityID = try optionalString("entity_id")
+        scan.stepID = try optionalString("step_id")
+        scan.afterSeq = try optionalUInt("after_seq") ?? 0
+        if let limit = try optionalUInt("limit") {
+            scan.limit = limit > UInt64(Int.max) ? Int.max : Int(limit)
+        }
+        return scan
+    }
+}
