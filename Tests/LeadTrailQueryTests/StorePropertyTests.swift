@@ -6,8 +6,8 @@ import Testing
 
 /// The property test of the storage engine and the query layer: random batches (random leads, duplicate
 /// ids within and across batches, server-assigned ids, non-monotone timestamps in many spellings, random
-/// sizes, escaped strings), random rotations and restarts; after every step every read is compared with a
-/// simple in-memory model. It lives here rather than in LeadTrailStorageTests because it drives QueryEngine.
+/// sizes, escaped strings), random rotations, restarts, process crashes (with torn tails) and full disks;
+/// after every step every read is compared with a simple in-memory model. It lives here rather than in LeadTrailStorageTests because it drives QueryEngine.
 ///
 /// Reproduce a failure with its seed; `LEADTRAIL_LONG_TESTS=1` runs more seeds and steps.
 @Suite struct StorePropertyTests {
@@ -153,11 +153,11 @@ import Testing
             afterSeq: afterSeq, limit: limit)
     }
 
-    static func open(_ directory: String, sparse: Int) throws -> EventStore {
+    static func open(_ directory: String, sparse: Int, io: DiskFullOnDemand) throws -> EventStore {
         var configuration = StoreConfiguration(directory: directory)
         configuration.segmentMaxBytes = 4096
         configuration.sparseIndexInterval = sparse
-        return try EventStore.open(configuration, fileOperations: NoSyncFileOperations())
+        return try EventStore.open(configuration, fileOperations: io)
     }
 
     static let seeds: [UInt64] = Environment.longTests ? Array(1...24) : [1, 2, 3]
@@ -168,25 +168,54 @@ import Testing
         var rng = SplitMix64(seed: seed)
         let dir = TemporaryDirectory()
         let sparse = [64, 512, 4096].randomElement(using: &rng)!
-        var store = try Self.open(dir.path, sparse: sparse)
+        let io = DiskFullOnDemand()
+        var path = dir.path + "/gen0"
+        var store = try Self.open(path, sparse: sparse, io: io)
         defer { store.close() }
         var model = Model()
         var idRNG = SplitMix64(seed: seed ^ 0xA5A5)
         let idPool = Int.random(in: 20...400, using: &rng)
         var now = Self.base
-        var coverage = (rotations: 0, restarts: 0, duplicates: 0, assigned: 0)
+        var coverage = (rotations: 0, restarts: 0, duplicates: 0, assigned: 0, crashes: 0, refused: 0)
 
         for step in 0..<steps {
             let context = "seed \(seed) step \(step)"
-            switch Int.random(in: 0..<20, using: &rng) {
+            switch Int.random(in: 0..<24, using: &rng) {
             case 0:
-                if try store.rotate() != nil { coverage.rotations += 1 }
+                switch Result(catching: { () throws(StoreError) in try store.rotate() }) {
+                case .success(let sealed): if sealed != nil { coverage.rotations += 1 }
+                case .failure(let error): try #require(error.code == .unavailable, "\(context): rotate \(error)")
+                }
             case 1:
                 coverage.restarts += 1
+                io.disarm()
                 store.close()
-                store = try Self.open(dir.path, sparse: sparse)
+                store = try Self.open(path, sparse: sparse, io: io)
                 try #require(store.lastSeq == model.lastSeq, "\(context): lastSeq after restart")
                 try #require(store.stats().corruptSegments.isEmpty, "\(context): \(store.stats().corruptSegments)")
+            case 2:
+                // A process crash (kill -9) at a quiet moment: the files as they are, maybe with a torn,
+                // never-acknowledged write at the end of the active segment. Recovery must give back exactly the model.
+                coverage.crashes += 1
+                io.disarm()
+                let copy = dir.path + "/gen\(step + 1)"
+                try FileManager.default.copyItem(atPath: path, toPath: copy)
+                if Bool.random(using: &rng), let open = try FileManager.default.contentsOfDirectory(atPath: copy + "/hot").first(where: { $0.hasSuffix(".open") }) {
+                    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: copy + "/hot/" + open))
+                    try handle.seekToEnd()
+                    let junk = (0..<Int.random(in: 1...300, using: &rng)).map { _ in Bool.random(using: &rng) ? 0 : UInt8.random(in: 0...255, using: &rng) }
+                    try handle.write(contentsOf: Data(junk))
+                    try handle.close()
+                }
+                store.close()
+                path = copy
+                store = try Self.open(path, sparse: sparse, io: io)
+                try #require(store.lastSeq == model.lastSeq, "\(context): lastSeq after a crash")
+                try #require(store.stats().corruptSegments.isEmpty, "\(context): \(store.stats().corruptSegments)")
+            case 3:
+                io.armWriteFailure()  // the next write to a segment: the next append, or a seal
+            case 4:
+                io.armCreateFailure()  // the next segment creation: a rollover or rotation
             default:
                 // Append one batch.
                 let size = Int.random(in: 0..<8, using: &rng) == 0 ? Int.random(in: 10...40, using: &rng) : Int.random(in: 1...6, using: &rng)
@@ -204,7 +233,16 @@ import Testing
                 let batch = try zip(generated, assignedIDs).map { g, assigned in
                     try Array(g.json.utf8).withUnsafeBufferPointer { try EventPreparer().prepare($0, now: now, newEventID: { assigned }) }
                 }
-                let results = try store.appendAndWait(batch)
+                let results: [AppendResult]
+                switch Result(catching: { () throws(StoreError) in try store.appendAndWait(batch) }) {
+                case .success(let r): results = r
+                case .failure(let error):
+                    // A full disk: nothing of the batch is stored; the model does not change.
+                    try #require(error.code == .unavailable, "\(context): append \(error)")
+                    coverage.refused += 1
+                    try check(store, model, &rng, context)
+                    continue
+                }
                 // The model's answer.
                 var expected: [AppendResult] = []
                 var inBatch: [String: UInt64] = [:]
@@ -237,11 +275,12 @@ import Testing
         // The run exercised what it is meant to.
         let sealed = store.stats().hot.segments - 1
         #expect(model.events.count > 150 && sealed >= 10 && coverage.rotations > 0 && coverage.restarts > 0
-                && coverage.duplicates > 0 && coverage.assigned > 0,
+                && coverage.duplicates > 0 && coverage.assigned > 0 && coverage.crashes > 0 && coverage.refused > 0,
                 "seed \(seed): \(model.events.count) events, \(sealed) sealed segments, \(coverage)")
         // Finally, everything, after one more restart.
+        io.disarm()
         store.close()
-        store = try Self.open(dir.path, sparse: sparse)
+        store = try Self.open(path, sparse: sparse, io: io)
         try check(store, model, &rng, "seed \(seed) final", everything: true)
         #expect(store.verify().isClean)
     }

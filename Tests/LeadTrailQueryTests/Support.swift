@@ -85,3 +85,51 @@ func jsonString<R: RandomNumberGenerator>(_ value: String, escapeShare: Int = 4,
     }
     return out + "\""
 }
+
+/// Like ``NoSyncFileOperations``, but a write to, or the creation of, a segment file can be made to fail
+/// once with ENOSPC (a full disk), after writing part of the bytes.
+final class DiskFullOnDemand: FileOperations, @unchecked Sendable {
+    private let base = NoSyncFileOperations()
+    private let lock = NSLock()
+    private var paths: [Int32: String] = [:]
+    private var failWrite = false
+    private var failCreate = false
+
+    func armWriteFailure() { lock.withLock { failWrite = true } }
+    func armCreateFailure() { lock.withLock { failCreate = true } }
+    func disarm() { lock.withLock { failWrite = false; failCreate = false } }
+
+    private static func isSegment(_ path: String) -> Bool { path.hasSuffix(".open") || path.hasSuffix(".seg") }
+    private static let diskFull = StoreError(.unavailable, "write: No space left on device (disk full)")
+
+    func open(_ path: String, flags: Int32, mode: mode_t) throws(StoreError) -> Int32 {
+        if flags & O_CREAT != 0, Self.isSegment(path) {
+            let fail: Bool = lock.withLock { defer { failCreate = false }; return failCreate }
+            if fail { throw Self.diskFull }
+        }
+        let fd = try base.open(path, flags: flags, mode: mode)
+        lock.withLock { paths[fd] = path }
+        return fd
+    }
+    func close(_ fd: Int32) { lock.withLock { paths[fd] = nil }; base.close(fd) }
+    func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int { try base.pread(fd, into: buffer, at: offset) }
+    func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) {
+        let fail: Bool = lock.withLock {
+            guard let path = paths[fd], Self.isSegment(path), failWrite else { return false }
+            failWrite = false
+            return true
+        }
+        if fail {
+            if buffer.count > 1 { try base.pwrite(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<(buffer.count / 2)]), at: offset) }
+            throw Self.diskFull
+        }
+        try base.pwrite(fd, buffer, at: offset)
+    }
+    func fdatasync(_ fd: Int32) throws(StoreError) {}
+    func fsync(_ fd: Int32) throws(StoreError) {}
+    func ftruncate(_ fd: Int32, length: Int) throws(StoreError) { try base.ftruncate(fd, length: length) }
+    func fileSize(_ fd: Int32) throws(StoreError) -> Int { try base.fileSize(fd) }
+    func rename(_ from: String, _ to: String) throws(StoreError) { try base.rename(from, to) }
+    func unlink(_ path: String) throws(StoreError) { try base.unlink(path) }
+    func syncDirectory(_ path: String) throws(StoreError) {}
+}
