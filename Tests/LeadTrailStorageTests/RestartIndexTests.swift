@@ -101,6 +101,12 @@ import Testing
         let third = try EventStore.open(configuration, fileOperations: FaultyFileOperations.withoutSyncs)
         defer { third.close() }
         #expect(try Self.answers(third, ids: ids, leads: leads, lastSeq: lastSeq) == before)
-        #expect(third.verify().isClean)
+        let report = third.verify()
+        #expect(report.isClean)
+        #expect(report.records == lastSeq)
+        #expect(report.segments == Files.segments(dir.path).count)
+        let offline = try EventStore.verify(directory: dir.path)
+        #expect(offline.isClean)
+        #expect(offline.records == lastSeq)
     }
 }
