@@ -219,6 +219,14 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
         }
     }
 
+    enum OneShot: Hashable { case fdatasync, rename, syncDirectory }
+    private var oneShots: Set<OneShot> = []
+
+    /// The next call of `operation` (only that one) fails with EIO.
+    func failNext(_ operation: OneShot) { lock.withLock { _ = oneShots.insert(operation) } }
+
+    private func takeOneShot(_ operation: OneShot) -> Bool { lock.withLock { oneShots.remove(operation) != nil } }
+
     /// Every `fdatasync` from now on fails with EIO.
     func failSyncs() { lock.withLock { _syncFailures = true } }
 
@@ -272,7 +280,7 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     }
 
     func fdatasync(_ fd: Int32) throws(StoreError) {
-        if lock.withLock({ _syncFailures }) { throw StoreError(.io, "fdatasync: Input/output error") }
+        if lock.withLock({ _syncFailures }) || takeOneShot(.fdatasync) { throw StoreError(.io, "fdatasync: Input/output error") }
         if syncs { try base.fdatasync(fd) }
     }
 
@@ -283,10 +291,13 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
 
     func ftruncate(_ fd: Int32, length: Int) throws(StoreError) { try base.ftruncate(fd, length: length) }
     func fileSize(_ fd: Int32) throws(StoreError) -> Int { try base.fileSize(fd) }
-    func rename(_ from: String, _ to: String) throws(StoreError) { try base.rename(from, to) }
+    func rename(_ from: String, _ to: String) throws(StoreError) {
+        if takeOneShot(.rename) { throw StoreError(.io, "rename: Input/output error") }
+        try base.rename(from, to)
+    }
     func unlink(_ path: String) throws(StoreError) { try base.unlink(path) }
     func syncDirectory(_ path: String) throws(StoreError) {
-        if lock.withLock({ _syncFailures }) { throw StoreError(.io, "fsync: Input/output error") }
+        if lock.withLock({ _syncFailures }) || takeOneShot(.syncDirectory) { throw StoreError(.io, "fsync: Input/output error") }
         if syncs { try base.syncDirectory(path) }
     }
 }
