@@ -260,7 +260,7 @@ extension EventStore {
         // No segment changes tier while the table is rebuilt.
         tierLock.lock()
         defer { tierLock.unlock() }
-        var table = EventIDTable(minimumCapacity: eventIDs.capacity)
+        var table = eventIDs.grown()
         for entry in (try? coldEventEntries()) ?? [] { table.insert(hash: entry.hash, seq: entry.seq) }
         for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
             let entries: [(hash: UInt64, seq: UInt64)]
