@@ -63,7 +63,7 @@ import Testing
         #expect(events.map { $0["event_id"] as? String } == ["e2", "e1"])
         #expect(timeline["truncated"] as? Bool == false)
 
-        await #expect(throws: ClientError.self) { try connection.request(["op": "get", "event_id": "nope"]) }
+        #expect(throws: ClientError.self) { try connection.request(["op": "get", "event_id": "nope"]) }
         try connection.send(["op": "get", "event_id": "nope", "id": 9])
         let missing = try connection.receive()
         #expect(errorCode(missing) == "not_found")
@@ -97,6 +97,38 @@ import Testing
         #expect(errorCode(garbage) == "bad_frame")
         #expect(garbage["id"] == nil)
         #expect(int(try connection.receive()["id"]) == 999)
+        connection.close()
+        await daemon.stop()
+    }
+
+    @Test func largeAndSmallAppendsKeepRequestOrder() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let padding = String(repeating: "w", count: 4_000)
+        // Large batches are validated off the event loop; small ones inline. Seqs still follow request order.
+        var expectedFirstSeq: [Int] = []
+        var next = 1
+        for i in 0..<12 {
+            let count = i % 3 == 0 ? 100 : 1
+            let events = (0..<count).map { eventJSON(lead: "O", id: "o\(i)-\($0)", extra: "\"pad\":\"\(padding)\"") }
+            try connection.sendRaw(appendFrame(events, id: "\(i)"))
+            expectedFirstSeq.append(next)
+            next += count
+        }
+        // A large invalid batch in the middle fails alone.
+        let bad = (0..<100).map { $0 == 70 ? #"{"type":"x","lead_id":"O"}"# : eventJSON(lead: "O", extra: "\"pad\":\"\(padding)\"") }
+        try connection.sendRaw(appendFrame(bad, id: "99"))
+        try connection.sendRaw(appendFrame([eventJSON(lead: "O", id: "last")], id: "100"))
+        for i in 0..<12 {
+            let response = try connection.receive()
+            #expect(int(response["id"]) == i)
+            #expect(int((response["results"] as? [[String: Any]])?.first?["seq"]) == expectedFirstSeq[i])
+        }
+        let refused = try connection.receive()
+        #expect(errorCode(refused) == "invalid_event")
+        #expect(int((refused["error"] as? [String: Any])?["index"]) == 70)
+        let last = try connection.receive()
+        #expect(int((last["results"] as? [[String: Any]])?.first?["seq"]) == next)
         connection.close()
         await daemon.stop()
     }
@@ -420,7 +452,7 @@ import Testing
     func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         let directory = TemporaryDirectory()
         let path = directory.path + "/config.json"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
         return try DaemonConfiguration.load(path: path)
     }
 

@@ -65,7 +65,7 @@ final class TestDaemon: @unchecked Sendable {
         let configuration = Self.configuration(in: directory, configure)
         let store = try backend ?? EventStoreBackend.open(configuration, logger: quietLogger)
         let credentials: (@Sendable (Channel) -> EventLoopFuture<PeerCredentials>)? = peer.map { peer in
-            { channel in channel.eventLoop.makeSucceededFuture(peer) }
+            { @Sendable channel in channel.eventLoop.makeSucceededFuture(peer) }
         }
         let daemon = try await Daemon.start(configuration, backend: store, logger: quietLogger, credentials: credentials)
         return TestDaemon(directory: directory, configuration: configuration, daemon: daemon)
