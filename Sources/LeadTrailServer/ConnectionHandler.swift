@@ -317,6 +317,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 frame = next
             } catch {
                 logger.notice("frame too large; closing", metadata: ["error": "\(error.message)"])
+                // No request after this one is taken; those before it are still answered.
+                draining = true
                 let slot = ResponseSlot(id: nil, op: "-")
                 slot.closeAfter = true
                 pending.append(slot)

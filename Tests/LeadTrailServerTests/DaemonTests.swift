@@ -163,7 +163,9 @@ import Testing
 
         // frame_too_large: the error, then the connection closes; others go on.
         let other = try daemon.connect()
-        try connection.writeBytes([0x00, 0x10, 0x00, 0x01] + [UInt8](repeating: 0x20, count: 1000))
+        let ping = Frame.encode(Array(#"{"op":"ping","id":"before"}"#.utf8))
+        try connection.writeBytes(ping + [0x00, 0x10, 0x00, 0x01] + [UInt8](repeating: 0x20, count: 1000))
+        #expect(try connection.receive()["id"] as? String == "before")
         let tooLarge = try connection.receive()
         #expect(errorCode(tooLarge) == "frame_too_large")
         #expect(throws: ClientError.self) { try connection.receive() }
