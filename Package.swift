@@ -8,7 +8,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "leadtrail", targets: ["leadtrail"]),
+        .library(name: "LeadTrailEvents", targets: ["LeadTrailEvents"]),
         .library(name: "LeadTrailStorage", targets: ["LeadTrailStorage"]),
+        .library(name: "LeadTrailQuery", targets: ["LeadTrailQuery"]),
         .library(name: "LeadTrailClient", targets: ["LeadTrailClient"]),
     ],
     dependencies: [
@@ -70,11 +72,17 @@ let package = Package(
             dependencies: ["LeadTrailWire"],
             swiftSettings: swiftSettings),
 
+        // The CLI's testable logic: NDJSON batching, timeline and table rendering, the event generator.
+        .target(
+            name: "LeadTrailCLIKit",
+            dependencies: ["LeadTrailEvents"],
+            swiftSettings: swiftSettings),
+
         // The operator CLI (one file per subcommand) and the daemon entry point.
         .executableTarget(
             name: "leadtrail",
             dependencies: [
-                "LeadTrailEvents", "LeadTrailStorage", "LeadTrailServer", "LeadTrailClient", "LeadTrailWire",
+                "LeadTrailCLIKit", "LeadTrailEvents", "LeadTrailStorage", "LeadTrailServer", "LeadTrailClient", "LeadTrailWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,6 +91,7 @@ let package = Package(
         .testTarget(name: "LeadTrailEventsTests", dependencies: ["LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailStorageTests", dependencies: ["LeadTrailStorage", "LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailQueryTests", dependencies: ["LeadTrailQuery", "LeadTrailStorage", "LeadTrailEvents"], swiftSettings: swiftSettings),
+        .testTarget(name: "LeadTrailCLITests", dependencies: ["LeadTrailCLIKit", "LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailWireTests", dependencies: ["LeadTrailWire"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LeadTrailServerTests",
