@@ -514,7 +514,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .timeline(let leadID):
                 let timeline = try store.timeline(leadID: leadID, limit: 10_000)
                 let events = timeline.events.map { server.presenter.present($0.jsonWithSeq, to: access) }
-                return .success((Responses.events(id: id, events, truncated: timeline.truncated), events.count))
+                let body = Responses.events(id: id, events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
+                return .success((body, events.count))
             case .stats:
                 let stats = store.stats()
                 let body = Responses.stats(id: id, stats) { writer in

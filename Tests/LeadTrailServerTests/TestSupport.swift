@@ -118,9 +118,10 @@ final class FailingBackend: StoreBackend, @unchecked Sendable {
     func timeline(leadID: String, limit: Int) throws(StoreError) -> (events: [StoredEvent], truncated: Bool) { throw error }
     func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) { throw error }
     var lastSeq: UInt64 { 0 }
+    var coldOnlyBefore: Int64? { nil }
     func stats() -> StoreStats {
-        let tier = StoreStats.Tier(segments: 0, events: 0, bytes: 0)
-        return StoreStats(events: 0, lastSeq: 0, durability: .fsync, hot: tier, warm: tier, cold: tier, activeSegmentID: 0,
+        let tier = StoreStats.Tier()
+        return StoreStats(events: 0, lastSeq: 0, durability: .fsync, hot: tier, warm: tier, cold: tier, restored: tier, activeSegmentID: 0,
                           corruptSegments: [], quarantinedFiles: [], startupMilliseconds: 0, appendBatches: 0, syncs: 0)
     }
     func rotate() throws(StoreError) -> SealedSegment? { throw error }
