@@ -230,6 +230,29 @@ import Testing
         await support.stop()
     }
 
+    @Test func archivedEventsShowInStatsAndTimeline() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let old = (0..<5).map { eventJSON(lead: "A", id: "old\($0)", timestamp: "2020-01-0\($0 + 1)T00:00:00Z") }
+        try LeadTrailConnection.check(try { try connection.sendRaw(appendFrame(old)); return try connection.receive() }())
+        _ = try connection.request(["op": "rotate"])
+        let recent = eventJSON(lead: "A", id: "new", timestamp: Timestamp.format(Timestamp.now()))
+        try connection.sendRaw(appendFrame([recent]))
+        try LeadTrailConnection.check(try connection.receive())
+        let store = try #require(daemon.store)
+        let report = try store.tier()
+        #expect(!report.moved.isEmpty)
+
+        let stats = try connection.request(["op": "stats"])
+        let cold = try #require((stats["tiers"] as? [String: Any])?["cold"] as? [String: Any])
+        #expect(int(cold["events"]) == 5)
+        let timeline = try connection.request(["op": "timeline", "lead_id": "A"])
+        #expect(timeline["cold_only_before"] as? String == "2020-01-05T00:00:00.001Z")
+        #expect((timeline["events"] as? [[String: Any]])?.map { $0["event_id"] as? String } == ["new"])
+        connection.close()
+        await daemon.stop()
+    }
+
     @Test func statsRotateVerify() async throws {
         let daemon = try await TestDaemon.start()
         let connection = try daemon.connect()

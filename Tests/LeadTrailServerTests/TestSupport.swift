@@ -37,11 +37,14 @@ final class TestDaemon: @unchecked Sendable {
     let directory: TemporaryDirectory
     let configuration: DaemonConfiguration
     let daemon: RunningDaemon
+    /// The real store, when the daemon runs over one.
+    let store: EventStore?
 
     var socketPath: String { configuration.socketPath }
     var dataDirectory: String { configuration.dataDirectory }
 
-    private init(directory: TemporaryDirectory, configuration: DaemonConfiguration, daemon: RunningDaemon) {
+    private init(directory: TemporaryDirectory, configuration: DaemonConfiguration, daemon: RunningDaemon, store: EventStore?) {
+        self.store = store
         self.directory = directory
         self.configuration = configuration
         self.daemon = daemon
@@ -68,7 +71,7 @@ final class TestDaemon: @unchecked Sendable {
             { @Sendable channel in channel.eventLoop.makeSucceededFuture(peer) }
         }
         let daemon = try await Daemon.start(configuration, backend: store, logger: quietLogger, credentials: credentials)
-        return TestDaemon(directory: directory, configuration: configuration, daemon: daemon)
+        return TestDaemon(directory: directory, configuration: configuration, daemon: daemon, store: (store as? EventStoreBackend)?.store)
     }
 
     func connect(timeout: Double = 20) throws -> LeadTrailConnection {
