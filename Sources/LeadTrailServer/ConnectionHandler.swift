@@ -37,9 +37,11 @@ final class ServerContext: Sendable {
         self.startedAtMs = Timestamp.now()
     }
 
-    /// Scan frames hold at most this many bytes of events, so with the envelope and the
-    /// largest event (`max_event_bytes` is at most 3 MiB) a frame stays under 4 MiB.
-    var scanFrameEventBytes: Int { max(64 << 10, (4 << 20) - configuration.maxEventBytes - (8 << 10)) }
+    /// Scan frames hold at most this many bytes of events, so with the envelope (its `id` is at
+    /// most 4 KiB) and the largest event (`max_event_bytes` is at most 3 MiB) a frame stays under 4 MiB.
+    var scanFrameEventBytes: Int {
+        max(64 << 10, (4 << 20) - configuration.maxEventBytes - RequestEnvelope.maximumIDBytes - (8 << 10))
+    }
 }
 
 /// One response in a connection's ordered queue: its frames, written when it reaches the head.
