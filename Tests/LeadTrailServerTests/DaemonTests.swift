@@ -133,6 +133,26 @@ import Testing
         await daemon.stop()
     }
 
+    @Test func largeFramesOfEveryKindKeepTheirPlace() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let big = String(repeating: "b", count: 300_000)
+        try connection.sendRaw(Array(#"{"op":"ping","id":1,"pad":"\#(big)"}"#.utf8))
+        try connection.sendRaw(appendFrame([eventJSON(lead: "X", id: "x1")], id: "2"))
+        try connection.sendRaw(Array(#"{"op":"nope","id":3,"pad":"\#(big)"}"#.utf8))
+        try connection.sendRaw(Array(#"{"op":"ping","id":4,"pad":"\#(big)""#.utf8))  // unterminated: bad_frame
+        try connection.sendRaw(appendFrame([eventJSON(lead: "X", id: "x5", extra: "\"pad\":\"\(big)\"")], id: "5"))
+        try connection.send(["op": "get", "event_id": "x5", "id": 6])
+        let answers = try (0..<6).map { _ in try connection.receive() }
+        #expect(answers.map { int($0["id"]) } == [1, 2, 3, nil, 5, 6])
+        #expect(answers.map { $0["ok"] as? Bool } == [true, true, false, false, true, true])
+        #expect(errorCode(answers[2]) == "unknown_op")
+        #expect(errorCode(answers[3]) == "bad_frame")
+        #expect(int((answers[4]["results"] as? [[String: Any]])?.first?["seq"]) == 2)
+        connection.close()
+        await daemon.stop()
+    }
+
     @Test func errorCodes() async throws {
         let daemon = try await TestDaemon.start { $0.maxBatchEvents = 3; $0.maxFrameBytes = 64 << 10; $0.maxEventBytes = 1024 }
         let connection = try daemon.connect()
