@@ -295,6 +295,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func write(_ frame: ByteBuffer, stream: ScanStream?, context: ChannelHandlerContext) {
+        if writesInFlight == 0 { lastWriteProgress = .now() }  // the stall clock starts with the first unfinished write
         writesInFlight += 1
         let promise = context.eventLoop.makePromise(of: Void.self)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)

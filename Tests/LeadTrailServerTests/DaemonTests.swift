@@ -398,6 +398,29 @@ import Testing
         await daemon.stop()
     }
 
+    @Test func aClientThatStopsReadingIsDisconnected() async throws {
+        let daemon = try await TestDaemon.start { $0.stallTimeoutSeconds = 1 }
+        let writer = try daemon.connect()
+        let padding = String(repeating: "r", count: 40_000)
+        for chunk in 0..<3 {
+            try writer.sendRaw(appendFrame((0..<100).map { eventJSON(lead: "R", id: "r\(chunk)-\($0)", extra: "\"pad\":\"\(padding)\"") }))
+            try LeadTrailConnection.check(try writer.receive())
+        }
+        writer.close()
+        let reader = try daemon.connect()
+        try reader.send(["op": "scan"])  // 12 MB of answers, never read
+        let deadline = Date().addingTimeInterval(8)
+        while daemon.daemon.connectionCount > 0, Date() < deadline {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(daemon.daemon.connectionCount == 0)
+        reader.close()
+        let other = try daemon.connect()
+        #expect(try other.request(["op": "ping"])["ok"] as? Bool == true)
+        other.close()
+        await daemon.stop()
+    }
+
     @Test func garbageNeverStopsTheDaemon() async throws {
         let daemon = try await TestDaemon.start()
         var rng = SystemRandomNumberGenerator()
