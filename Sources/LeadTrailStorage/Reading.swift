@@ -29,7 +29,10 @@ extension EventStore {
         while offset < end {
             guard let (header, body) = try reader.readRecord(view.data, at: offset, limit: end) else {
                 noteReadDamage(view, offset: offset)
-                return nil
+                // The records after a damaged one are still served: go on at the next known record.
+                guard let next = view.nextRecordOffset(after: offset) else { return nil }
+                offset = next
+                continue
             }
             if header.seq == seq { return (header, body) }
             if header.seq > seq { return nil }
@@ -184,18 +187,22 @@ extension EventStore {
             if case .success(nil) = decoded, chunk.count - (offset - chunkStart) >= SegmentFormat.recordHeaderSize {
                 let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
                 guard offset + total <= range.upperBound else {
+                    // A damaged length: go on at the next known record.
                     noteReadDamage(view, offset: offset)
-                    return nil
+                    guard let next = view.nextRecordOffset(after: offset) else { return nil }
+                    offset = next
+                    chunk = []
+                    continue
                 }
                 chunkStart = offset
                 chunk = try view.data.read(count: max(total, min(1 << 20, range.upperBound - offset)), at: offset)
                 decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
             }
             guard case .success(let pair?) = decoded else {
-                // The length cannot be trusted after damage: resume at the next index run, a known record boundary.
+                // The length cannot be trusted after damage: resume at the next known record boundary.
                 noteReadDamage(view, offset: offset)
-                guard let run = view.sparse.firstIndex(where: { Int($0.offset) > offset }) else { return nil }
-                offset = Int(view.sparse[run].offset)
+                guard let next = view.nextRecordOffset(after: offset) else { return nil }
+                offset = next
                 chunk = []
                 continue
             }

@@ -132,6 +132,9 @@ extension EventStore {
         eventIDs = table
 
         var last = max(loaded.map(\.lastSeq).max() ?? 0, active?.lastSeq ?? 0, coldCatalog.members.map(\.member.lastSeq).max() ?? 0)
+        // The active segment's header says where the log stood when it was created, even when the segment
+        // before it is unreadable (its header damaged) and the checkpoint is gone.
+        if let active, active.header.baseSeq > 1 { last = max(last, active.header.baseSeq - 1) }
         if let checkpoint, checkpoint.lastSeq > last {
             // Acknowledged events are missing (damage was found above): never reuse their seqs.
             logger.critical(

@@ -7,7 +7,11 @@ import LeadTrailEvents
 /// records up to `dataEnd`, which moves only after a batch is durable.
 final class Segment: @unchecked Sendable {
     let id: UInt64
-    var path: String
+    var path: String {
+        didSet { fileName = Self.lastComponent(path) }
+    }
+    /// The last component of `path`, kept rather than computed: every read takes a view of every segment.
+    private(set) var fileName: String
     /// Where reads get the record bytes (a hot file, or a warm file's blocks).
     let data: SegmentData
     let header: SegmentHeader
@@ -44,6 +48,7 @@ final class Segment: @unchecked Sendable {
     init(id: UInt64, path: String, data: SegmentData, header: SegmentHeader, isSealed: Bool, dataEnd: Int, fileSize: Int) {
         self.id = id
         self.path = path
+        self.fileName = Self.lastComponent(path)
         self.data = data
         self.header = header
         self.isSealed = isSealed
@@ -51,7 +56,7 @@ final class Segment: @unchecked Sendable {
         self.fileSize = fileSize
     }
 
-    var fileName: String { String(path.split(separator: "/").last ?? "") }
+    static func lastComponent(_ path: String) -> String { String(path.split(separator: "/").last ?? "") }
 
     /// The hot file's descriptor, for the writer and recovery (hot segments only).
     var fd: Int32 { (data as? HotFile)?.fd ?? -1 }
@@ -134,6 +139,17 @@ struct SegmentView: Sendable {
             if sparse[mid].firstSeq <= seq { low = mid + 1 } else { high = mid }
         }
         return low - 1
+    }
+
+    /// The offset of the first record after `offset`, from the lead index (which holds every record's offset):
+    /// where a read resumes after a damaged record, whose length cannot be trusted.
+    func nextRecordOffset(after offset: Int) -> Int? {
+        var next: Int? = nil
+        for entry in leadEntries {
+            let candidate = Int(entry & 0xFFFF_FFFF)
+            if candidate > offset, candidate < next ?? .max { next = candidate }
+        }
+        return next
     }
 
     /// Where the run of sparse entry `i` ends.

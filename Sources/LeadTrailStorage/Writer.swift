@@ -341,17 +341,25 @@ extension EventStore {
         w.raw(trailer.encode())
         do throws(StoreError) {
             try io.write(segment.fd, w.bytes, at: segment.dataEnd)
-            CrashPoint.sealAfterFooterWrite.reached()
-            try io.fdatasync(segment.fd)
-            CrashPoint.sealAfterFooterSync.reached()
         } catch {
             try? io.ftruncate(segment.fd, length: segment.dataEnd)
             throw error
         }
+        CrashPoint.sealAfterFooterWrite.reached()
         let sealedPath = hotDirectory + "/" + Segment.fileName(id: segment.id, sealed: true)
-        try io.rename(segment.path, sealedPath)
-        CrashPoint.sealAfterRename.reached()
-        try io.syncDirectory(hotDirectory)
+        do throws(StoreError) {
+            try io.fdatasync(segment.fd)
+            CrashPoint.sealAfterFooterSync.reached()
+            try io.rename(segment.path, sealedPath)
+            CrashPoint.sealAfterRename.reached()
+            try io.syncDirectory(hotDirectory)
+        } catch {
+            // A failed sync stops acknowledgements; and after a failed rename or directory sync the file may be
+            // (or become) the sealed one, which must never be appended to. Recovery finishes or undoes the seal.
+            let failure = StoreError(.unavailable, "sealing failed (\(error.message)); no further appends are acknowledged")
+            fail(failure)
+            throw failure
+        }
         stateLock.withLock {
             segment.path = sealedPath
             segment.isSealed = true
