@@ -129,12 +129,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let handler = bound.value
             switch result {
             case .success(let peer):
-                let role = handler.server.configuration.roles.role(of: peer, daemonUID: handler.server.daemonUID)
-                handler.access = AccessContext(connectionID: handler.connectionID, peer: peer, role: role, purpose: nil)
-                handler.logger[metadataKey: "peer.uid"] = "\(peer.uid)"
-                handler.logger[metadataKey: "peer.pid"] = "\(peer.pid)"
-                handler.logger.debug("connection opened", metadata: ["peer.role": "\(role.map { $0.description } ?? "none")"])
-                handler.pump()
+                let roles = handler.server.configuration.roles
+                let daemonUID = handler.server.daemonUID
+                guard roles.needsSupplementaryGroups(for: peer, daemonUID: daemonUID) else {
+                    handler.admit(peer, role: roles.role(of: peer, daemonUID: daemonUID))
+                    return
+                }
+                // The user database may block (NSS): look the groups up on the thread pool.
+                handler.server.threadPool.runIfActive(eventLoop: loopBoundContext.value.eventLoop) {
+                    roles.role(of: peer, daemonUID: daemonUID,
+                               supplementaryGroups: RoleAssignments.supplementaryGroups(uid: peer.uid, primaryGID: peer.gid))
+                }.whenComplete { result in
+                    switch result {
+                    case .success(let role): bound.value.admit(peer, role: role)
+                    case .failure: loopBoundContext.value.close(promise: nil)
+                    }
+                }
             case .failure(let error):
                 handler.logger.warning("cannot read peer credentials; closing", metadata: ["error": "\(error)"])
                 loopBoundContext.value.close(promise: nil)
@@ -144,6 +154,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
         timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
             bound.value.checkTimeouts()
         }
+    }
+
+    /// Records who the peer is and starts taking its requests.
+    private func admit(_ peer: PeerCredentials, role: Role?) {
+        access = AccessContext(connectionID: connectionID, peer: peer, role: role, purpose: nil)
+        logger[metadataKey: "peer.uid"] = "\(peer.uid)"
+        logger[metadataKey: "peer.pid"] = "\(peer.pid)"
+        logger.debug("connection opened", metadata: ["peer.role": "\(role.map { $0.description } ?? "none")"])
+        pump()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

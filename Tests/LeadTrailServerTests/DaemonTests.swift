@@ -228,6 +228,17 @@ import Testing
         connection.close()
         await nobody.stop()
 
+        // A peer whose groups are looked up (an unknown user here) and match nothing has no role.
+        let grouped = try await TestDaemon.start(peer: PeerCredentials(pid: 1, uid: 4_000_000, gid: 4242)) {
+            $0.roles = RoleAssignments(gids: [7777: .support])
+        }
+        let g = try grouped.connect()
+        #expect(try g.request(["op": "ping"])["ok"] as? Bool == true)
+        try g.send(["op": "stats"])
+        #expect(errorCode(try g.receive()) == "forbidden")
+        g.close()
+        await grouped.stop()
+
         // A producer by gid may append but not read; a support uid may read but not rotate.
         let roles = RoleAssignments(uids: [5001: .support], gids: [6000: .producer])
         let producer = try await TestDaemon.start(peer: PeerCredentials(pid: 1, uid: 5000, gid: 6000)) { $0.roles = roles }
@@ -583,6 +594,14 @@ import Testing
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 11, gid: 20), daemonUID: 0) == .admin)
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 12, gid: 12), daemonUID: 0) == nil)
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 7, gid: 7), daemonUID: 7) == .admin)
+        // Supplementary groups count too.
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 12, gid: 12), daemonUID: 0, supplementaryGroups: [30]) == .producer)
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 10, gid: 12), daemonUID: 0, supplementaryGroups: [30, 20]) == .admin)
+        #expect(roles.needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 10, gid: 12), daemonUID: 0))
+        #expect(!roles.needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 10, gid: 20), daemonUID: 0))
+        #expect(!RoleAssignments(uids: [10: .admin]).needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 11, gid: 1), daemonUID: 0))
+        #expect(RoleAssignments.supplementaryGroups(uid: 0, primaryGID: 12_345).contains(12_345))
+        #expect(RoleAssignments.supplementaryGroups(uid: 4_000_000, primaryGID: 1).isEmpty)
         #expect(AccessPolicy.allows(nil, .ping))
         #expect(!AccessPolicy.allows(nil, .append))
         #expect(AccessPolicy.allows(.producer, .append))
