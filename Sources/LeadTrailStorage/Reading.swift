@@ -25,24 +25,32 @@ extension EventStore {
         let view = filled[low - 1]
         guard let run = view.sparseIndex(forSeq: seq) else { return nil }
         var offset = Int(view.sparse[run].offset)
+        // Seqs are consecutive inside a segment: the n-th record of a run has the run's first seq + n.
+        var expected = view.sparse[run].firstSeq
         let end = view.dataEnd
-        while offset < end {
+        while offset < end && expected <= seq {
             guard let (header, body) = try reader.readRecord(view.data, at: offset, limit: end) else {
                 noteReadDamage(view, offset: offset)
                 // The records after a damaged one are still served: go on at the next known record.
                 guard let next = view.nextRecordOffset(after: offset) else { return nil }
                 offset = next
+                expected += 1
                 continue
             }
-            if header.seq == seq { return (header, body) }
-            if header.seq > seq { return nil }
+            if header.seq != expected {
+                // Its checksum holds but it is not where its seq says: never served.
+                noteReadDamage(view, offset: offset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
+            } else if header.seq == seq {
+                return (header, body)
+            }
             offset += header.totalSize
+            expected += 1
         }
         return nil
     }
 
-    func noteReadDamage(_ view: SegmentView, offset: Int) {
-        let report = CorruptionReport(file: view.fileName, offset: offset, reason: "record failed its checksum on read; not served")
+    func noteReadDamage(_ view: SegmentView, offset: Int, reason: String = "record failed its checksum on read; not served") {
+        let report = CorruptionReport(file: view.fileName, offset: offset, reason: reason)
         stateLock.withLock {
             guard let segment = segments.first(where: { $0.id == view.id }), !segment.damage.contains(report) else { return }
             segment.damage.append(report)
@@ -151,22 +159,22 @@ extension EventStore {
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
-            // The byte ranges of the index runs worth reading, adjacent runs merged.
-            var ranges: [Range<Int>] = []
+            // The byte ranges of the index runs worth reading (with the seq each starts at), adjacent runs merged.
+            var ranges: [(bytes: Range<Int>, firstSeq: UInt64)] = []
             let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
             for i in firstRun..<view.sparse.count {
                 let entry = view.sparse[i]
                 if let from = hints.fromMs, entry.maxTs < from { continue }
                 if let to = hints.toMs, entry.minTs >= to { continue }
                 let range = Int(entry.offset)..<view.runEnd(i)
-                if let last = ranges.last, last.upperBound == range.lowerBound {
-                    ranges[ranges.count - 1] = last.lowerBound..<range.upperBound
+                if let last = ranges.last, last.bytes.upperBound == range.lowerBound {
+                    ranges[ranges.count - 1].bytes = last.bytes.lowerBound..<range.upperBound
                 } else {
-                    ranges.append(range)
+                    ranges.append((range, entry.firstSeq))
                 }
             }
             for range in ranges {
-                let stopped = try scanRange(view, range, hints: hints, visitor)
+                let stopped = try scanRange(view, range.bytes, firstSeq: range.firstSeq, hints: hints, visitor)
                 if let stopped { return stopped }
             }
         }
@@ -174,8 +182,12 @@ extension EventStore {
     }
 
     /// Visits the records in one byte range of a segment; returns the seq where the visitor stopped, if it did.
-    func scanRange(_ view: SegmentView, _ range: Range<Int>, hints: ScanHints, _ visitor: (RecordView) throws -> Bool) throws -> UInt64? {
+    func scanRange(
+        _ view: SegmentView, _ range: Range<Int>, firstSeq: UInt64, hints: ScanHints, _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64? {
         var offset = range.lowerBound
+        // Seqs are consecutive inside a segment: a record whose seq is not the expected one is not served.
+        var expected = firstSeq
         var chunk: [UInt8] = []
         var chunkStart = offset
         while offset < range.upperBound {
@@ -191,6 +203,7 @@ extension EventStore {
                     noteReadDamage(view, offset: offset)
                     guard let next = view.nextRecordOffset(after: offset) else { return nil }
                     offset = next
+                    expected += 1
                     chunk = []
                     continue
                 }
@@ -203,12 +216,20 @@ extension EventStore {
                 noteReadDamage(view, offset: offset)
                 guard let next = view.nextRecordOffset(after: offset) else { return nil }
                 offset = next
+                expected += 1
                 chunk = []
                 continue
             }
             let (header, total) = pair
             let start = offset - chunkStart
+            if header.seq != expected {
+                noteReadDamage(view, offset: offset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
+                offset += total
+                expected += 1
+                continue
+            }
             offset += total
+            expected += 1
             if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
             if let from = hints.fromMs, header.timestampMs < from { continue }
             if let to = hints.toMs, header.timestampMs >= to { continue }

@@ -2,12 +2,19 @@ import Foundation
 import LeadTrailEvents
 @testable import LeadTrailStorage
 
+/// Whether `/dev/shm` is writable and has room (containers often give it only 64 MiB).
+func memoryFileSystemIsRoomy() -> Bool {
+    var info = statvfs()
+    guard access("/dev/shm", W_OK) == 0, statvfs("/dev/shm", &info) == 0 else { return false }
+    return UInt64(info.f_bavail) * UInt64(info.f_frsize) >= 1 << 30
+}
+
 /// A fresh temporary directory (in `/dev/shm` when there is one), removed when the test ends.
 final class TemporaryDirectory {
     let path: String
 
     init() {
-        let base = access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : NSTemporaryDirectory()
+        let base = memoryFileSystemIsRoomy() ? "/dev/shm/" : NSTemporaryDirectory()
         path = base + "leadtrail-query-test-" + UUID().uuidString
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }

@@ -2,6 +2,13 @@ import Foundation
 import LeadTrailEvents
 @testable import LeadTrailStorage
 
+/// Whether `/dev/shm` is writable and has room (containers often give it only 64 MiB).
+func memoryFileSystemIsRoomy() -> Bool {
+    var info = statvfs()
+    guard access("/dev/shm", W_OK) == 0, statvfs("/dev/shm", &info) == 0 else { return false }
+    return UInt64(info.f_bavail) * UInt64(info.f_frsize) >= 1 << 30
+}
+
 /// A fresh temporary directory, removed when the test ends.
 final class TemporaryDirectory {
     let path: String
@@ -9,7 +16,7 @@ final class TemporaryDirectory {
     /// - Parameter inMemory: use `/dev/shm` when there is one: for sweeps that create and delete thousands of
     ///   files to test recovery logic (not durability), where a disk file system spends its time allocating inodes.
     init(inMemory: Bool = false) {
-        let base = inMemory && access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : NSTemporaryDirectory()
+        let base = inMemory && memoryFileSystemIsRoomy() ? "/dev/shm/" : NSTemporaryDirectory()
         path = base + "leadtrail-test-" + UUID().uuidString
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
