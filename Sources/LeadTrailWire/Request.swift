@@ -60,10 +60,13 @@ public struct RequestEnvelope: Sendable {
     let frame: [UInt8]
     let members: [JSONMember]
 
+    /// The longest `id` accepted, as JSON text (so echoing it never bloats a response).
+    public static let maximumIDBytes = 4096
+
     /// Decodes the envelope of a frame body. Never throws: failures are in ``operation``.
     ///
     /// - `bad_frame` when the body is not one UTF-8 JSON object;
-    /// - `bad_request` when `id` is not a scalar or `op` is missing or not a string;
+    /// - `bad_request` when `id` is not a scalar or longer than ``maximumIDBytes``, or `op` is missing or not a string;
     /// - `unknown_op` when `op` names an operation this daemon does not implement.
     public static func parse(_ frame: [UInt8]) -> RequestEnvelope {
         let scanned: Result<(object: JSONSpan, members: [JSONMember]), JSONSyntaxError> = frame.withUnsafeBufferPointer { buffer in
@@ -104,6 +107,10 @@ public struct RequestEnvelope: Sendable {
         if let idSpan {
             guard idSpan.kind != .object, idSpan.kind != .array else {
                 envelope.operation = .failure(WireError(.badRequest, "field 'id' must be a JSON scalar (string, number, boolean or null)"))
+                return envelope
+            }
+            guard idSpan.range.count <= maximumIDBytes else {
+                envelope.operation = .failure(WireError(.badRequest, "field 'id' is longer than \(maximumIDBytes) bytes"))
                 return envelope
             }
             envelope.id = Array(buffer[idSpan.range])
@@ -153,12 +160,14 @@ public struct RequestParser: Sendable {
     ///
     /// - Parameters:
     ///   - now: the server clock (ms since the epoch) for events sent without a timestamp.
-    ///   - newEventID: makes ids for events sent without one.
+    ///   - newEventID: makes ids for events sent without one (default: ``EventID`` from the kernel's CSPRNG).
     public func parse(
         _ envelope: RequestEnvelope,
         now: Int64,
-        newEventID: () -> String = { EventID.generate() }
+        newEventID: (() -> String)? = nil
     ) throws(WireError) -> Request {
+        var random = BufferedRandom()
+        let newEventID = newEventID ?? { EventID.generate(using: &random) }
         let operation = try envelope.operation.get()
         return try envelope.frame.withUnsafeBufferPointer { (buffer) throws(WireError) -> Request in
             var fields = Fields(buffer: buffer)
