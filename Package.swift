@@ -8,7 +8,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "leadtrail", targets: ["leadtrail"]),
+        .library(name: "LeadTrailEvents", targets: ["LeadTrailEvents"]),
         .library(name: "LeadTrailStorage", targets: ["LeadTrailStorage"]),
+        .library(name: "LeadTrailQuery", targets: ["LeadTrailQuery"]),
         .library(name: "LeadTrailClient", targets: ["LeadTrailClient"]),
     ],
     dependencies: [

@@ -31,35 +31,27 @@ public struct EventPreparer: Sendable {
         self.maxEventBytes = maxEventBytes
     }
 
-    static let contractKeys: Set<String> = [
-        "type", "lead_id", "event_id", "timestamp", "flow_id", "entity_id", "step_id", "outcome",
-        "duration_ms", "metadata", "lead_snapshot", "seq",
-    ]
-
     /// The contract's keys among `members` (the first of each, for bytes already validated).
-    static func knownMembers(_ members: [JSONMember], in bytes: UnsafeBufferPointer<UInt8>) -> [String: JSONSpan] {
-        var known: [String: JSONSpan] = [:]
+    static func knownMembers(_ members: [JSONMember], in bytes: UnsafeBufferPointer<UInt8>) -> KnownFields {
+        var known = KnownFields()
         for member in members {
-            let key = JSONScanner.decodeString(member.key, in: bytes)
-            if contractKeys.contains(key), known[key] == nil { known[key] = member.value }
+            if let key = ContractKey(member.key, in: bytes), known[key] == nil { known[key] = member.value }
         }
         return known
     }
 
     /// The references of the indexed string fields, relative to `base`.
-    static func fieldRefs(_ known: [String: JSONSpan], base: Int) -> EventFieldRefs {
+    static func fieldRefs(_ known: KnownFields, base: Int) -> EventFieldRefs {
         var fields = EventFieldRefs()
         for field in IndexedField.allCases {
-            guard let span = known[field.key], span.kind == .string else { continue }
+            guard let span = known[ContractKey(field)], span.kind == .string else { continue }
             let content = span.contentRange
             fields[field] = FieldRef(range: (content.lowerBound - base)..<(content.upperBound - base), hasEscapes: span.hasEscapes)
         }
         return fields
     }
 
-    static let optionalStringFields: [(String, IndexedField)] = [
-        ("flow_id", .flowID), ("entity_id", .entityID), ("step_id", .stepID), ("outcome", .outcome),
-    ]
+    static let optionalStringFields: [ContractKey] = [.flowID, .entityID, .stepID, .outcome]
 
     /// Validates one event given as JSON bytes and prepares it.
     ///
@@ -94,20 +86,19 @@ public struct EventPreparer: Sendable {
         guard object.range.count <= maxEventBytes else {
             throw EventValidationError("event is \(object.range.count) bytes, more than the limit of \(maxEventBytes)")
         }
-        var known: [String: JSONSpan] = [:]
+        var known = KnownFields()
         for member in members {
             // Keys the contract gives meaning to must not be ambiguous.
-            let key = JSONScanner.decodeString(member.key, in: bytes)
-            guard Self.contractKeys.contains(key) else { continue }
-            if known[key] != nil { throw EventValidationError("field '\(key)' appears more than once") }
+            guard let key = ContractKey(member.key, in: bytes) else { continue }
+            if known[key] != nil { throw EventValidationError("field '\(key.name)' appears more than once") }
             known[key] = member.value
         }
-        if known["seq"] != nil {
+        if known[.seq] != nil {
             throw EventValidationError("field 'seq' is assigned by the server and may not be sent")
         }
 
         // type
-        guard let typeSpan = known["type"], typeSpan.kind != .null else { throw EventValidationError("field 'type' is required") }
+        guard let typeSpan = known[.type], typeSpan.kind != .null else { throw EventValidationError("field 'type' is required") }
         guard typeSpan.kind == .string else { throw EventValidationError("field 'type' must be a string") }
         let typeBytes = JSONScanner.decodeStringBytes(typeSpan, in: bytes)
         guard Self.isValidType(typeBytes) else {
@@ -115,7 +106,7 @@ public struct EventPreparer: Sendable {
         }
 
         // lead_id
-        guard let leadSpan = known["lead_id"], leadSpan.kind != .null else { throw EventValidationError("field 'lead_id' is required") }
+        guard let leadSpan = known[.leadID], leadSpan.kind != .null else { throw EventValidationError("field 'lead_id' is required") }
         guard leadSpan.kind == .string else { throw EventValidationError("field 'lead_id' must be a string") }
         let leadBytes = JSONScanner.decodeStringBytes(leadSpan, in: bytes)
         guard !leadBytes.isEmpty, leadBytes.count <= 128 else {
@@ -123,21 +114,21 @@ public struct EventPreparer: Sendable {
         }
 
         // optional indexed strings
-        for (key, _) in Self.optionalStringFields {
+        for key in Self.optionalStringFields {
             guard let span = known[key], span.kind != .null else { continue }
-            guard span.kind == .string else { throw EventValidationError("field '\(key)' must be a string") }
+            guard span.kind == .string else { throw EventValidationError("field '\(key.name)' must be a string") }
             let length = span.hasEscapes ? JSONScanner.decodeStringBytes(span, in: bytes).count : span.contentRange.count
-            guard length <= 128 else { throw EventValidationError("field '\(key)' must be at most 128 bytes") }
+            guard length <= 128 else { throw EventValidationError("field '\(key.name)' must be at most 128 bytes") }
         }
 
-        if let span = known["duration_ms"], span.kind != .null {
+        if let span = known[.durationMs], span.kind != .null {
             guard span.kind == .number, bytes[span.range.lowerBound] != UInt8(ascii: "-") || Self.isZero(bytes, span) else {
                 throw EventValidationError("field 'duration_ms' must be a number >= 0")
             }
         }
-        for key in ["metadata", "lead_snapshot"] {
+        for key in [ContractKey.metadata, .leadSnapshot] {
             if let span = known[key], span.kind != .null, span.kind != .object {
-                throw EventValidationError("field '\(key)' must be a JSON object")
+                throw EventValidationError("field '\(key.name)' must be a JSON object")
             }
         }
 
@@ -149,7 +140,7 @@ public struct EventPreparer: Sendable {
         // event_id
         let eventID: String
         var eventIDAssigned = false
-        if let span = known["event_id"], span.kind != .null {
+        if let span = known[.eventID], span.kind != .null {
             guard span.kind == .string else { throw EventValidationError("field 'event_id' must be a string") }
             let idBytes = JSONScanner.decodeStringBytes(span, in: bytes)
             guard EventID.isValid(idBytes) else {
@@ -161,7 +152,7 @@ public struct EventPreparer: Sendable {
             eventIDAssigned = true
             var literal: [UInt8] = []
             JSONString.append(eventID, to: &literal)
-            if let span = known["event_id"] {  // null: replace the value in place
+            if let span = known[.eventID] {  // null: replace the value in place
                 edits.append((span.range, literal))
             } else {
                 inserted.append(contentsOf: Array("\"event_id\":".utf8))
@@ -172,7 +163,7 @@ public struct EventPreparer: Sendable {
 
         // timestamp
         let timestampMs: Int64
-        if let span = known["timestamp"], span.kind != .null {
+        if let span = known[.timestamp], span.kind != .null {
             guard span.kind == .string else { throw EventValidationError("field 'timestamp' must be an RFC 3339 string") }
             let text = JSONScanner.decodeStringBytes(span, in: bytes)
             guard let ms = Timestamp.parse(text) else {
@@ -186,7 +177,7 @@ public struct EventPreparer: Sendable {
         } else {
             timestampMs = now
             let literal = [UInt8(ascii: "\"")] + Timestamp.formatBytes(now) + [UInt8(ascii: "\"")]
-            if let span = known["timestamp"] {
+            if let span = known[.timestamp] {
                 edits.append((span.range, literal))
             } else {
                 inserted.append(contentsOf: Array("\"timestamp\":".utf8))
@@ -268,5 +259,62 @@ public struct EventPreparer: Sendable {
             }
         }
         return true
+    }
+}
+
+/// The top-level keys the contract gives meaning to.
+enum ContractKey: Int, CaseIterable {
+    case type, leadID, eventID, flowID, entityID, stepID, outcome, timestamp, durationMs, metadata, leadSnapshot, seq
+
+    var name: String {
+        switch self {
+        case .type: "type"
+        case .leadID: "lead_id"
+        case .eventID: "event_id"
+        case .flowID: "flow_id"
+        case .entityID: "entity_id"
+        case .stepID: "step_id"
+        case .outcome: "outcome"
+        case .timestamp: "timestamp"
+        case .durationMs: "duration_ms"
+        case .metadata: "metadata"
+        case .leadSnapshot: "lead_snapshot"
+        case .seq: "seq"
+        }
+    }
+
+    static let utf8Names: [[UInt8]] = allCases.map { Array($0.name.utf8) }
+
+    init(_ field: IndexedField) {
+        // IndexedField's cases are the first seven, in the same order.
+        self = ContractKey(rawValue: field.rawValue) ?? .type
+    }
+
+    /// The contract key that `key` (a scanned string span) names, if any; compares bytes, no allocation.
+    init?(_ key: JSONSpan, in bytes: UnsafeBufferPointer<UInt8>) {
+        let content = key.contentRange
+        if key.hasEscapes {
+            let decoded = JSONScanner.decodeStringBytes(key, in: bytes)
+            guard let index = Self.utf8Names.firstIndex(of: decoded) else { return nil }
+            self = ContractKey(rawValue: index) ?? .type
+            return
+        }
+        let count = content.count
+        guard count >= 3, count <= 13 else { return nil }
+        for (index, name) in Self.utf8Names.enumerated() where name.count == count && bytes[content].elementsEqual(name) {
+            self = ContractKey(rawValue: index) ?? .type
+            return
+        }
+        return nil
+    }
+}
+
+/// The spans of the contract's keys found in one event, indexed by ``ContractKey``.
+struct KnownFields {
+    private var spans = [JSONSpan?](repeating: nil, count: ContractKey.allCases.count)
+
+    subscript(key: ContractKey) -> JSONSpan? {
+        get { spans[key.rawValue] }
+        set { spans[key.rawValue] = newValue }
     }
 }

@@ -307,6 +307,18 @@ public struct JSONScanner {
         var hasEscapes = false
         let end = bytes.count
         while position < end {
+            // Fast path: skip 8 plain ASCII bytes at a time (no quote, backslash, control or non-ASCII byte).
+            while position + 8 <= end {
+                let word = UnsafeRawPointer(bytes.baseAddress! + position).loadUnaligned(as: UInt64.self)
+                let ones: UInt64 = 0x0101_0101_0101_0101
+                let highs: UInt64 = 0x8080_8080_8080_8080
+                let quote = word ^ (ones &* 0x22)
+                let backslash = word ^ (ones &* 0x5C)
+                let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word) | word
+                if special & highs != 0 { break }
+                position += 8
+            }
+            guard position < end else { break }
             let c = bytes[position]
             if c == UInt8(ascii: "\"") {
                 position += 1

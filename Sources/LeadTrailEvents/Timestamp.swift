@@ -58,8 +58,15 @@ public enum Timestamp {
         else { return nil }
         let days = daysFromCivil(year: year, month: month, day: day)
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offsetMinutes * 60)
-        return seconds * 1000 + Int64(millis)
+        let result = seconds * 1000 + Int64(millis)
+        // An offset can move the instant outside years 0000-9999 in UTC, where the canonical form cannot hold it.
+        guard result >= minimumMillis, result <= maximumMillis else { return nil }
+        return result
     }
+
+    /// 0000-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the range of the canonical form.
+    static let minimumMillis: Int64 = -62_167_219_200_000
+    static let maximumMillis: Int64 = 253_402_300_799_999
 
     /// Parses a Swift string holding an RFC 3339 date-time.
     public static func parse(_ text: String) -> Int64? {

@@ -54,6 +54,10 @@ final class ResponseSlot {
     var stream: ScanStream?
     var logMetadata: Logger.Metadata = [:]
     var failed: ErrorCode?
+    /// Whether this is an append (reads queued after it wait for it: read-your-writes per connection).
+    var isAppend = false
+    /// A read waiting for the appends before it on the connection to be acknowledged.
+    var deferredStart: (() -> Void)?
 
     init(id: [UInt8]?, op: String) {
         self.id = id
@@ -66,6 +70,8 @@ final class ResponseSlot {
 ///
 /// Guarantees:
 /// - responses leave in request order, whatever order the work completes in;
+/// - a read starts only after every append sent before it on the same connection was
+///   acknowledged, so a connection reads its own writes;
 /// - at most `max_pipelined_requests` requests are in progress: beyond that, or while
 ///   the socket does not take our writes, the connection is not read (back-pressure);
 /// - a bad frame gets its error and the connection goes on, except `frame_too_large`,
@@ -89,9 +95,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var inPump = false
     private var pumpAgain = false
     private var draining = false
+    private var closeRequested = false
     private var closed = false
     private var lastActivity = NIODeadline.now()
-    private var partialSince: NIODeadline?
     private var writesInFlight = 0
     private var lastWriteProgress = NIODeadline.now()
     private var timer: RepeatedTask?
@@ -146,9 +152,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let buffer = unwrapInboundIn(data)
         lastActivity = .now()
         decoder.append(buffer.readableBytesView)
-        if decoder.hasPartialFrame {
-            if partialSince == nil { partialSince = lastActivity }
-        }
         pump()
     }
 
@@ -194,7 +197,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard let context, !closed else { return }
         let now = NIODeadline.now()
         let stall = TimeAmount.seconds(Int64(server.configuration.stallTimeoutSeconds))
-        if decoder.hasPartialFrame, pending.isEmpty, let since = partialSince, now - since > stall {
+        if decoder.hasPartialFrame, pending.isEmpty, now - lastActivity > stall {
             logger.notice("client left a frame unfinished; closing", metadata: ["bytes.buffered": "\(decoder.bufferedByteCount)"])
             context.close(promise: nil)
         } else if writesInFlight > 0, now - lastWriteProgress > stall {
@@ -205,7 +208,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             logger.debug("idle connection; closing")
             context.close(promise: nil)
         } else if draining, pending.isEmpty {
-            context.close(promise: nil)
+            closeAfterFlush()
         }
     }
 
@@ -226,17 +229,39 @@ final class ConnectionHandler: ChannelDuplexHandler {
         defer { inPump = false }
         repeat {
             pumpAgain = false
+            startDeferredReads()
             writeReadyResponses()
             takeRequests()
         } while pumpAgain && !closed
         guard let context, !closed else { return }
         if draining, pending.isEmpty {
-            context.close(promise: nil)
+            closeAfterFlush()
             return
         }
         if shouldRead, readPending {
             readPending = false
             context.read()
+        }
+    }
+
+    /// Closes the connection once everything written so far has left (once).
+    private func closeAfterFlush() {
+        guard let context, !closeRequested else { return }
+        closeRequested = true
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in
+            loopBoundContext.value.close(promise: nil)
+        }
+    }
+
+    /// Starts the reads that no unacknowledged append precedes any more.
+    private func startDeferredReads() {
+        for slot in pending {
+            if slot.isAppend, !slot.isComplete { return }
+            if let start = slot.deferredStart {
+                slot.deferredStart = nil
+                start()
+            }
         }
     }
 
@@ -252,8 +277,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             pending.removeFirst()
             logCompletion(head)
             if head.closeAfter {
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
                 draining = true
+                closeAfterFlush()
                 return
             }
         }
@@ -274,7 +299,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func takeRequests() {
-        guard access != nil, !draining, !closed else { return }
+        guard access != nil, !closed, !closeRequested else { return }
+        if draining {
+            refuseBufferedRequests()
+            return
+        }
         while pending.count < server.configuration.maxPipelinedRequests {
             let frame: [UInt8]
             do {
@@ -288,8 +317,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 complete(slot, error: error)
                 return
             }
-            partialSince = decoder.hasPartialFrame ? .now() : nil
             handle(frame)
+        }
+    }
+
+    /// While the daemon stops: requests already received but not started get `unavailable`.
+    private func refuseBufferedRequests() {
+        while let frame = try? decoder.next() {
+            let envelope = RequestEnvelope.parse(frame)
+            let slot = ResponseSlot(id: envelope.id, op: envelope.opName ?? "-")
+            pending.append(slot)
+            complete(slot, error: WireError(.unavailable, "the daemon is shutting down; nothing of this request was done"))
         }
     }
 
@@ -336,6 +374,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .ping:
             complete(slot, body: ResponseEncoder.ok(id: slot.id))
         case .append(let events):
+            slot.isAppend = true
             slot.logMetadata["events"] = "\(events.count)"
             server.store.append(events) { result in
                 loop.execute {
@@ -354,25 +393,45 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 }
             }
         case .scan(let scan):
-            startScan(scan, slot: slot, access: access, loop: loop, bound: bound)
+            whenPriorAppendsAreDone(slot) {
+                bound.value.startScan(scan, slot: boundSlot.value, access: access, loop: loop, bound: bound)
+            }
         case .get, .timeline, .stats, .rotate, .verify:
-            let server = self.server
-            let id = slot.id
-            server.threadPool.runIfActive(eventLoop: loop) { () -> Result<([UInt8], Int), WireError> in
-                Self.runRead(request, id: id, access: access, server: server)
-            }.whenComplete { result in
-                let handler = bound.value
-                let slot = boundSlot.value
-                switch result {
-                case .success(.success(let (body, count))):
-                    handler.audit(operation, access: access, returned: count)
-                    handler.complete(slot, body: body)
-                case .success(.failure(let error)):
-                    handler.audit(operation, access: access, returned: 0)
-                    handler.complete(slot, error: error)
-                case .failure:
-                    handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
-                }
+            whenPriorAppendsAreDone(slot) {
+                bound.value.startRead(request, operation: operation, slot: boundSlot.value, access: access, loop: loop)
+            }
+        }
+    }
+
+    /// Runs `start` now, or once every append queued before `slot` is acknowledged.
+    private func whenPriorAppendsAreDone(_ slot: ResponseSlot, _ start: @escaping () -> Void) {
+        let blocked = pending.contains { $0 !== slot && $0.isAppend && !$0.isComplete }
+        if blocked {
+            slot.deferredStart = start
+        } else {
+            start()
+        }
+    }
+
+    private func startRead(_ request: Request, operation: Operation, slot: ResponseSlot, access: AccessContext, loop: EventLoop) {
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        let server = self.server
+        let id = slot.id
+        server.threadPool.runIfActive(eventLoop: loop) { () -> Result<([UInt8], Int), WireError> in
+            Self.runRead(request, id: id, access: access, server: server)
+        }.whenComplete { result in
+            let handler = bound.value
+            let slot = boundSlot.value
+            switch result {
+            case .success(.success(let (body, count))):
+                handler.audit(operation, access: access, returned: count)
+                handler.complete(slot, body: body)
+            case .success(.failure(let error)):
+                handler.audit(operation, access: access, returned: 0)
+                handler.complete(slot, error: error)
+            case .failure:
+                handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
             }
         }
     }
@@ -503,12 +562,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
         complete(slot, body: ResponseEncoder.error(id: slot.id, error))
     }
 
+    /// Logs a finished request at debug level, or at info when it took more than a second.
     private func logCompletion(_ slot: ResponseSlot) {
-        guard logger.logLevel <= .debug else { return }
+        let elapsed = NIODeadline.now() - slot.started
+        let slow = elapsed > .seconds(1)
+        guard slow || logger.logLevel <= .debug else { return }
         var metadata = slot.logMetadata
         metadata["op"] = "\(slot.op)"
-        metadata["duration_ms"] = "\(Double((NIODeadline.now() - slot.started).nanoseconds) / 1_000_000)"
+        metadata["duration_ms"] = "\(Double(elapsed.nanoseconds) / 1_000_000)"
         if let failed = slot.failed { metadata["error.code"] = "\(failed.rawValue)" }
-        logger.debug("request done", metadata: metadata)
+        if slow {
+            logger.info("slow request", metadata: metadata)
+        } else {
+            logger.debug("request done", metadata: metadata)
+        }
     }
 }

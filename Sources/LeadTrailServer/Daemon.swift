@@ -34,11 +34,11 @@ public enum Daemon {
     /// Runs the daemon until SIGTERM or SIGINT, then shuts it down gracefully and returns.
     public static func run(_ configuration: DaemonConfiguration, logger: Logger) async throws {
         let watcher = SignalWatcher(signals: [SIGTERM, SIGINT])
+        defer { watcher.cancel() }
         let daemon = try await start(configuration, logger: logger)
         let signal = await watcher.next()
         logger.info("signal received; shutting down", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
         await daemon.shutdown()
-        watcher.cancel()
     }
 
     /// Opens the store (running recovery) and starts serving; returns once the socket accepts connections.

@@ -82,6 +82,7 @@ enum Responses {
             item.string("reason", corruption.reason)
             return item.finished()
         })
+        writer.stringArray("warnings", report.warnings)
         return writer.finished()
     }
 

@@ -14,13 +14,16 @@ struct EventIDTable {
 
     init(minimumCapacity: Int = 1 << 16) {
         var capacity = 1 << 16
-        while Double(capacity) * 0.7 < Double(minimumCapacity) { capacity <<= 1 }
+        while Double(capacity) * Self.maximumLoad < Double(minimumCapacity) { capacity <<= 1 }
         slots = [UInt64](repeating: 0, count: capacity)
         mask = capacity - 1
     }
 
     var capacity: Int { slots.count }
-    var needsGrowth: Bool { Double(count + 1) > Double(slots.count) * 0.7 }
+    var needsGrowth: Bool { Double(count + 1) > Double(slots.count) * Self.maximumLoad }
+
+    /// Linear probing stays short (about 3 probes for a miss) up to this load.
+    static let maximumLoad = 0.8
 
     @inline(__always) static func fingerprint(_ hash: UInt64) -> UInt64 { hash >> 40 }
 

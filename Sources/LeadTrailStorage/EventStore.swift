@@ -35,6 +35,11 @@ public final class EventStore: @unchecked Sendable {
     var counters = (batches: UInt64(0), syncs: UInt64(0))
     var startupMilliseconds = 0
 
+    /// One tiering, restore or release at a time.
+    let tierLock = ConditionLock()
+    /// What the cold archives hold (guarded by `stateLock`).
+    var coldCatalog = ColdCatalog()
+
     // MARK: Writer queue (guarded by `queueLock`)
     let queueLock = ConditionLock()
     var pending: [WriterCommand] = []
@@ -76,6 +81,7 @@ public final class EventStore: @unchecked Sendable {
         }
         store.startupMilliseconds = Int(monotonicMilliseconds() - started)
         store.startWriter()
+        store.startTiering()
         logger.info(
             "store open",
             metadata: [
@@ -203,12 +209,24 @@ public final class EventStore: @unchecked Sendable {
     /// What the engine reports about itself.
     public func stats() -> StoreStats {
         stateLock.withLock {
-            let bytes = segments.reduce(UInt64(0)) { $0 + UInt64($1.isSealed ? $1.fileSize : $1.dataEnd) }
-            let events = segments.reduce(UInt64(0)) { $0 + $1.count }
-            let empty = StoreStats.Tier(segments: 0, events: 0, bytes: 0)
+            var hot = StoreStats.Tier(), warm = StoreStats.Tier(), restored = StoreStats.Tier(), cold = StoreStats.Tier()
+            for segment in segments {
+                let onDisk = segment.isSealed ? segment.fileSize : segment.dataEnd
+                switch segment.tier {
+                case .hot: hot.add(events: segment.count, bytes: onDisk, rawBytes: onDisk, minTs: segment.minTs, maxTs: segment.maxTs)
+                case .warm: warm.add(events: segment.count, bytes: onDisk, rawBytes: segment.rawFileSize, minTs: segment.minTs, maxTs: segment.maxTs)
+                case .restored: restored.add(events: segment.count, bytes: onDisk, rawBytes: onDisk, minTs: segment.minTs, maxTs: segment.maxTs)
+                }
+            }
+            for (_, member) in coldCatalog.members {
+                cold.add(events: member.events, bytes: member.length, rawBytes: member.rawLength, minTs: member.minTs, maxTs: member.maxTs)
+            }
+            let restoredIDs = Set(segments.filter { $0.tier == .restored }.map(\.id))
+            let events = hot.events + warm.events + cold.events
+                - coldCatalog.members.filter { restoredIDs.contains($0.member.segmentID) }.reduce(0) { $0 + $1.member.events } + restored.events
             return StoreStats(
                 events: events, lastSeq: committedLastSeq, durability: configuration.durability,
-                hot: StoreStats.Tier(segments: segments.count, events: events, bytes: bytes), warm: empty, cold: empty,
+                hot: hot, warm: warm, cold: cold, restored: restored,
                 activeSegmentID: segments.last?.id ?? 0,
                 corruptSegments: damage.map(\.description) + segments.flatMap { $0.damage.map(\.description) },
                 quarantinedFiles: quarantined, startupMilliseconds: startupMilliseconds,
@@ -235,10 +253,8 @@ public final class EventStore: @unchecked Sendable {
     }
 
     func closeFiles() {
-        stateLock.withLock {
-            for segment in segments { io.close(segment.fd) }
-            segments = []
-        }
+        // Segment files close when the last reader lets go of them.
+        stateLock.withLock { segments = [] }
         flock(lockFD, LOCK_UN)
         Glibc.close(lockFD)
     }

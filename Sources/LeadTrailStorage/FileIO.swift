@@ -131,7 +131,7 @@ extension FileOperations {
     }
 
     /// Writes `bytes` to `path` crash-safely: temporary file, sync, rename, sync the directory.
-    func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws(StoreError) {
+    func writeAtomically(_ bytes: [UInt8], to path: String, directory: String, crashPoint: CrashPoint? = nil) throws(StoreError) {
         let temporary = path + ".tmp"
         let fd = try open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
         do throws(StoreError) {
@@ -143,6 +143,7 @@ extension FileOperations {
             throw error
         }
         close(fd)
+        crashPoint?.reached()
         try rename(temporary, path)
         try syncDirectory(directory)
     }

@@ -10,7 +10,7 @@ extension EventStore {
         stateLock.withLock { (segments.map { $0.view() }, committedLastSeq) }
     }
 
-    var reader: RecordReader { RecordReader(io: io) }
+    var reader: RecordReader { RecordReader() }
 
     /// Reads the record with `seq` from the views (nil when absent or damaged).
     func record(seq: UInt64, in views: [SegmentView]) throws(StoreError) -> (RecordHeader, [UInt8])? {
@@ -27,7 +27,7 @@ extension EventStore {
         var offset = Int(view.sparse[run].offset)
         let end = view.dataEnd
         while offset < end {
-            guard let (header, body) = try reader.readRecord(fd: view.fd, at: offset, limit: end) else {
+            guard let (header, body) = try reader.readRecord(view.data, at: offset, limit: end) else {
                 noteReadDamage(view, offset: offset)
                 return nil
             }
@@ -49,16 +49,20 @@ extension EventStore {
 
     /// The seq of the stored event with this id, if any (writer thread: reads the table without the lock).
     func storedSeq(ofEventID id: String, hash: UInt64) -> UInt64? {
-        var found: UInt64? = nil
+        var candidates: [UInt64] = []
+        eventIDs.candidates(hash: hash) { candidates.append($0); return false }
+        guard !candidates.isEmpty else { return nil }
         let views = snapshot().views
         let idBytes = Array(id.utf8)
-        eventIDs.candidates(hash: hash) { seq in
-            guard let (header, body) = try? record(seq: seq, in: views) else { return false }
-            let matches = body.withUnsafeBufferPointer { header.fields[.eventID].equals(idBytes, in: $0) }
-            if matches { found = seq }
-            return matches
+        for seq in candidates {
+            if let (header, body) = try? record(seq: seq, in: views) {
+                if body.withUnsafeBufferPointer({ header.fields[.eventID].equals(idBytes, in: $0) }) { return seq }
+            } else if coldHoldsEventID(hash: hash, seq: seq) {
+                // Archived: its full 64-bit id hash is in the archive's id index.
+                return seq
+            }
         }
-        return found
+        return nil
     }
 
     /// The stored event with this id, or nil.
@@ -107,7 +111,7 @@ extension EventStore {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
             for offset in view.offsets(forLeadHash: hash32) {
-                guard let (header, body) = try reader.readRecord(fd: view.fd, at: offset, limit: view.dataEnd) else {
+                guard let (header, body) = try reader.readRecord(view.data, at: offset, limit: view.dataEnd) else {
                     noteReadDamage(view, offset: offset)
                     continue
                 }
@@ -174,7 +178,7 @@ extension EventStore {
         while offset < range.upperBound {
             if chunk.isEmpty || offset + SegmentFormat.recordHeaderSize > chunkStart + chunk.count {
                 chunkStart = offset
-                chunk = try io.read(view.fd, count: min(1 << 20, range.upperBound - offset), at: offset)
+                chunk = try view.data.read(count: min(1 << 20, range.upperBound - offset), at: offset)
             }
             var decoded = chunk.withUnsafeBytes { RecordReader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...]), at: offset) }
             if case .success(nil) = decoded, chunk.count - (offset - chunkStart) >= SegmentFormat.recordHeaderSize {
@@ -184,7 +188,7 @@ extension EventStore {
                     return nil
                 }
                 chunkStart = offset
-                chunk = try io.read(view.fd, count: max(total, min(1 << 20, range.upperBound - offset)), at: offset)
+                chunk = try view.data.read(count: max(total, min(1 << 20, range.upperBound - offset)), at: offset)
                 decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
             }
             guard case .success(let pair?) = decoded else {

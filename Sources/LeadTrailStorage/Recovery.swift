@@ -9,8 +9,11 @@ extension EventStore {
     /// segment (moving its bytes to `quarantine/`), and rebuilds the in-memory
     /// indexes. Damage is reported loudly and never served.
     func recover() throws(StoreError) {
-        for name in try listDirectory(hotDirectory) where name.hasSuffix(".tmp") {
-            try io.unlink(hotDirectory + "/" + name)
+        for directory in [warmDirectory, coldDirectory, restoredDirectory] { try makeDirectory(directory) }
+        for directory in [hotDirectory, configuration.directory, warmDirectory, coldDirectory, restoredDirectory] {
+            let temporaries = try listDirectory(directory).filter { $0.hasSuffix(".tmp") }
+            for name in temporaries { try io.unlink(directory + "/" + name) }
+            if !temporaries.isEmpty { try io.syncDirectory(directory) }
         }
         let checkpoint = (try? io.readWhole(configuration.directory + "/checkpoint")).flatMap(Checkpoint.decode)
 
@@ -28,6 +31,7 @@ extension EventStore {
         // with rename semantics, but be safe: keep the sealed one.
         for id in openIDs where sealedIDs.contains(id) {
             try io.unlink(hotDirectory + "/" + Segment.fileName(id: id, sealed: false))
+            try io.syncDirectory(hotDirectory)
         }
         openIDs.removeAll { sealedIDs.contains($0) }
 
@@ -45,8 +49,48 @@ extension EventStore {
         sealedIDs.sort()
         openIDs.sort()
 
+        // Cold archives first: a segment listed in a manifest was archived, whatever copy is left elsewhere.
+        let archived = try recoverColdCatalog()
+        // Warm files: a hot copy of the same segment is the source of a move that got past its rename.
+        var warmIDs: [UInt64] = []
+        for name in try listDirectory(warmDirectory) where name.hasSuffix(".lz4s") {
+            guard let id = UInt64(name.dropLast(5), radix: 16) else { continue }
+            if archived.contains(id) {
+                try io.unlink(warmDirectory + "/" + name)
+                try io.syncDirectory(warmDirectory)
+                logger.notice("removed a warm copy of an archived segment", metadata: ["segment.id": "\(id)"])
+                continue
+            }
+            warmIDs.append(id)
+        }
+        for id in sealedIDs where warmIDs.contains(id) || archived.contains(id) {
+            try io.unlink(hotDirectory + "/" + Segment.fileName(id: id, sealed: true))
+            try io.syncDirectory(hotDirectory)
+            logger.notice("finished a tier move interrupted by a crash", metadata: ["segment.id": "\(id)"])
+        }
+        sealedIDs.removeAll { warmIDs.contains($0) || archived.contains($0) }
+
         var loaded: [Segment] = []
-        var eventEntries: [[(hash: UInt64, seq: UInt64)]] = []
+        var eventEntries: [[(hash: UInt64, seq: UInt64)]] = [try coldEventEntries()]
+        for id in warmIDs {
+            do throws(StoreError) {
+                let (segment, entries) = try loadWarm(path: warmDirectory + "/" + Self.warmFileName(id), id: id)
+                loaded.append(segment)
+                eventEntries.append(entries)
+            } catch {
+                let report = CorruptionReport(file: Self.warmFileName(id), offset: nil, reason: "\(error.message); not served")
+                damage.append(report)
+                logger.critical("warm segment is damaged: \(report)")
+            }
+        }
+        for name in try listDirectory(restoredDirectory) where name.hasSuffix(".seg") {
+            guard let id = UInt64(name.dropLast(4), radix: 16) else { continue }
+            let path = restoredDirectory + "/" + name
+            let (segment, _) = try loadSealed(id: id, path: path)
+            segment.tier = .restored
+            segment.expiresMs = Self.modificationMs(path).map { $0 + Int64(configuration.tiers.restoreExpirySeconds) * 1000 }
+            loaded.append(segment)
+        }
         for id in sealedIDs {
             let (segment, entries) = try loadSealed(id: id)
             loaded.append(segment)
@@ -69,8 +113,8 @@ extension EventStore {
         }
         loaded.sort { $0.id < $1.id }
 
-        // Check the chain between segments and seq continuity.
-        for i in 1..<max(loaded.count, 1) where i < loaded.count {
+        // Check the chain between consecutive segments.
+        for i in 1..<max(loaded.count, 1) where i < loaded.count && loaded[i].id == loaded[i - 1].id + 1 {
             let previous = loaded[i - 1], current = loaded[i]
             if current.header.previousLastSeq != previous.lastSeq || current.header.previousChainCRC != previous.chainCRC {
                 let report = CorruptionReport(
@@ -82,12 +126,12 @@ extension EventStore {
         }
 
         let total = eventEntries.reduce(0) { $0 + $1.count } + (active?.eventEntries.count ?? 0)
-        var table = EventIDTable(minimumCapacity: max(total * 2, 1 << 16))
+        var table = EventIDTable(minimumCapacity: max(total + total / 16, 1 << 16))
         for entries in eventEntries { for entry in entries { table.insert(hash: entry.hash, seq: entry.seq) } }
         if let active { for entry in active.eventEntries { table.insert(hash: entry.hash, seq: entry.seq) } }
         eventIDs = table
 
-        var last = max(loaded.last?.lastSeq ?? 0, active?.lastSeq ?? 0)
+        var last = max(loaded.map(\.lastSeq).max() ?? 0, active?.lastSeq ?? 0, coldCatalog.members.map(\.member.lastSeq).max() ?? 0)
         if let checkpoint, checkpoint.lastSeq > last {
             // Acknowledged events are missing (damage was found above): never reuse their seqs.
             logger.critical(
@@ -123,8 +167,8 @@ extension EventStore {
 
     /// Loads a sealed segment's header and footer indexes. A damaged footer is
     /// reported and the indexes are rebuilt by scanning the records.
-    func loadSealed(id: UInt64) throws(StoreError) -> (Segment, [(hash: UInt64, seq: UInt64)]) {
-        let path = hotDirectory + "/" + Segment.fileName(id: id, sealed: true)
+    func loadSealed(id: UInt64, path: String? = nil) throws(StoreError) -> (Segment, [(hash: UInt64, seq: UInt64)]) {
+        let path = path ?? hotDirectory + "/" + Segment.fileName(id: id, sealed: true)
         let fd = try io.open(path, flags: O_RDONLY, mode: 0)
         let size = try io.fileSize(fd)
         let headerBytes = try io.read(fd, count: SegmentFormat.headerSize, at: 0)
@@ -138,13 +182,13 @@ extension EventStore {
             logger.critical("sealed segment is damaged and will not be served: \(report)")
             let placeholder = SegmentHeader(segmentID: id, baseSeq: 0, createdMs: 0, previousLastSeq: 0, previousChainCRC: 0)
             let segment = Segment(
-                id: id, path: path, fd: fd, header: placeholder, isSealed: true, dataEnd: SegmentFormat.headerSize,
+                id: id, path: path, data: HotFile(io: io, fd: fd), header: placeholder, isSealed: true, dataEnd: SegmentFormat.headerSize,
                 fileSize: size)
             segment.damage.append(report)
             return (segment, [])
         }
         let segment = Segment(
-            id: id, path: path, fd: fd, header: header, isSealed: true, dataEnd: SegmentFormat.headerSize, fileSize: size)
+            id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: true, dataEnd: SegmentFormat.headerSize, fileSize: size)
         do throws(StoreError) {
             let entries = try loadFooter(segment, size: size)
             return (segment, entries)
@@ -226,14 +270,14 @@ extension EventStore {
         var offset = from
         var result = ScanResult(batchEnd: from, failure: nil)
         var expected = expectedSeq
-        var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, offset: Int, size: Int, bytes: [UInt8])] = []
+        var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, offset: Int, size: Int)] = []
         var chunk: [UInt8] = []
         var chunkStart = 0
-        var crc = segment.chainCRC
+        var pendingCRC = segment.chainCRC
         while offset < to {
             if offset + SegmentFormat.recordHeaderSize > chunkStart + chunk.count || chunk.isEmpty {
                 chunkStart = offset
-                chunk = try io.read(segment.fd, count: min(1 << 20, to - offset), at: offset)
+                chunk = try io.read(segment.fd, count: min(4 << 20, to - offset), at: offset)
             }
             var decoded = chunk.withUnsafeBytes { all in
                 RecordReader.decode(UnsafeRawBufferPointer(rebasing: all[(offset - chunkStart)...]), at: offset)
@@ -243,14 +287,13 @@ extension EventStore {
                 let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
                 if offset + total <= to {
                     chunkStart = offset
-                    chunk = try io.read(segment.fd, count: max(total, min(1 << 20, to - offset)), at: offset)
+                    chunk = try io.read(segment.fd, count: max(total, min(4 << 20, to - offset)), at: offset)
                     decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
                 }
             }
             switch decoded {
             case .success(nil):
-                if stopAtTrailer { return result }
-                result.failure = (offset, "incomplete record at the end of the file")
+                if !stopAtTrailer { result.failure = (offset, "incomplete record at the end of the file") }
                 return result
             case .failure(.corrupt(let at, let reason)):
                 result.failure = (at, reason)
@@ -262,24 +305,28 @@ extension EventStore {
                     return result
                 }
                 expected = header.seq + 1
-                let recordBytes = Array(chunk[(offset - chunkStart)..<(offset - chunkStart + total)])
-                let body = Array(recordBytes[SegmentFormat.recordHeaderSize...])
-                let idHash = body.withUnsafeBufferPointer { b in
-                    StableHash.hash64(header.fields[.eventID].bytes(in: b) ?? [])
+                let start = offset - chunkStart
+                let idHash = chunk.withUnsafeBytes { all in
+                    pendingCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[start..<(start + total)]), extending: pendingCRC)
+                    let body = UnsafeRawBufferPointer(rebasing: all[(start + SegmentFormat.recordHeaderSize)..<(start + total)])
+                    let ref = header.fields[.eventID]
+                    if !ref.hasEscapes, ref.range.upperBound <= body.count {
+                        return StableHash.hash64(UnsafeRawBufferPointer(rebasing: body[ref.range]))
+                    }
+                    return StableHash.hash64(ref.bytes(in: body.assumingMemoryBound(to: UInt8.self)) ?? [])
                 }
-                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, offset, total, recordBytes))
+                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, offset, total))
                 offset += total
                 if header.flags & SegmentFormat.flagBatchEnd != 0 {
                     for r in pendingBatch {
                         segment.noteRecord(
                             seq: r.seq, timestampMs: r.ts, leadHash: r.lead, eventIDHash: r.hash, offset: r.offset, size: r.size,
                             sparseInterval: configuration.sparseIndexInterval)
-                        crc = CRC32C.checksum(r.bytes, extending: crc)
                     }
                     pendingBatch.removeAll(keepingCapacity: true)
                     result.batchEnd = offset
                     segment.dataEnd = offset
-                    segment.chainCRC = crc
+                    segment.chainCRC = pendingCRC
                 }
             }
         }
@@ -316,7 +363,7 @@ extension EventStore {
             }
             return nil
         }
-        let segment = Segment(id: id, path: path, fd: fd, header: header, isSealed: false, dataEnd: SegmentFormat.headerSize, fileSize: size)
+        let segment = Segment(id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: false, dataEnd: SegmentFormat.headerSize, fileSize: size)
         segment.chainCRC = 0
         let scan = try scanRecords(segment, from: SegmentFormat.headerSize, to: size, expectedSeq: header.baseSeq)
         if scan.batchEnd < size {
@@ -362,5 +409,64 @@ extension FileOperations {
         let fd = try open(path, flags: O_RDONLY, mode: 0)
         defer { close(fd) }
         return try read(fd, count: try fileSize(fd), at: 0)
+    }
+}
+
+extension EventStore {
+    /// Reads every cold manifest, cuts what an interrupted move left after the
+    /// last listed member, and returns the ids of the archived segments.
+    func recoverColdCatalog() throws(StoreError) -> Set<UInt64> {
+        var catalog = ColdCatalog()
+        for name in try listDirectory(coldDirectory) where name.hasSuffix(".manifest") {
+            let day = String(name.dropLast(9))
+            let bytes = try io.readWhole(coldDirectory + "/" + name)
+            guard let archive = ColdArchive.decodeManifest(bytes) else {
+                let report = CorruptionReport(file: name, offset: nil, reason: "cold manifest checksum mismatch; its archive is not restorable until repaired")
+                damage.append(report)
+                logger.critical("\(report)")
+                continue
+            }
+            for (suffix, end) in [(".ltz", archive.archiveEnd), (".ids", archive.idsEnd)] {
+                let path = coldDirectory + "/" + day + suffix
+                let fd = try io.open(path, flags: O_RDWR | O_CREAT, mode: 0o644)
+                defer { io.close(fd) }
+                if try io.fileSize(fd) > end {
+                    try io.ftruncate(fd, length: end)
+                    try io.fdatasync(fd)
+                    logger.notice("cut the unfinished tail of a cold archive", metadata: ["file": "\(day)\(suffix)"])
+                }
+            }
+            catalog.archives[day] = archive
+        }
+        coldCatalog = catalog
+        return Set(catalog.members.map(\.member.segmentID))
+    }
+
+    /// The (event-id hash, seq) entries of every archived segment, checked against the manifests.
+    func coldEventEntries() throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {
+        var entries: [(hash: UInt64, seq: UInt64)] = []
+        for (day, archive) in stateLock.withLock({ coldCatalog.archives }) {
+            let path = coldDirectory + "/\(day).ids"
+            let bytes = try io.readWhole(path)
+            for member in archive.members {
+                let range = member.idsOffset..<(member.idsOffset + member.idsCount * 16)
+                guard range.upperBound <= bytes.count, CRC32C.checksum(Array(bytes[range])) == member.idsCRC else {
+                    let report = CorruptionReport(file: "\(day).ids", offset: member.idsOffset, reason: "event-id index of archived segment \(member.segmentID) is damaged; duplicates of its events are not detected")
+                    stateLock.withLock { if !damage.contains(report) { damage.append(report) } }
+                    logger.error("\(report)")
+                    continue
+                }
+                bytes.withUnsafeBytes { b in
+                    for i in 0..<member.idsCount { entries.append((b.u64(at: range.lowerBound + i * 16), b.u64(at: range.lowerBound + i * 16 + 8))) }
+                }
+            }
+        }
+        return entries
+    }
+
+    static func modificationMs(_ path: String) -> Int64? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
     }
 }

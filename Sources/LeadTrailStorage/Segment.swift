@@ -8,9 +8,11 @@ import LeadTrailEvents
 final class Segment: @unchecked Sendable {
     let id: UInt64
     var path: String
-    let fd: Int32
+    /// Where reads get the record bytes (a hot file, or a warm file's blocks).
+    let data: SegmentData
     let header: SegmentHeader
     var isSealed: Bool
+    var tier: Tier = .hot
 
     /// End of the last committed record (readers never look beyond it).
     var dataEnd: Int
@@ -34,11 +36,15 @@ final class Segment: @unchecked Sendable {
     var damage: [CorruptionReport] = []
     /// Total file size on disk (records and footer).
     var fileSize: Int
+    /// The size of the segment in hot format (equal to `fileSize` for hot segments).
+    var rawFileSize: Int = 0
+    /// For restored segments: when they stop being queryable (ms since the epoch).
+    var expiresMs: Int64? = nil
 
-    init(id: UInt64, path: String, fd: Int32, header: SegmentHeader, isSealed: Bool, dataEnd: Int, fileSize: Int) {
+    init(id: UInt64, path: String, data: SegmentData, header: SegmentHeader, isSealed: Bool, dataEnd: Int, fileSize: Int) {
         self.id = id
         self.path = path
-        self.fd = fd
+        self.data = data
         self.header = header
         self.isSealed = isSealed
         self.dataEnd = dataEnd
@@ -46,6 +52,9 @@ final class Segment: @unchecked Sendable {
     }
 
     var fileName: String { String(path.split(separator: "/").last ?? "") }
+
+    /// The hot file's descriptor, for the writer and recovery (hot segments only).
+    var fd: Int32 { (data as? HotFile)?.fd ?? -1 }
 
     static func fileName(id: UInt64, sealed: Bool) -> String {
         let hex = String(id, radix: 16)
@@ -75,7 +84,7 @@ final class Segment: @unchecked Sendable {
     /// A value snapshot for readers.
     func view() -> SegmentView {
         SegmentView(
-            id: id, fd: fd, isSealed: isSealed, dataEnd: dataEnd, count: count, firstSeq: firstSeq, lastSeq: lastSeq,
+            id: id, data: data, tier: tier, isSealed: isSealed, dataEnd: dataEnd, count: count, firstSeq: firstSeq, lastSeq: lastSeq,
             minTs: minTs, maxTs: maxTs, sparse: sparse, leadEntries: leadEntries, fileName: fileName)
     }
 }
@@ -83,7 +92,8 @@ final class Segment: @unchecked Sendable {
 /// A reader's consistent picture of one segment: it never changes under the reader.
 struct SegmentView: Sendable {
     var id: UInt64
-    var fd: Int32
+    var data: SegmentData
+    var tier: Tier
     var isSealed: Bool
     var dataEnd: Int
     var count: UInt64
@@ -132,9 +142,43 @@ struct SegmentView: Sendable {
     }
 }
 
+/// Which tier a queryable segment is in.
+public enum Tier: String, Sendable {
+    /// Raw records, the active segment and recent sealed ones.
+    case hot
+    /// LZ4-compressed blocks, still queryable.
+    case warm
+    /// Brought back from a cold archive by `restore`, queryable until released or expired.
+    case restored
+}
+
+/// Bytes of a segment's record area, by offset, whatever the file's layout.
+protocol SegmentData: AnyObject, Sendable {
+    /// Up to `count` bytes at `offset` (fewer at the end of the data).
+    func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8]
+}
+
+/// A raw (hot format) segment file. The descriptor closes when the last reader lets go.
+final class HotFile: SegmentData, @unchecked Sendable {
+    let io: FileOperations
+    let fd: Int32
+
+    init(io: FileOperations, fd: Int32) {
+        self.io = io
+        self.fd = fd
+    }
+
+    func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8] {
+        try io.read(fd, count: count, at: offset)
+    }
+
+    deinit {
+        io.close(fd)
+    }
+}
+
 /// Reads and checks records from a segment file.
 struct RecordReader {
-    let io: FileOperations
 
     enum ReadFailure: Error {
         case corrupt(offset: Int, reason: String)
@@ -165,15 +209,15 @@ struct RecordReader {
     }
 
     /// Reads the whole record at `offset` (bounded by `limit`) and checks its CRC.
-    func readRecord(fd: Int32, at offset: Int, limit: Int) throws(StoreError) -> (RecordHeader, [UInt8])? {
+    func readRecord(_ data: SegmentData, at offset: Int, limit: Int) throws(StoreError) -> (RecordHeader, [UInt8])? {
         let guess = min(2048, limit - offset)
         guard guess >= SegmentFormat.recordHeaderSize else { return nil }
-        var bytes = try io.read(fd, count: guess, at: offset)
+        var bytes = try data.read(count: guess, at: offset)
         var decoded = bytes.withUnsafeBytes { Self.decode($0, at: offset) }
         if case .success(nil) = decoded, bytes.count >= SegmentFormat.recordHeaderSize {
             let total = bytes.withUnsafeBytes { RecordHeader.decode($0).totalSize }
             guard offset + total <= limit else { return nil }
-            bytes = try io.read(fd, count: total, at: offset)
+            bytes = try data.read(count: total, at: offset)
             decoded = bytes.withUnsafeBytes { Self.decode($0, at: offset) }
         }
         switch decoded {

@@ -19,6 +19,8 @@ public struct StoreConfiguration: Sendable {
     public var durability: Durability = .fsync
     /// One sparse-index entry per this many bytes of records (default 4 KiB).
     public var sparseIndexInterval: Int = 4096
+    /// When sealed segments move to the warm and cold tiers.
+    public var tiers = TierPolicy()
 
     public init(directory: String) {
         self.directory = directory
@@ -150,9 +152,30 @@ public struct ScanHints: Sendable {
 /// What the engine reports about itself.
 public struct StoreStats: Sendable {
     public struct Tier: Sendable {
-        public var segments: Int
-        public var events: UInt64
-        public var bytes: UInt64
+        public var segments: Int = 0
+        public var events: UInt64 = 0
+        /// Bytes on disk.
+        public var bytes: UInt64 = 0
+        /// Bytes of the segments in hot format (records, indexes, footer).
+        public var rawBytes: UInt64 = 0
+        public var oldestMs: Int64? = nil
+        public var newestMs: Int64? = nil
+
+        public init() {}
+
+        /// Raw bytes over bytes on disk (1 for hot).
+        public var compressionRatio: Double { bytes == 0 ? 1 : Double(rawBytes) / Double(bytes) }
+
+        mutating func add(events: UInt64, bytes: Int, rawBytes: Int, minTs: Int64, maxTs: Int64) {
+            segments += 1
+            self.events += events
+            self.bytes += UInt64(bytes)
+            self.rawBytes += UInt64(rawBytes)
+            if events > 0 {
+                oldestMs = min(oldestMs ?? minTs, minTs)
+                newestMs = max(newestMs ?? maxTs, maxTs)
+            }
+        }
     }
 
     public var events: UInt64
@@ -161,6 +184,8 @@ public struct StoreStats: Sendable {
     public var hot: Tier
     public var warm: Tier
     public var cold: Tier
+    /// Cold data brought back into query reach.
+    public var restored: Tier
     public var activeSegmentID: UInt64
     public var corruptSegments: [String]
     public var quarantinedFiles: [String]
@@ -203,4 +228,53 @@ public struct SealedSegment: Sendable {
     public var firstSeq: UInt64
     public var lastSeq: UInt64
     public var events: UInt64
+}
+
+/// When sealed segments move between tiers, by the age of their newest event.
+public struct TierPolicy: Sendable, Equatable {
+    /// A sealed segment moves to warm (LZ4 blocks) when its newest event is older than this (default 30 days).
+    public var hotDays: Double = 30
+    /// A warm segment moves to a cold zlib archive when its newest event is older than this (default 90 days).
+    public var warmDays: Double = 90
+    /// Cold archives whose every event is older than this are deleted (default: keep forever).
+    public var retainDays: Double? = nil
+    /// Restored cold data stays queryable this long unless released first (default 7 days).
+    public var restoreExpirySeconds: Int = 7 * 86_400
+    /// How often the background tiering runs, in seconds (default hourly; 0 turns it off).
+    public var intervalSeconds: Int = 3600
+
+    public init() {}
+}
+
+/// One segment that a tiering run moved.
+public struct SegmentMove: Sendable, Equatable {
+    public var segmentID: UInt64
+    public var from: String
+    public var to: String
+    public var firstSeq: UInt64
+    public var lastSeq: UInt64
+    public var events: UInt64
+    public var bytesBefore: Int
+    public var bytesAfter: Int
+}
+
+/// What a tiering run did.
+public struct TierReport: Sendable {
+    public var moved: [SegmentMove] = []
+    /// Cold archives deleted by `retain_days`, with what they held.
+    public var deleted: [String] = []
+    /// Restored segments whose time was up.
+    public var expired: [UInt64] = []
+    /// Segments that could not move, and why (they stay where they were).
+    public var skipped: [String] = []
+}
+
+/// What a restore brought back.
+public struct RestoreReport: Sendable {
+    /// Events made readable again by this call.
+    public var restored: UInt64 = 0
+    public var segments: [UInt64] = []
+    /// Events that were already restored and are counted in no new segment.
+    public var alreadyRestored: UInt64 = 0
+    public var bytes: Int = 0
 }

@@ -4,13 +4,16 @@ import Glibc
 import LeadTrailEvents
 
 extension EventStore {
-    /// Checks every checksum of the store: each record, each footer and index,
-    /// and the chain between segments. Runs beside appends (it reads only what
-    /// is acknowledged) and names every damaged file and position.
+    /// Checks every checksum of the store, in all three tiers: each record, each
+    /// footer and index, each warm block, each cold member and manifest, and the
+    /// chain between segments. Runs beside appends (it reads only what is
+    /// acknowledged) and names every damaged file and position.
     public func verify() -> VerifyReport {
-        let (views, _) = snapshot()
-        let files = views.map { (path: hotDirectory + "/" + $0.fileName, limit: $0.isSealed ? nil : Optional($0.dataEnd)) }
-        var report = Self.verifyFiles(files, io: io)
+        let views = snapshot().views
+        let limits = Dictionary(uniqueKeysWithValues: views.filter { !$0.isSealed }.map { ($0.fileName, $0.dataEnd) })
+        tierLock.lock()
+        defer { tierLock.unlock() }
+        var report = Self.verifyDirectory(configuration.directory, activeLimits: limits, io: io)
         report.corrupt.append(contentsOf: stateLock.withLock { damage.filter { $0.file == "checkpoint" } })
         return report
     }
@@ -18,9 +21,10 @@ extension EventStore {
     /// Checks a data directory without opening it as a store (no lock, no
     /// recovery): usable while the daemon is stopped, or beside it.
     public static func verify(directory: String) throws(StoreError) -> VerifyReport {
-        let hot = directory + "/hot"
-        let names = try listDirectory(hot).filter { $0.hasSuffix(".seg") || $0.hasSuffix(".open") }
-        return verifyFiles(names.map { (path: hot + "/" + $0, limit: nil) }, io: PosixFileOperations())
+        guard (try? listDirectory(directory + "/hot")) != nil else {
+            throw StoreError(.invalidArgument, "\(directory) is not a leadtrail data directory (no hot/ folder)")
+        }
+        return verifyDirectory(directory, activeLimits: [:], io: PosixFileOperations())
     }
 
     /// What one segment file holds, as far as its records tell.
@@ -30,35 +34,109 @@ extension EventStore {
         var records: UInt64 = 0
     }
 
-    static func verifyFiles(_ files: [(path: String, limit: Int?)], io: FileOperations) -> VerifyReport {
+    /// A segment to check, in any tier, and how to get its hot-format bytes.
+    struct VerifyItem {
+        var id: UInt64
+        var name: String
+        var check: (inout VerifyReport, FileSummary?) throws(StoreError) -> FileSummary
+    }
+
+    static func verifyDirectory(_ directory: String, activeLimits: [String: Int], io: FileOperations) -> VerifyReport {
         var report = VerifyReport(segments: 0, records: 0, corrupt: [], warnings: [])
-        var previous: FileSummary? = nil
-        for file in files {
+        var items: [VerifyItem] = []
+        let hot = directory + "/hot", warm = directory + "/warm", cold = directory + "/cold", restored = directory + "/restored"
+
+        for name in (try? listDirectory(hot)) ?? [] where name.hasSuffix(".seg") || name.hasSuffix(".open") {
+            guard let id = UInt64(name.split(separator: ".")[0], radix: 16) else { continue }
+            let path = hot + "/" + name
+            items.append(VerifyItem(id: id, name: name) { (report, previous) throws(StoreError) in
+                let fd = try io.open(path, flags: O_RDONLY, mode: 0)
+                defer { io.close(fd) }
+                let size = try io.fileSize(fd)
+                return try verifySegment(name: name, size: size, sealed: name.hasSuffix(".seg"), limit: activeLimits[name], previous: previous, report: &report) { (count, offset) throws(StoreError) in
+                    try io.read(fd, count: count, at: offset)
+                }
+            })
+        }
+        for name in (try? listDirectory(restored)) ?? [] where name.hasSuffix(".seg") {
+            let path = restored + "/" + name
             report.segments += 1
-            let name = String(file.path.split(separator: "/").last ?? "")
+            let fd = try? io.open(path, flags: O_RDONLY, mode: 0)
+            if let fd {
+                var scratch = report
+                _ = try? verifySegment(name: "restored/" + name, size: (try? io.fileSize(fd)) ?? 0, sealed: true, limit: nil, previous: nil, report: &scratch) { (count, offset) throws(StoreError) in
+                    try io.read(fd, count: count, at: offset)
+                }
+                report = scratch
+                io.close(fd)
+            }
+        }
+        for name in (try? listDirectory(warm)) ?? [] where name.hasSuffix(".lz4s") {
+            guard let id = UInt64(name.dropLast(5), radix: 16) else { continue }
+            let path = warm + "/" + name
+            items.append(VerifyItem(id: id, name: name) { (report, previous) throws(StoreError) in
+                let bytes = try io.readWhole(path)
+                guard let hotBytes = WarmFormat.rebuildHotFile(fromWarm: bytes, name: name, report: &report) else { return FileSummary() }
+                return try verifySegment(name: "warm/" + name, size: hotBytes.count, sealed: true, limit: nil, previous: previous, report: &report) { (count, offset) throws(StoreError) in
+                    Array(hotBytes[min(offset, hotBytes.count)..<min(offset + count, hotBytes.count)])
+                }
+            })
+        }
+        for name in (try? listDirectory(cold)) ?? [] where name.hasSuffix(".manifest") {
+            let day = String(name.dropLast(9))
+            guard let manifest = try? io.readWhole(cold + "/" + name), let archive = ColdArchive.decodeManifest(manifest) else {
+                report.corrupt.append(CorruptionReport(file: "cold/" + name, offset: nil, reason: "manifest checksum mismatch"))
+                continue
+            }
+            let archiveBytes = (try? io.readWhole(cold + "/\(day).ltz")) ?? []
+            let ids = (try? io.readWhole(cold + "/\(day).ids")) ?? []
+            for member in archive.members {
+                items.append(VerifyItem(id: member.segmentID, name: "\(day).ltz") { (report, previous) throws(StoreError) in
+                    let file = "cold/\(day).ltz"
+                    let idsRange = member.idsOffset..<(member.idsOffset + member.idsCount * 16)
+                    if idsRange.upperBound > ids.count || CRC32C.checksum(Array(ids[idsRange])) != member.idsCRC {
+                        report.corrupt.append(CorruptionReport(file: "cold/\(day).ids", offset: member.idsOffset, reason: "event-id index of segment \(member.segmentID) damaged"))
+                    }
+                    guard member.offset + member.length <= archiveBytes.count,
+                          let raw = Gzip.decompress(Array(archiveBytes[member.offset..<(member.offset + member.length)]), rawLength: member.rawLength),
+                          CRC32C.checksum(raw) == member.rawCRC
+                    else {
+                        report.corrupt.append(CorruptionReport(file: file, offset: member.offset, reason: "gzip member of segment \(member.segmentID) is damaged"))
+                        return FileSummary(lastSeq: member.lastSeq, chainCRC: 0, records: 0)
+                    }
+                    return try verifySegment(name: file, size: raw.count, sealed: true, limit: nil, previous: previous, report: &report) { (count, offset) throws(StoreError) in
+                        Array(raw[min(offset, raw.count)..<min(offset + count, raw.count)])
+                    }
+                })
+            }
+        }
+
+        items.sort { $0.id < $1.id }
+        var previous: (id: UInt64, summary: FileSummary)? = nil
+        for item in items {
+            report.segments += 1
             do throws(StoreError) {
-                let summary = try verifyFile(file.path, name: name, limit: file.limit, previous: previous, io: io, report: &report)
+                let chained = previous.flatMap { $0.id + 1 == item.id ? $0.summary : nil }
+                let summary = try item.check(&report, chained)
                 report.records += summary.records
-                previous = summary
+                previous = (item.id, summary)
             } catch {
-                report.corrupt.append(CorruptionReport(file: name, offset: nil, reason: "unreadable: \(error.message)"))
+                report.corrupt.append(CorruptionReport(file: item.name, offset: nil, reason: "unreadable: \(error.message)"))
                 previous = nil
             }
         }
         return report
     }
 
-    static func verifyFile(
-        _ path: String, name: String, limit: Int?, previous: FileSummary?, io: FileOperations, report: inout VerifyReport
+    /// Checks one segment in hot format, read through `read(count, offset)`.
+    static func verifySegment(
+        name: String, size: Int, sealed: Bool, limit: Int?, previous: FileSummary?, report: inout VerifyReport,
+        read: (Int, Int) throws(StoreError) -> [UInt8]
     ) throws(StoreError) -> FileSummary {
-        let fd = try io.open(path, flags: O_RDONLY, mode: 0)
-        defer { io.close(fd) }
-        let size = try io.fileSize(fd)
-        let sealed = path.hasSuffix(".seg")
         func damage(_ offset: Int?, _ reason: String) {
             report.corrupt.append(CorruptionReport(file: name, offset: offset, reason: reason))
         }
-        let headerBytes = try io.read(fd, count: SegmentFormat.headerSize, at: 0)
+        let headerBytes = try read(SegmentFormat.headerSize, 0)
         let header: SegmentHeader
         switch headerBytes.withUnsafeBytes({ SegmentHeader.decode($0) }) {
         case .success(let h): header = h
@@ -73,13 +151,13 @@ extension EventStore {
         var dataEnd = limit ?? size
         var trailer: SegmentTrailer? = nil
         if sealed {
-            let bytes = size >= SegmentFormat.trailerSize ? try io.read(fd, count: SegmentFormat.trailerSize, at: size - SegmentFormat.trailerSize) : []
+            let bytes = size >= SegmentFormat.trailerSize ? try read(SegmentFormat.trailerSize, size - SegmentFormat.trailerSize) : []
             if let t = bytes.withUnsafeBytes({ SegmentTrailer.decode($0) }),
                Int(t.dataEnd) + t.indexSize + SegmentFormat.trailerSize == size, t.dataEnd >= UInt64(SegmentFormat.headerSize)
             {
                 trailer = t
                 dataEnd = Int(t.dataEnd)
-                let index = try io.read(fd, count: t.indexSize, at: Int(t.dataEnd))
+                let index = try read(t.indexSize, Int(t.dataEnd))
                 if CRC32C.mask(CRC32C.checksum(index)) != t.indexCRC {
                     damage(Int(t.dataEnd), "index checksum mismatch")
                 }
@@ -98,14 +176,14 @@ extension EventStore {
         scanning: while offset < dataEnd {
             if chunk.isEmpty || offset + SegmentFormat.recordHeaderSize > chunkStart + chunk.count {
                 chunkStart = offset
-                chunk = try io.read(fd, count: min(1 << 20, dataEnd - offset), at: offset)
+                chunk = try read(min(1 << 20, dataEnd - offset), offset)
             }
             var decoded = chunk.withUnsafeBytes { RecordReader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...]), at: offset) }
             if case .success(nil) = decoded, chunk.count - (offset - chunkStart) >= SegmentFormat.recordHeaderSize {
                 let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
                 if offset + total <= dataEnd {
                     chunkStart = offset
-                    chunk = try io.read(fd, count: total, at: offset)
+                    chunk = try read(total, offset)
                     decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
                 }
             }

@@ -118,7 +118,8 @@ extension EventStore {
         guard !segments.isEmpty else { return }
         let checkpoint = Checkpoint(segmentID: active.id, durableOffset: UInt64(active.dataEnd), lastSeq: committedLastSeq)
         guard force || checkpoint != lastCheckpoint else { return }
-        try io.writeAtomically(checkpoint.encode(), to: configuration.directory + "/checkpoint", directory: configuration.directory)
+        try io.writeAtomically(checkpoint.encode(), to: configuration.directory + "/checkpoint", directory: configuration.directory,
+            crashPoint: .checkpointBeforeRename)
         lastCheckpoint = checkpoint
         lastCheckpointMonotonicMs = monotonicMilliseconds()
     }
@@ -201,6 +202,8 @@ extension EventStore {
 
     /// Writes one group's bytes to the active segment (rolling first if it is full), syncs, and publishes them.
     func writeAndSync(_ buffer: [UInt8], records: [EncodedRecord]) throws(StoreError) {
+        // A rotation that sealed the last segment but failed to create the next one left no active segment.
+        if active.isSealed { try createActiveSegment() }
         let segment0 = active
         if segment0.count > 0 && segment0.dataEnd + buffer.count > configuration.segmentMaxBytes {
             _ = try rotateSegment()
@@ -209,6 +212,7 @@ extension EventStore {
         let writeOffset = segment.dataEnd
         do throws(StoreError) {
             try io.write(segment.fd, buffer, at: writeOffset)
+            CrashPoint.afterWriteBeforeSync.reached()
         } catch {
             // Nothing of the group may stay behind: cut the file back to where it was.
             do throws(StoreError) {
@@ -228,6 +232,7 @@ extension EventStore {
                 throw failure
             }
             lastSyncMonotonicMs = monotonicMilliseconds()
+            CrashPoint.afterSyncBeforeAck.reached()
         } else {
             dirtySinceSync = true
         }
@@ -252,8 +257,12 @@ extension EventStore {
 
     /// Doubles the event-id table, reading the hashes of sealed segments from their footers.
     func growEventIDTable() {
+        // No segment changes tier while the table is rebuilt.
+        tierLock.lock()
+        defer { tierLock.unlock() }
         var table = EventIDTable(minimumCapacity: eventIDs.capacity)
-        for segment in segments {
+        for entry in (try? coldEventEntries()) ?? [] { table.insert(hash: entry.hash, seq: entry.seq) }
+        for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
             let entries: [(hash: UInt64, seq: UInt64)]
             if segment.isSealed {
                 guard let loaded = try? footerEventEntries(segment) else { continue }
@@ -267,8 +276,15 @@ extension EventStore {
     }
 
     func footerEventEntries(_ segment: Segment) throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {
-        let start = segment.dataEnd + segment.sparse.count * SegmentFormat.sparseEntrySize + Int(segment.count) * SegmentFormat.leadEntrySize
-        let bytes = try io.read(segment.fd, count: Int(segment.count) * SegmentFormat.eventEntrySize, at: start)
+        let sectionStart = segment.sparse.count * SegmentFormat.sparseEntrySize + Int(segment.count) * SegmentFormat.leadEntrySize
+        let length = Int(segment.count) * SegmentFormat.eventEntrySize
+        let bytes: [UInt8]
+        if let warm = segment.data as? WarmFile {
+            let footer = try readWarmFooter(fd: warm.fd, name: segment.fileName)
+            bytes = Array(footer.hotIndex[sectionStart..<min(footer.hotIndex.count, sectionStart + length)])
+        } else {
+            bytes = try io.read(segment.fd, count: length, at: segment.dataEnd + sectionStart)
+        }
         return bytes.withUnsafeBytes { b in
             stride(from: 0, to: b.count - 15, by: 16).map { (b.u64(at: $0), b.u64(at: $0 + 8)) }
         }
@@ -286,6 +302,11 @@ extension EventStore {
     /// Seals the active segment (if it holds records) and starts a new one.
     func rotateSegment() throws(StoreError) -> SealedSegment? {
         let segment = active
+        if segment.isSealed {
+            // Sealed by an earlier rotation that could not create the next segment: only that step is left.
+            try createActiveSegment()
+            return nil
+        }
         guard segment.count > 0 else { return nil }
         if dirtySinceSync {
             try io.fdatasync(segment.fd)
@@ -320,13 +341,16 @@ extension EventStore {
         w.raw(trailer.encode())
         do throws(StoreError) {
             try io.write(segment.fd, w.bytes, at: segment.dataEnd)
+            CrashPoint.sealAfterFooterWrite.reached()
             try io.fdatasync(segment.fd)
+            CrashPoint.sealAfterFooterSync.reached()
         } catch {
             try? io.ftruncate(segment.fd, length: segment.dataEnd)
             throw error
         }
         let sealedPath = hotDirectory + "/" + Segment.fileName(id: segment.id, sealed: true)
         try io.rename(segment.path, sealedPath)
+        CrashPoint.sealAfterRename.reached()
         try io.syncDirectory(hotDirectory)
         stateLock.withLock {
             segment.path = sealedPath
@@ -353,8 +377,10 @@ extension EventStore {
             previousChainCRC: previous?.chainCRC ?? 0)
         let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
         do throws(StoreError) {
+            CrashPoint.createAfterOpen.reached()
             try io.write(fd, header.encode(), at: 0)
             try io.fdatasync(fd)
+            CrashPoint.createAfterHeader.reached()
             try io.syncDirectory(hotDirectory)
         } catch {
             io.close(fd)
@@ -362,7 +388,7 @@ extension EventStore {
             throw error
         }
         let segment = Segment(
-            id: id, path: path, fd: fd, header: header, isSealed: false, dataEnd: SegmentFormat.headerSize,
+            id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: false, dataEnd: SegmentFormat.headerSize,
             fileSize: SegmentFormat.headerSize)
         stateLock.withLock { segments.append(segment) }
     }

@@ -42,10 +42,208 @@ enum Events {
 }
 
 extension EventStore {
-    static func openForTest(_ directory: String, segmentMaxBytes: Int = 128 << 20, durability: Durability = .fsync) throws -> EventStore {
+    static func openForTest(
+        _ directory: String, segmentMaxBytes: Int = 128 << 20, durability: Durability = .fsync,
+        fileOperations: FileOperations = PosixFileOperations()
+    ) throws -> EventStore {
         var configuration = StoreConfiguration(directory: directory)
         configuration.segmentMaxBytes = segmentMaxBytes
         configuration.durability = durability
-        return try EventStore.open(configuration)
+        return try EventStore.open(configuration, fileOperations: fileOperations)
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a failing random test reproduces from its seed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+enum Environment {
+    /// `LEADTRAIL_LONG_TESTS=1` runs the long forms of the random tests.
+    static var longTests: Bool { ProcessInfo.processInfo.environment["LEADTRAIL_LONG_TESTS"] == "1" }
+}
+
+/// Plain file helpers for tests that damage or inspect data directories.
+enum Files {
+    static func read(_ path: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+
+    static func list(_ directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+
+    /// Copies a data directory (without its lock holder: the copy is never open).
+    static func copyDirectory(_ from: String, to: String) throws {
+        try? FileManager.default.removeItem(atPath: to)
+        try FileManager.default.copyItem(atPath: from, toPath: to)
+    }
+
+    static func truncate(_ path: String, to length: Int) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: UInt64(length))
+        try handle.close()
+    }
+
+    static func flipBit(_ path: String, byte: Int, bit: Int) throws {
+        var bytes = try read(path)
+        bytes[byte] ^= UInt8(1) << UInt8(bit)
+        try write(bytes, to: path)
+    }
+
+    static func remove(_ path: String) throws { try FileManager.default.removeItem(atPath: path) }
+
+    static func rename(_ from: String, _ to: String) throws { try FileManager.default.moveItem(atPath: from, toPath: to) }
+
+    /// The paths of a data directory's hot segment files, sealed and open, in id order.
+    static func segments(_ directory: String) -> [String] {
+        list(directory + "/hot").filter { $0.hasSuffix(".seg") || $0.hasSuffix(".open") }.map { directory + "/hot/" + $0 }
+    }
+
+    static func openSegment(_ directory: String) -> String? { segments(directory).first { $0.hasSuffix(".open") } }
+    static func sealedSegments(_ directory: String) -> [String] { segments(directory).filter { $0.hasSuffix(".seg") } }
+}
+
+/// Where each record of a segment file lies, from parsing its bytes (not through the engine).
+struct RecordLayout {
+    var offset: Int
+    var size: Int
+    var seq: UInt64
+    var isBatchEnd: Bool
+    var body: [UInt8]
+    var end: Int { offset + size }
+
+    /// The records of a segment file's bytes, stopping at the first one that does not check out.
+    static func parse(_ bytes: [UInt8]) -> [RecordLayout] {
+        var records: [RecordLayout] = []
+        var offset = SegmentFormat.headerSize
+        bytes.withUnsafeBytes { all in
+            while offset < all.count {
+                let rest = UnsafeRawBufferPointer(rebasing: all[offset...])
+                guard case .success(let pair?) = RecordReader.decode(rest, at: offset) else { break }
+                let (header, total) = pair
+                records.append(RecordLayout(
+                    offset: offset, size: total, seq: header.seq, isBatchEnd: header.flags & SegmentFormat.flagBatchEnd != 0,
+                    body: Array(bytes[(offset + SegmentFormat.recordHeaderSize)..<(offset + total)])))
+                offset += total
+            }
+        }
+        return records
+    }
+
+    /// The end of a sealed segment's records, from its trailer.
+    static func dataEnd(ofSealed bytes: [UInt8]) -> Int? {
+        bytes.withUnsafeBytes { b -> Int? in
+            guard b.count >= SegmentFormat.trailerSize,
+                  let trailer = SegmentTrailer.decode(UnsafeRawBufferPointer(rebasing: b[(b.count - SegmentFormat.trailerSize)...]))
+            else { return nil }
+            return Int(trailer.dataEnd)
+        }
+    }
+}
+
+/// File operations that can be told to fail, to test what the engine does on a full disk or a failed sync.
+/// Everything else goes to the real POSIX calls.
+final class FaultyFileOperations: FileOperations, @unchecked Sendable {
+    private let base = PosixFileOperations()
+    private let lock = NSLock()
+    private var paths: [Int32: String] = [:]
+    private var _writeFailures = 0
+    private var _partialWrites = true
+    private var _syncFailures = false
+    private var _createFailures = 0
+    private var _writesSeen = 0
+
+    /// The next `n` writes to segment files fail with ENOSPC (after writing part of their bytes when `partial`).
+    func failSegmentWrites(_ n: Int, partial: Bool = true) {
+        lock.withLock {
+            _writeFailures = n
+            _partialWrites = partial
+        }
+    }
+
+    /// Every `fdatasync` from now on fails with EIO.
+    func failSyncs() { lock.withLock { _syncFailures = true } }
+
+    /// The next `n` creations of segment files fail with ENOSPC.
+    func failSegmentCreations(_ n: Int) { lock.withLock { _createFailures = n } }
+
+    var segmentWrites: Int { lock.withLock { _writesSeen } }
+
+    static let diskFull = { (what: String) in StoreError(.unavailable, "\(what): No space left on device (disk full)") }
+
+    private func isSegment(_ path: String) -> Bool { path.hasSuffix(".open") || path.hasSuffix(".seg") }
+
+    func open(_ path: String, flags: Int32, mode: mode_t) throws(StoreError) -> Int32 {
+        if flags & O_CREAT != 0, isSegment(path) {
+            let fail: Bool = lock.withLock {
+                guard _createFailures > 0 else { return false }
+                _createFailures -= 1
+                return true
+            }
+            if fail { throw Self.diskFull("open \(path)") }
+        }
+        let fd = try base.open(path, flags: flags, mode: mode)
+        lock.withLock { paths[fd] = path }
+        return fd
+    }
+
+    func close(_ fd: Int32) {
+        lock.withLock { paths[fd] = nil }
+        base.close(fd)
+    }
+
+    func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        try base.pread(fd, into: buffer, at: offset)
+    }
+
+    func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) {
+        let (fail, partial): (Bool, Bool) = lock.withLock {
+            guard let path = paths[fd], isSegment(path) else { return (false, false) }
+            _writesSeen += 1
+            guard _writeFailures > 0 else { return (false, false) }
+            _writeFailures -= 1
+            return (true, _partialWrites)
+        }
+        if fail {
+            if partial && buffer.count > 1 {
+                try base.pwrite(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<(buffer.count / 2)]), at: offset)
+            }
+            throw Self.diskFull("write")
+        }
+        try base.pwrite(fd, buffer, at: offset)
+    }
+
+    func fdatasync(_ fd: Int32) throws(StoreError) {
+        if lock.withLock({ _syncFailures }) { throw StoreError(.io, "fdatasync: Input/output error") }
+        try base.fdatasync(fd)
+    }
+
+    func fsync(_ fd: Int32) throws(StoreError) {
+        if lock.withLock({ _syncFailures }) { throw StoreError(.io, "fsync: Input/output error") }
+        try base.fsync(fd)
+    }
+
+    func ftruncate(_ fd: Int32, length: Int) throws(StoreError) { try base.ftruncate(fd, length: length) }
+    func fileSize(_ fd: Int32) throws(StoreError) -> Int { try base.fileSize(fd) }
+    func rename(_ from: String, _ to: String) throws(StoreError) { try base.rename(from, to) }
+    func unlink(_ path: String) throws(StoreError) { try base.unlink(path) }
+    func syncDirectory(_ path: String) throws(StoreError) {
+        if lock.withLock({ _syncFailures }) { throw StoreError(.io, "fsync: Input/output error") }
+        try base.syncDirectory(path)
     }
 }

@@ -1,0 +1,275 @@
+// leadtrail-bench: whole-engine figures for the storage issue, printed as a table.
+//
+//   leadtrail-bench store [--events N] [--writers W] [--batch B] [--dir DIR] [--keep]
+//
+// Loads N events (realistic ~1.2 KB lead events) into a fresh store, then measures
+// durable append throughput with W writer threads, timeline lookups, startup
+// after a clean close, and resident memory. Wall-clock figures: compare ratios
+// measured in one run, never across machines.
+import Foundation
+import LeadTrailEvents
+import LeadTrailQuery
+import LeadTrailStorage
+
+struct Options {
+    var events = 1_000_000
+    var writers = [1, 4]
+    var batch = 1000
+    var directory = NSTemporaryDirectory() + "leadtrail-bench-\(getpid())"
+    var keep = false
+    var lookups = 2000
+}
+
+func parseOptions() -> Options {
+    var options = Options()
+    var arguments = CommandLine.arguments.dropFirst(2).makeIterator()
+    while let argument = arguments.next() {
+        switch argument {
+        case "--events": options.events = Int(arguments.next() ?? "") ?? options.events
+        case "--writers": options.writers = (arguments.next() ?? "1").split(separator: ",").compactMap { Int($0) }
+        case "--batch": options.batch = Int(arguments.next() ?? "") ?? options.batch
+        case "--dir": options.directory = arguments.next() ?? options.directory
+        case "--keep": options.keep = true
+        case "--lookups": options.lookups = Int(arguments.next() ?? "") ?? options.lookups
+        default:
+            FileHandle.standardError.write("unknown option \(argument)\n".data(using: .utf8)!)
+            exit(2)
+        }
+    }
+    return options
+}
+
+/// Deterministic synthetic lead events of about 1.2 KB, shaped like the generator's.
+struct EventFactory {
+    static let types = [
+        "source.submitted", "source.accepted", "enhancement.success", "filter.passed", "recipient.delivered",
+        "recipient.failed", "feedback.received", "flow.completed",
+    ]
+    static let filler = String(repeating: "lorem ipsum dolor sit amet ", count: 20)
+    let runID: String
+
+    /// Events of a lead are spread over 8,000 consecutive events, like interleaved live traffic.
+    func leadID(for index: Int) -> String { "lead_\(runID)_\((index / 8000) * 1000 + index % 1000)" }
+
+    func json(_ index: Int) -> [UInt8] {
+        let type = Self.types[(index / 1000) % Self.types.count]
+        let ts = Timestamp.format(1_735_689_600_000 + Int64(index) * 37)
+        let text = """
+        {"type":"\(type)","lead_id":"\(leadID(for: index))","event_id":"ev_\(runID)_\(index)","timestamp":"\(ts)",\
+        "flow_id":"flow_\(index % 17)","entity_id":"buyer_\(index % 23)","step_id":"step_\(index % 5)","outcome":"\(index % 7 == 0 ? "failure" : "success")",\
+        "duration_ms":\(index % 900),"metadata":{"cost":\(Double(index % 300) / 100),"buyer_response":{"price":\(index % 90).5,"status":"accepted"},\
+        "reason":"none","notes":"\(Self.filler.prefix(300 + index % 200))"},\
+        "lead_snapshot":{"first_name":"Jane","last_name":"Doe","email":"jane.doe\(index)@example.com","phone":"555-010-\(index % 10000)",\
+        "address":"\(index % 999) Main Street, Springfield","dob":"1980-01-0\(1 + index % 9)","ssn":"000-00-\(index % 10000)","state":"CA","zip":"9\(index % 10000)"}}
+        """
+        return Array(text.utf8)
+    }
+
+    func prepared(_ index: Int) -> PreparedEvent {
+        let bytes = json(index)
+        // Synthetic events are valid by construction.
+        return try! bytes.withUnsafeBufferPointer { try EventPreparer().prepare($0, now: 0) }
+    }
+}
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func residentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let kb = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        return kb / 1024
+    }
+    return 0
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p))]
+}
+
+func row(_ name: String, _ value: String) {
+    print(name.padding(toLength: 52, withPad: " ", startingAt: 0) + value)
+}
+
+/// Appends `batches` from `writers` threads at once; returns seconds taken.
+func timedAppend(_ store: EventStore, batches: [[PreparedEvent]], writers: Int) -> Double {
+    let group = DispatchGroup()
+    let start = now()
+    for w in 0..<writers {
+        group.enter()
+        Thread {
+            var i = w
+            while i < batches.count {
+                _ = try? store.appendAndWait(batches[i])
+                i += writers
+            }
+            group.leave()
+        }.start()
+    }
+    group.wait()
+    return now() - start
+}
+
+/// Bytes on disk over raw JSON bytes, in percent (headers, indexes, footers).
+func overhead(_ store: EventStore) -> Double {
+    var raw = 0
+    _ = try? store.scan(ScanHints()) { raw += $0.body.count; return true }
+    return (Double(store.stats().hot.bytes) / Double(max(raw, 1)) - 1) * 100
+}
+
+func runStore(_ options: Options) throws {
+    try? FileManager.default.removeItem(atPath: options.directory)
+    let factory = EventFactory(runID: "r")
+    var configuration = StoreConfiguration(directory: options.directory)
+    configuration.durability = .fsync
+    var store = try EventStore.open(configuration)
+    print("leadtrail-bench store: \(options.events) events, batches of \(options.batch), dir \(options.directory)")
+    print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, CRC32C hardware: \(CRC32C.usesHardware)")
+    print(String(repeating: "-", count: 80))
+
+    // 1. Preparation cost (validation + field extraction), single thread.
+    let sample = (0..<20_000).map { factory.json($0) }
+    var start = now()
+    for bytes in sample { _ = bytes.withUnsafeBufferPointer { try? EventPreparer().prepare($0, now: 0) } }
+    let prepareSeconds = now() - start
+    let sampleBytes = sample.reduce(0) { $0 + $1.count }
+    row("validate+prepare (1 thread)", String(format: "%.0f events/s, %.0f MB/s, avg event %d B", Double(sample.count) / prepareSeconds, Double(sampleBytes) / prepareSeconds / 1e6, sampleBytes / sample.count))
+
+    // 2. Durable append throughput, batches of `batch`, with each writer count (events already prepared).
+    var next = 0
+    for writers in options.writers {
+        let count = max(200, 200 * writers) * options.batch / 1000
+        let batches = (0..<count).map { b in (0..<options.batch).map { factory.prepared(next + b * options.batch + $0) } }
+        next += count * options.batch
+        let bytes = batches.reduce(0) { $0 + $1.reduce(0) { $0 + $1.json.count } }
+        let seconds = timedAppend(store, batches: batches, writers: writers)
+        let stats = store.stats()
+        row("durable append, \(writers) writer(s)", String(format: "%.0f events/s, %.1f MB/s (%d syncs so far)", Double(count * options.batch) / seconds, Double(bytes) / seconds / 1e6, stats.syncs))
+    }
+
+    // 3. Load up to `events`, 4 writers, generation overlapped.
+    start = now()
+    let loadWriters = 2
+    let group = DispatchGroup()
+    let total = max(options.events, next)
+    let firstLoad = next
+    for w in 0..<loadWriters {
+        group.enter()
+        Thread { [store] in
+            var b = firstLoad / options.batch + w
+            while b * options.batch < total {
+                let batch = (0..<options.batch).map { factory.prepared(b * options.batch + $0) }
+                _ = try? store.appendAndWait(batch)
+                b += loadWriters
+            }
+            group.leave()
+        }.start()
+    }
+    group.wait()
+    let loaded = store.stats()
+    row("store holds \(loaded.events) events", String(format: "load %.1f s, %d segments, %.2f GB on disk, %.1f%% over raw JSON", now() - start, loaded.hot.segments, Double(loaded.hot.bytes) / 1e9, overhead(store)))
+
+    // 4. Timeline lookups (random leads), hot.
+    func lookups() -> [Double] {
+        var times: [Double] = []
+        var rng = SystemRandomNumberGenerator()
+        let query = QueryEngine(store: store)
+        for _ in 0..<options.lookups {
+            let lead = factory.leadID(for: Int.random(in: 0..<total, using: &rng))
+            let t0 = now()
+            _ = try? query.timeline(leadID: lead)
+            times.append((now() - t0) * 1000)
+        }
+        return times.sorted()
+    }
+    _ = lookups()  // warm the page cache
+    let times = lookups()
+    row("timeline lookup at \(total) events", String(format: "p50 %.3f ms, p99 %.3f ms", percentile(times, 0.5), percentile(times, 0.99)))
+    row("resident memory after load", String(format: "%.0f MB", residentMegabytes()))
+
+    // 5. Startup after a clean close.
+    store.close()
+    start = now()
+    store = try EventStore.open(configuration)
+    let startup = now() - start
+    row("startup after clean close at \(total) events", String(format: "%.2f s", startup))
+    _ = lookups()
+    row("resident memory after restart + lookups", String(format: "%.0f MB", residentMegabytes()))
+    store.close()
+    if !options.keep { try? FileManager.default.removeItem(atPath: options.directory) }
+}
+
+/// Only validation and preparation, for profilers: `leadtrail-bench prepare N`.
+func runPrepare(_ count: Int) {
+    let factory = EventFactory(runID: "p")
+    let sample = (0..<count).map { factory.json($0) }
+    let start = now()
+    var total = 0
+    for _ in 0..<5 {
+        for bytes in sample {
+            if let event = bytes.withUnsafeBufferPointer({ try? EventPreparer().prepare($0, now: 0) }) { total += event.json.count }
+        }
+    }
+    let seconds = now() - start
+    print(String(format: "prepared %d events (%d bytes) in %.3f s: %.0f events/s", count * 5, total, seconds, Double(count * 5) / seconds))
+}
+
+/// Opens an existing store in a fresh process: startup time, timeline lookups and
+/// resident memory without the loader's allocations: `leadtrail-bench reopen --dir DIR`.
+func runReopen(_ options: Options) throws {
+    let configuration = StoreConfiguration(directory: options.directory)
+    let start = now()
+    let store = try EventStore.open(configuration)
+    let startup = now() - start
+    let stats = store.stats()
+    row("startup at \(stats.events) events (\(stats.hot.segments) segments)", String(format: "%.2f s (engine says %d ms)", startup, stats.startupMilliseconds))
+    row("resident memory right after startup", String(format: "%.0f MB", residentMegabytes()))
+    let factory = EventFactory(runID: "r")
+    let query = QueryEngine(store: store)
+    var rng = SystemRandomNumberGenerator()
+    var times: [Double] = []
+    var found = 0
+    for round in 0..<2 {
+        for _ in 0..<options.lookups {
+            let lead = factory.leadID(for: Int.random(in: 0..<Int(stats.events), using: &rng))
+            let t0 = now()
+            let events = (try? query.timeline(leadID: lead).events.count) ?? 0
+            if round == 1 {
+                times.append((now() - t0) * 1000)
+                found += events
+            }
+        }
+    }
+    times.sort()
+    row("timeline lookup (\(options.lookups) random leads)", String(format: "p50 %.3f ms, p99 %.3f ms, avg %.1f events", percentile(times, 0.5), percentile(times, 0.99), Double(found) / Double(max(times.count, 1))))
+    row("resident memory after lookups", String(format: "%.0f MB", residentMegabytes()))
+    store.close()
+}
+
+let mode = CommandLine.arguments.dropFirst().first ?? "store"
+switch mode {
+case "reopen":
+    do {
+        try runReopen(parseOptions())
+    } catch {
+        FileHandle.standardError.write("leadtrail-bench: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
+case "prepare":
+    runPrepare(Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 100_000)
+case "store":
+    do {
+        try runStore(parseOptions())
+    } catch {
+        FileHandle.standardError.write("leadtrail-bench: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
+default:
+    FileHandle.standardError.write("usage: leadtrail-bench store [--events N] [--writers 1,4] [--batch B] [--dir DIR] [--keep]\n".data(using: .utf8)!)
+    exit(2)
+}

@@ -1,0 +1,271 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import LeadTrailEvents
+import Logging
+
+extension CrashPoint {
+    // Tier moves are listed here so the reliability tests find them with the others.
+}
+
+extension EventStore {
+    var warmDirectory: String { configuration.directory + "/warm" }
+    var coldDirectory: String { configuration.directory + "/cold" }
+    var restoredDirectory: String { configuration.directory + "/restored" }
+
+    /// Applies the tier policy now: sealed hot segments whose newest event is
+    /// older than `hot_days` become warm, warm ones older than `warm_days` go to
+    /// a cold archive, restored data past its expiry is released, and archives
+    /// past `retain_days` are deleted. Runs beside appends and reads; one run at a time.
+    public func tier(now: Int64 = Timestamp.now()) throws(StoreError) -> TierReport {
+        tierLock.lock()
+        defer { tierLock.unlock() }
+        var report = TierReport()
+        let policy = configuration.tiers
+        let hotCutoff = now - Int64(policy.hotDays * 86_400_000)
+        let warmCutoff = now - Int64(policy.warmDays * 86_400_000)
+
+        let candidates: [Segment] = stateLock.withLock {
+            segments.filter { $0.isSealed && $0.count > 0 && $0.damage.isEmpty && $0.tier != .restored }
+        }
+        for segment in candidates {
+            do throws(StoreError) {
+                if segment.maxTs < warmCutoff {
+                    if segment.tier == .hot { report.moved.append(try moveToWarm(segment)) }
+                    report.moved.append(try moveToCold(currentSegment(id: segment.id) ?? segment))
+                } else if segment.maxTs < hotCutoff && segment.tier == .hot {
+                    report.moved.append(try moveToWarm(segment))
+                }
+            } catch {
+                if error.code == .unavailable || error.code == .io { throw error }
+                report.skipped.append("\(segment.fileName): \(error.message)")
+                logger.error("tier move skipped", metadata: ["segment.id": "\(segment.id)", "error": "\(error.message)"])
+            }
+        }
+        report.expired = try releaseExpiredRestores(now: now)
+        if let retain = policy.retainDays {
+            report.deleted = try deleteArchives(olderThan: now - Int64(retain * 86_400_000))
+        }
+        if !report.moved.isEmpty || !report.deleted.isEmpty || !report.expired.isEmpty {
+            logger.info("tiering run", metadata: ["moved": "\(report.moved.count)", "deleted": "\(report.deleted.count)", "expired": "\(report.expired.count)"])
+        }
+        return report
+    }
+
+    func currentSegment(id: UInt64) -> Segment? {
+        stateLock.withLock { segments.first { $0.id == id } }
+    }
+
+    /// Replaces a segment object (same id, same seqs and offsets) in the reader-visible list.
+    func replaceSegment(_ old: Segment, with new: Segment?) {
+        stateLock.withLock {
+            guard let index = segments.firstIndex(where: { $0 === old }) else { return }
+            if let new { segments[index] = new } else { segments.remove(at: index) }
+        }
+    }
+
+    /// Rewrites a sealed hot segment as LZ4 blocks: temporary file, sync, rename,
+    /// directory sync, swap for readers, and only then delete the hot file.
+    func moveToWarm(_ segment: Segment) throws(StoreError) -> SegmentMove {
+        let hotBytes = try segment.data.read(count: segment.fileSize, at: 0)
+        let (trailer, sparse) = try checkedHotFile(hotBytes, name: segment.fileName)
+        let warmBytes = WarmFormat.build(hotFile: hotBytes, trailer: trailer, sparse: sparse)
+        let path = warmDirectory + "/" + Self.warmFileName(segment.id)
+        try io.writeAtomically(warmBytes, to: path, directory: warmDirectory, crashPoint: .warmBeforeRename)
+        CrashPoint.warmBeforeSourceDelete.reached()
+        let warm = try openWarm(path: path, id: segment.id, reuse: segment)
+        replaceSegment(segment, with: warm)
+        try io.unlink(segment.path)
+        try io.syncDirectory(hotDirectory)
+        return SegmentMove(
+            segmentID: segment.id, from: "hot", to: "warm", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,
+            events: segment.count, bytesBefore: hotBytes.count, bytesAfter: warmBytes.count)
+    }
+
+    static func warmFileName(_ id: UInt64) -> String {
+        String(Segment.fileName(id: id, sealed: true).dropLast(4)) + ".lz4s"
+    }
+
+    /// Checks a whole hot segment file in memory (trailer, index CRC, every
+    /// record's CRC via the chained data CRC) before it is copied to another tier.
+    func checkedHotFile(_ bytes: [UInt8], name: String) throws(StoreError) -> (SegmentTrailer, [SparseEntry]) {
+        guard bytes.count >= SegmentFormat.headerSize + SegmentFormat.trailerSize,
+              let trailer = bytes.withUnsafeBytes({ SegmentTrailer.decode(UnsafeRawBufferPointer(rebasing: $0[(bytes.count - SegmentFormat.trailerSize)...])) }),
+              Int(trailer.dataEnd) + trailer.indexSize + SegmentFormat.trailerSize == bytes.count
+        else { throw StoreError(.corrupt, "\(name): trailer missing or damaged") }
+        let dataEnd = Int(trailer.dataEnd)
+        let dataCRC = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[SegmentFormat.headerSize..<dataEnd])) }
+        guard dataCRC == trailer.dataCRC else { throw StoreError(.corrupt, "\(name): records do not match the footer's data checksum") }
+        let index = Array(bytes[dataEnd..<(bytes.count - SegmentFormat.trailerSize)])
+        guard CRC32C.mask(CRC32C.checksum(index)) == trailer.indexCRC else { throw StoreError(.corrupt, "\(name): index checksum mismatch") }
+        let sparse: [SparseEntry] = index.withUnsafeBytes { b in
+            (0..<Int(trailer.sparseCount)).map { i in
+                let at = i * SegmentFormat.sparseEntrySize
+                return SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24))
+            }
+        }
+        return (trailer, sparse)
+    }
+
+    struct WarmFooter {
+        var trailer: WarmFormat.Trailer
+        var hotHeader: [UInt8]
+        var hotIndex: [UInt8]
+        var hotTrailer: SegmentTrailer
+        var blocks: [WarmFormat.BlockEntry]
+    }
+
+    /// Reads and checks a warm file's footer.
+    func readWarmFooter(fd: Int32, name: String) throws(StoreError) -> WarmFooter {
+        let size = try io.fileSize(fd)
+        guard size >= SegmentFormat.headerSize + WarmFormat.trailerSize else { throw StoreError(.corrupt, "\(name): too short for a warm file") }
+        let trailerBytes = try io.read(fd, count: WarmFormat.trailerSize, at: size - WarmFormat.trailerSize)
+        guard let trailer = trailerBytes.withUnsafeBytes({ WarmFormat.Trailer.decode($0) }) else {
+            throw StoreError(.corrupt, "\(name): warm trailer missing or damaged")
+        }
+        let footerLength = size - WarmFormat.trailerSize - Int(trailer.footerStart)
+        guard trailer.footerStart >= UInt64(SegmentFormat.headerSize), footerLength == Int(trailer.hotFooterLength) + Int(trailer.blockCount) * WarmFormat.directoryEntrySize else {
+            throw StoreError(.corrupt, "\(name): warm trailer sizes do not match the file")
+        }
+        let footer = try io.read(fd, count: footerLength, at: Int(trailer.footerStart))
+        guard CRC32C.mask(CRC32C.checksum(footer)) == trailer.directoryCRC else {
+            throw StoreError(.corrupt, "\(name): warm footer checksum mismatch")
+        }
+        let hotFooterLength = Int(trailer.hotFooterLength)
+        guard hotFooterLength >= SegmentFormat.headerSize + SegmentFormat.trailerSize,
+              let hotTrailer = footer.withUnsafeBytes({ SegmentTrailer.decode(UnsafeRawBufferPointer(rebasing: $0[(hotFooterLength - SegmentFormat.trailerSize)..<hotFooterLength])) })
+        else { throw StoreError(.corrupt, "\(name): the hot trailer inside the warm footer is damaged") }
+        let blocks: [WarmFormat.BlockEntry] = footer.withUnsafeBytes { b in
+            (0..<Int(trailer.blockCount)).map { i in
+                let at = hotFooterLength + i * WarmFormat.directoryEntrySize
+                return WarmFormat.BlockEntry(rawOffset: b.u64(at: at), fileOffset: b.u64(at: at + 8), compressedLength: b.u32(at: at + 16), rawLength: b.u32(at: at + 20))
+            }
+        }
+        return WarmFooter(
+            trailer: trailer, hotHeader: Array(footer[0..<SegmentFormat.headerSize]),
+            hotIndex: Array(footer[SegmentFormat.headerSize..<(hotFooterLength - SegmentFormat.trailerSize)]),
+            hotTrailer: hotTrailer, blocks: blocks)
+    }
+
+    /// Opens a warm file as a queryable segment. With `reuse`, the in-memory
+    /// indexes of the hot segment it came from are kept (offsets are the same).
+    func openWarm(path: String, id: UInt64, reuse: Segment? = nil) throws(StoreError) -> (Segment) {
+        let (segment, _) = try loadWarm(path: path, id: id, reuse: reuse)
+        return segment
+    }
+
+    func loadWarm(path: String, id: UInt64, reuse: Segment? = nil) throws(StoreError) -> (Segment, [(hash: UInt64, seq: UInt64)]) {
+        let name = String(path.split(separator: "/").last ?? "")
+        let fd = try io.open(path, flags: O_RDONLY, mode: 0)
+        let footer: WarmFooter
+        do throws(StoreError) {
+            footer = try readWarmFooter(fd: fd, name: name)
+        } catch {
+            io.close(fd)
+            throw error
+        }
+        let size = (try? io.fileSize(fd)) ?? 0
+        let header: SegmentHeader
+        switch footer.hotHeader.withUnsafeBytes({ SegmentHeader.decode($0) }) {
+        case .success(let h): header = h
+        case .failure(let failure):
+            io.close(fd)
+            throw StoreError(.corrupt, "\(name): \(failure.reason)")
+        }
+        let file = WarmFile(io: io, fd: fd, name: name, blocks: footer.blocks)
+        file.onDamage = { [weak self] report in self?.noteDamage(segmentID: id, report) }
+        let hot = footer.hotTrailer
+        let segment = Segment(id: id, path: path, data: file, header: header, isSealed: true, dataEnd: Int(hot.dataEnd), fileSize: size)
+        segment.tier = .warm
+        segment.rawFileSize = Int(hot.dataEnd) + footer.hotIndex.count + SegmentFormat.trailerSize
+        segment.count = hot.recordCount
+        segment.firstSeq = hot.firstSeq
+        segment.lastSeq = hot.lastSeq
+        segment.minTs = hot.minTs
+        segment.maxTs = hot.maxTs
+        segment.chainCRC = hot.dataCRC
+        if let reuse {
+            segment.sparse = reuse.sparse
+            segment.leadEntries = reuse.leadEntries
+            return (segment, [])
+        }
+        guard CRC32C.mask(CRC32C.checksum(footer.hotIndex)) == hot.indexCRC, footer.hotIndex.count == hot.indexSize else {
+            throw StoreError(.corrupt, "\(name): the hot index inside the warm footer is damaged")
+        }
+        let entries = Self.parseIndex(footer.hotIndex, trailer: hot, into: segment)
+        return (segment, entries)
+    }
+
+    /// Fills a segment's sparse and lead indexes from index-section bytes; returns the event-id entries.
+    static func parseIndex(_ index: [UInt8], trailer: SegmentTrailer, into segment: Segment) -> [(hash: UInt64, seq: UInt64)] {
+        var entries: [(hash: UInt64, seq: UInt64)] = []
+        index.withUnsafeBytes { b in
+            var at = 0
+            segment.sparse.reserveCapacity(Int(trailer.sparseCount))
+            for _ in 0..<trailer.sparseCount {
+                segment.sparse.append(SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24)))
+                at += SegmentFormat.sparseEntrySize
+            }
+            segment.leadEntries.reserveCapacity(Int(trailer.recordCount))
+            for _ in 0..<trailer.recordCount {
+                segment.leadEntries.append(b.u64(at: at))
+                at += SegmentFormat.leadEntrySize
+            }
+            entries.reserveCapacity(Int(trailer.recordCount))
+            for _ in 0..<trailer.recordCount {
+                entries.append((b.u64(at: at), b.u64(at: at + 8)))
+                at += SegmentFormat.eventEntrySize
+            }
+        }
+        return entries
+    }
+
+    func noteDamage(segmentID: UInt64, _ report: CorruptionReport) {
+        stateLock.withLock {
+            guard let segment = segments.first(where: { $0.id == segmentID }), !segment.damage.contains(report) else { return }
+            segment.damage.append(report)
+            logger.error("\(report)")
+        }
+    }
+
+    /// Rebuilds the exact bytes of the hot segment file a warm file was made from.
+    func rebuildHotFile(_ segment: Segment) throws(StoreError) -> [UInt8] {
+        guard let warm = segment.data as? WarmFile else { return try segment.data.read(count: segment.fileSize, at: 0) }
+        let footer = try readWarmFooter(fd: warm.fd, name: segment.fileName)
+        var bytes = footer.hotHeader
+        bytes.reserveCapacity(segment.rawFileSize)
+        for index in footer.blocks.indices {
+            guard let block = try warm.block(index) else { throw StoreError(.corrupt, "\(segment.fileName): block \(index) is damaged") }
+            bytes.append(contentsOf: block)
+        }
+        bytes.append(contentsOf: footer.hotIndex)
+        bytes.append(contentsOf: footer.hotTrailer.encode())
+        return bytes
+    }
+
+    /// Background tiering on the configured schedule.
+    func startTiering() {
+        let interval = configuration.tiers.intervalSeconds
+        guard interval > 0 else { return }
+        let thread = Thread { [weak self] in
+            var waited = 0.0
+            while true {
+                Thread.sleep(forTimeInterval: 1)
+                waited += 1
+                guard let self else { return }
+                if self.queueLock.withLock({ self.stopping }) { return }
+                if waited >= Double(interval) {
+                    waited = 0
+                    do throws(StoreError) {
+                        _ = try self.tier()
+                    } catch {
+                        self.logger.error("background tiering failed", metadata: ["error": "\(error.message)"])
+                    }
+                }
+            }
+        }
+        thread.name = "leadtrail-tiering"
+        thread.start()
+    }
+}

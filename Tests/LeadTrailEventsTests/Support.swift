@@ -1,0 +1,21 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small seeded generator (SplitMix64), so a failing random test reproduces from its seed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+enum Environment {
+    /// `LEADTRAIL_LONG_TESTS=1` runs the long forms of the random tests.
+    static var longTests: Bool { getenv("LEADTRAIL_LONG_TESTS").map { String(cString: $0) == "1" } ?? false }
+}

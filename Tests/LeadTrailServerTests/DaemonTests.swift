@@ -1,0 +1,494 @@
+import Foundation
+import LeadTrailClient
+import LeadTrailEvents
+import LeadTrailStorage
+import LeadTrailWire
+import Testing
+@testable import LeadTrailServer
+
+@Suite struct DaemonProtocolTests {
+    @Test func pingEchoesEveryKindOfID() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        for id in [#""req-1""#, "42", "-1.5e3", "true", "null"] {
+            try connection.sendRaw(Array(#"{"op":"ping","id":\#(id)}"#.utf8))
+            let body = String(decoding: try connection.receiveRaw(), as: UTF8.self)
+            #expect(body == #"{"id":\#(id),"ok":true}"#)
+        }
+        #expect(try connection.request(["op": "ping"])["ok"] as? Bool == true)
+        connection.close()
+        await daemon.stop()
+    }
+
+    @Test func appendGetTimelineAndDuplicates() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let first = eventJSON(type: "source.submitted", lead: "L1", id: "e1", timestamp: "2024-01-15T14:30:45.234Z",
+                              extra: #""metadata":{"b":1,"a":[1.50,"\u00e9"]},"x" : 1e2"#)
+        let second = eventJSON(type: "recipient.delivered", lead: "L1", id: "e2", timestamp: "2024-01-15T14:30:44.000+00:00")
+        let third = eventJSON(type: "source.accepted", lead: "L2", id: nil, timestamp: nil)
+        try connection.sendRaw(appendFrame([first, second, third], id: "1"))
+        let response = try connection.receive()
+        try LeadTrailConnection.check(response)
+        let results = try #require(response["results"] as? [[String: Any]])
+        #expect(results.map { int($0["seq"]) } == [1, 2, 3])
+        #expect(results.map { $0["duplicate"] as? Bool } == [false, false, false])
+        #expect(results[0]["event_id"] as? String == "e1")
+        let assigned = try #require(results[2]["event_id"] as? String)
+        #expect(assigned.hasPrefix("evt_") && assigned.count == 24)
+
+        // The stored bytes are the producer's, with seq spliced in.
+        try connection.sendRaw(Array(#"{"op":"get","event_id":"e1"}"#.utf8))
+        let raw = String(decoding: try connection.receiveRaw(), as: UTF8.self)
+        #expect(raw == #"{"ok":true,"event":{"seq":1,"# + first.dropFirst() + "}")
+
+        // Timestamps are normalised; server-assigned fields are returned.
+        let got = try connection.request(["op": "get", "event_id": assigned])
+        let event = try #require(got["event"] as? [String: Any])
+        #expect(int(event["seq"]) == 3)
+        #expect((event["timestamp"] as? String)?.hasSuffix("Z") == true)
+
+        // A duplicate keeps its original seq and takes none.
+        let again = try connection.request(["op": "append", "events": [
+            ["type": "source.submitted", "lead_id": "L1", "event_id": "e1"],
+            ["type": "source.submitted", "lead_id": "L3", "event_id": "e4"],
+        ]])
+        let againResults = try #require(again["results"] as? [[String: Any]])
+        #expect(int(againResults[0]["seq"]) == 1)
+        #expect(againResults[0]["duplicate"] as? Bool == true)
+        #expect(int(againResults[1]["seq"]) == 4)
+
+        let timeline = try connection.request(["op": "timeline", "lead_id": "L1"])
+        let events = try #require(timeline["events"] as? [[String: Any]])
+        #expect(events.map { $0["event_id"] as? String } == ["e2", "e1"])
+        #expect(timeline["truncated"] as? Bool == false)
+
+        await #expect(throws: ClientError.self) { try connection.request(["op": "get", "event_id": "nope"]) }
+        try connection.send(["op": "get", "event_id": "nope", "id": 9])
+        let missing = try connection.receive()
+        #expect(errorCode(missing) == "not_found")
+        #expect(int(missing["id"]) == 9)
+        connection.close()
+        await daemon.stop()
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        var expected: [(id: Int, ok: Bool)] = []
+        for i in 0..<60 {
+            switch i % 5 {
+            case 0: try connection.sendRaw(appendFrame([eventJSON(lead: "P\(i)", id: "p\(i)")], id: "\(i)")); expected.append((i, true))
+            case 1: try connection.send(["op": "ping", "id": i]); expected.append((i, true))
+            case 2: try connection.send(["op": "stats", "id": i]); expected.append((i, true))
+            case 3: try connection.send(["op": "get", "event_id": "p\(i - 3)", "id": i]); expected.append((i, true))
+            default: try connection.send(["op": "follow", "id": i]); expected.append((i, false))
+            }
+        }
+        // Garbage in the middle of a pipeline gets its answer in its place.
+        try connection.sendRaw(Array("not json".utf8))
+        try connection.send(["op": "ping", "id": 999])
+        for (id, ok) in expected {
+            let response = try connection.receive()
+            #expect(int(response["id"]) == id)
+            #expect((response["ok"] as? Bool) == ok)
+        }
+        let garbage = try connection.receive()
+        #expect(errorCode(garbage) == "bad_frame")
+        #expect(garbage["id"] == nil)
+        #expect(int(try connection.receive()["id"]) == 999)
+        connection.close()
+        await daemon.stop()
+    }
+
+    @Test func errorCodes() async throws {
+        let daemon = try await TestDaemon.start { $0.maxBatchEvents = 3; $0.maxFrameBytes = 64 << 10; $0.maxEventBytes = 1024 }
+        let connection = try daemon.connect()
+        func answer(_ body: [UInt8]) throws -> [String: Any] {
+            try connection.sendRaw(body)
+            return try connection.receive()
+        }
+        #expect(errorCode(try answer(Array("[1,2]".utf8))) == "bad_frame")
+        #expect(errorCode(try answer([0x7B, 0xFF, 0x7D])) == "bad_frame")
+        #expect(errorCode(try answer([])) == "bad_frame")
+        #expect(errorCode(try answer(Array(#"{"id":1}"#.utf8))) == "bad_request")
+        #expect(errorCode(try answer(Array(#"{"op":"report","id":1}"#.utf8))) == "unknown_op")
+        #expect(errorCode(try answer(Array(#"{"op":"get"}"#.utf8))) == "bad_request")
+        #expect(errorCode(try answer(Array(#"{"op":"scan","limit":"ten"}"#.utf8))) == "bad_request")
+        #expect(errorCode(try answer(Array(#"{"op":"append","events":[]}"#.utf8))) == "bad_request")
+        let four = (0..<4).map { eventJSON(lead: "B\($0)") }
+        #expect(errorCode(try answer(appendFrame(four))) == "batch_too_large")
+
+        let invalid = try answer(appendFrame([eventJSON(lead: "ok"), eventJSON(lead: "ok2"), #"{"type":"Bad","lead_id":"x"}"#]))
+        #expect(errorCode(invalid) == "invalid_event")
+        #expect(int((invalid["error"] as? [String: Any])?["index"]) == 2)
+        let big = try answer(appendFrame([eventJSON(lead: "x", extra: "\"pad\":\"" + String(repeating: "p", count: 2000) + "\"")]))
+        #expect(errorCode(big) == "invalid_event")
+        // All or nothing: nothing of the refused batches was stored.
+        let stats = try connection.request(["op": "stats"])
+        #expect(int(stats["last_seq"]) == 0)
+        #expect(errorCode(try answer(Array(#"{"op":"get","event_id":"x"}"#.utf8))) == "not_found")
+
+        // frame_too_large: the error, then the connection closes; others go on.
+        let other = try daemon.connect()
+        try connection.writeBytes([0x00, 0x10, 0x00, 0x01] + [UInt8](repeating: 0x20, count: 1000))
+        let tooLarge = try connection.receive()
+        #expect(errorCode(tooLarge) == "frame_too_large")
+        #expect(throws: ClientError.self) { try connection.receive() }
+        #expect(try other.request(["op": "ping"])["ok"] as? Bool == true)
+        other.close()
+        await daemon.stop()
+    }
+
+    @Test func storageFailuresMapToUnavailableAndInternal() async throws {
+        let unavailable = try await TestDaemon.start(backend: FailingBackend(StoreError(.unavailable, "disk full")))
+        let connection = try unavailable.connect()
+        try connection.sendRaw(appendFrame([eventJSON(lead: "x")]))
+        #expect(errorCode(try connection.receive()) == "unavailable")
+        try connection.send(["op": "rotate"])
+        #expect(errorCode(try connection.receive()) == "unavailable")
+        try connection.send(["op": "scan"])
+        #expect(errorCode(try connection.receive()) == "unavailable")
+        connection.close()
+        await unavailable.stop()
+
+        let corrupt = try await TestDaemon.start(backend: FailingBackend(StoreError(.corrupt, "bad crc")))
+        let second = try corrupt.connect()
+        try second.send(["op": "get", "event_id": "x"])
+        #expect(errorCode(try second.receive()) == "internal")
+        second.close()
+        await corrupt.stop()
+    }
+
+    @Test func rolesAreEnforced() async throws {
+        // No role: only ping.
+        let nobody = try await TestDaemon.start(peer: PeerCredentials(pid: 1, uid: 4242, gid: 4242))
+        let connection = try nobody.connect()
+        #expect(try connection.request(["op": "ping"])["ok"] as? Bool == true)
+        for op in ["append", "get", "stats", "scan", "rotate", "verify", "timeline"] {
+            try connection.send(["op": op, "id": op])
+            let response = try connection.receive()
+            #expect(errorCode(response) == "forbidden", "\(op)")
+            #expect(response["id"] as? String == op)
+        }
+        connection.close()
+        await nobody.stop()
+
+        // A producer by gid may append but not read; a support uid may read but not rotate.
+        let roles = RoleAssignments(uids: [5001: .support], gids: [6000: .producer])
+        let producer = try await TestDaemon.start(peer: PeerCredentials(pid: 1, uid: 5000, gid: 6000)) { $0.roles = roles }
+        let p = try producer.connect()
+        try p.sendRaw(appendFrame([eventJSON(lead: "R1", id: "r1")]))
+        try LeadTrailConnection.check(try p.receive())
+        try p.send(["op": "get", "event_id": "r1"])
+        #expect(errorCode(try p.receive()) == "forbidden")
+        p.close()
+        await producer.stop()
+
+        let support = try await TestDaemon.start(peer: PeerCredentials(pid: 1, uid: 5001, gid: 1)) { $0.roles = roles }
+        let s = try support.connect()
+        #expect(try s.request(["op": "stats"])["ok"] as? Bool == true)
+        try s.send(["op": "rotate"])
+        #expect(errorCode(try s.receive()) == "forbidden")
+        try s.send(["op": "verify"])
+        #expect(errorCode(try s.receive()) == "forbidden")
+        s.close()
+        await support.stop()
+    }
+
+    @Test func statsRotateVerify() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let empty = try connection.request(["op": "rotate"])
+        #expect(empty["rotated"] as? Bool == false)
+        _ = try connection.request(["op": "append", "events": (0..<5).map { ["type": "a.b", "lead_id": "S\($0)"] }])
+        let rotated = try connection.request(["op": "rotate"])
+        #expect(rotated["rotated"] as? Bool == true)
+        #expect(int(rotated["first_seq"]) == 1)
+        #expect(int(rotated["last_seq"]) == 5)
+        let stats = try connection.request(["op": "stats"])
+        #expect(int(stats["events"]) == 5)
+        #expect(int(stats["last_seq"]) == 5)
+        #expect(stats["durability"] as? String == "fsync")
+        let tiers = try #require(stats["tiers"] as? [String: Any])
+        for tier in ["hot", "warm", "cold"] {
+            let t = try #require(tiers[tier] as? [String: Any])
+            #expect(t["segments"] != nil && t["events"] != nil && t["bytes"] != nil)
+        }
+        let verify = try connection.request(["op": "verify"])
+        #expect(int(verify["segments"]) ?? 0 >= 1)
+        #expect((verify["corrupt"] as? [Any])?.isEmpty == true)
+        connection.close()
+        await daemon.stop()
+    }
+}
+
+@Suite struct ScanTests {
+    @Test func scanStreamsFramesUnder4MiBWithDoneAndLastSeq() async throws {
+        let daemon = try await TestDaemon.start()
+        let writer = try daemon.connect()
+        let padding = String(repeating: "z", count: 30_000)
+        var batch: [String] = []
+        for i in 1...400 {
+            let type = i % 2 == 0 ? "recipient.delivered" : "source.submitted"
+            batch.append(eventJSON(type: type, lead: "S\(i % 7)", id: "s\(i)", extra: "\"pad\":\"\(padding)\""))
+            if batch.count == 100 {
+                try writer.sendRaw(appendFrame(batch))
+                try LeadTrailConnection.check(try writer.receive())
+                batch.removeAll()
+            }
+        }
+        // Everything, reading frame by frame.
+        let reader = try daemon.connect()
+        try reader.send(["op": "scan", "id": "all"])
+        var seqs: [Int] = []
+        var frames = 0
+        while true {
+            let raw = try reader.receiveRaw()
+            #expect(raw.count < 4 << 20)
+            frames += 1
+            let frame = try #require(try JSONSerialization.jsonObject(with: Data(raw)) as? [String: Any])
+            #expect(frame["id"] as? String == "all")
+            seqs += ((frame["events"] as? [[String: Any]]) ?? []).compactMap { int($0["seq"]) }
+            if frame["done"] as? Bool == true {
+                #expect(int(frame["last_seq"]) == 400)
+                break
+            }
+        }
+        #expect(frames >= 3)
+        #expect(seqs == Array(1...400))
+
+        // Filters, a limit and a resume point.
+        var matched: [Int] = []
+        var lastSeq = 0
+        try reader.stream(["op": "scan", "types": ["recipient.*"], "lead_id": "S3", "after_seq": 100, "limit": 5]) { frame in
+            matched += ((frame["events"] as? [[String: Any]]) ?? []).compactMap { int($0["seq"]) }
+            if frame["done"] as? Bool == true { lastSeq = int(frame["last_seq"]) ?? -1 }
+            return true
+        }
+        let expected = (101...400).filter { $0 % 2 == 0 && $0 % 7 == 3 }.prefix(5)
+        #expect(matched == Array(expected))
+        #expect(lastSeq >= matched.last ?? 0)
+        writer.close()
+        reader.close()
+        await daemon.stop()
+    }
+
+    @Test func aSlowScanReaderDoesNotStallOthers() async throws {
+        let daemon = try await TestDaemon.start()
+        let writer = try daemon.connect()
+        let padding = String(repeating: "q", count: 50_000)
+        for chunk in 0..<4 {
+            let events = (0..<100).map { eventJSON(lead: "Q", id: "q\(chunk)-\($0)", extra: "\"pad\":\"\(padding)\"") }
+            try writer.sendRaw(appendFrame(events))
+            try LeadTrailConnection.check(try writer.receive())
+        }
+        // 20 MB of scan answers that this client does not read yet.
+        let slow = try daemon.connect()
+        try slow.send(["op": "scan"])
+        try await Task.sleep(nanoseconds: 300_000_000)
+        // Others are served meanwhile, including reads and appends.
+        let other = try daemon.connect()
+        #expect(try other.request(["op": "ping"])["ok"] as? Bool == true)
+        #expect(try other.request(["op": "get", "event_id": "q0-1"])["ok"] as? Bool == true)
+        _ = try other.request(["op": "append", "events": [["type": "a.b", "lead_id": "late"]]])
+        // The slow reader still gets everything, in order.
+        var count = 0
+        while true {
+            let frame = try slow.receive()
+            count += (frame["events"] as? [Any])?.count ?? 0
+            if frame["done"] as? Bool == true { break }
+        }
+        #expect(count >= 400)
+        slow.close()
+        other.close()
+        writer.close()
+        await daemon.stop()
+    }
+}
+
+@Suite struct ConnectionRobustnessTests {
+    @Test func aHalfSentFrameIsDroppedAfterTheStallTimeout() async throws {
+        let daemon = try await TestDaemon.start { $0.stallTimeoutSeconds = 1 }
+        let stalled = try daemon.connect()
+        try stalled.writeBytes([0, 0, 1, 0, 0x7B])  // 256 bytes announced, 1 sent
+        let other = try daemon.connect()
+        #expect(try other.request(["op": "ping"])["ok"] as? Bool == true)
+        try await Task.sleep(nanoseconds: 2_500_000_000)
+        #expect(throws: ClientError.self) { try stalled.receive() }
+        #expect(try other.request(["op": "ping"])["ok"] as? Bool == true)
+        other.close()
+        await daemon.stop()
+    }
+
+    @Test func garbageNeverStopsTheDaemon() async throws {
+        let daemon = try await TestDaemon.start()
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            let connection = try daemon.connect(timeout: 5)
+            var body = (0..<Int.random(in: 0..<300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            if Bool.random(using: &rng) { body = Array(#"{"op":"append","events":[{"type":"#.utf8) + body }
+            try connection.sendRaw(body)
+            let response = try connection.receive()
+            #expect(response["ok"] as? Bool == false)
+            connection.close()
+        }
+        let check = try daemon.connect()
+        #expect(try check.request(["op": "ping"])["ok"] as? Bool == true)
+        check.close()
+        await daemon.stop()
+    }
+
+    @Test func pipelineDeeperThanTheLimitIsStillAnsweredInOrder() async throws {
+        let daemon = try await TestDaemon.start { $0.maxPipelinedRequests = 2 }
+        let connection = try daemon.connect()
+        for i in 0..<200 {
+            try connection.sendRaw(appendFrame([eventJSON(lead: "D", id: "d\(i)")], id: "\(i)"))
+        }
+        for i in 0..<200 {
+            let response = try connection.receive()
+            #expect(int(response["id"]) == i)
+            #expect(int((response["results"] as? [[String: Any]])?.first?["seq"]) == i + 1)
+        }
+        connection.close()
+        await daemon.stop()
+    }
+}
+
+@Suite struct LifecycleTests {
+    @Test func shutdownAcknowledgesInFlightAppendsAndRemovesTheSocket() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        for i in 0..<20 {
+            try connection.sendRaw(appendFrame((0..<50).map { eventJSON(lead: "G", id: "g\(i)-\($0)") }, id: "\(i)"))
+        }
+        // Wait until the daemon has at least started on them, then stop it.
+        let first = try connection.receive()
+        try LeadTrailConnection.check(first)
+        let transfer = UnsafeSendable(connection)
+        async let reading: Int = onThread {
+            var acknowledged = 50
+            while true {
+                guard let response = try? transfer.value.receive() else { break }
+                if response["ok"] as? Bool == true { acknowledged += (response["results"] as? [Any])?.count ?? 0 }
+            }
+            return acknowledged
+        }
+        await daemon.stop()
+        let acknowledged = try await reading
+        #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
+        let store = try EventStore.open(StoreConfiguration(directory: daemon.dataDirectory))
+        #expect(store.lastSeq >= UInt64(acknowledged))
+        store.close()
+    }
+
+    @Test func staleSocketIsReplacedButALiveDaemonIsNot() async throws {
+        let directory = TemporaryDirectory()
+        let configuration = TestDaemon.configuration(in: directory)
+        // A socket file with nobody listening, as a crash leaves it.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in configuration.socketPath.utf8.enumerated() { raw[i] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        close(fd)
+        #expect(FileManager.default.fileExists(atPath: configuration.socketPath))
+
+        let daemon = try await Daemon.start(configuration, logger: quietLogger)
+        let connection = try LeadTrailConnection(socketPath: configuration.socketPath)
+        #expect(try connection.request(["op": "ping"])["ok"] as? Bool == true)
+        var mode = stat()
+        stat(configuration.socketPath, &mode)
+        #expect(mode.st_mode & 0o777 == 0o660)
+
+        var second = configuration
+        second.dataDirectory = directory.path + "/other"
+        await #expect(throws: DaemonError.self) { _ = try await Daemon.start(second, logger: quietLogger) }
+        // The live daemon is untouched.
+        #expect(try connection.request(["op": "ping"])["ok"] as? Bool == true)
+        connection.close()
+        await daemon.shutdown()
+    }
+}
+
+@Suite struct ConfigurationTests {
+    func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/config.json"
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        return try DaemonConfiguration.load(path: path)
+    }
+
+    @Test func defaults() throws {
+        let configuration = try DaemonConfiguration.load(path: nil)
+        #expect(configuration.hotDays == 30)
+        #expect(configuration.warmDays == 90)
+        #expect(configuration.retainDays == nil)
+        #expect(configuration.durability == .fsync)
+        #expect(configuration.maxFrameBytes == 16 << 20)
+        #expect(configuration.maxEventBytes == 1 << 20)
+        #expect(configuration.maxBatchEvents == 10_000)
+        #expect(configuration.socketMode == 0o660)
+        #expect(configuration.roles == RoleAssignments())
+    }
+
+    @Test func everyKey() throws {
+        let configuration = try load("""
+            {"hot_days": 7, "warm_days": 30, "retain_days": 365, "segment_max_bytes": 1048576,
+             "segment_max_age_seconds": 60, "durability": "relaxed", "max_frame_bytes": 1048576,
+             "max_event_bytes": 65536, "max_batch_events": 100, "socket_mode": "0600",
+             "roles": {"support": {"uids": [1001, "root"], "gids": [2000]}, "producer": {"gids": ["root"]}},
+             "data_dir": "/tmp/x", "socket": "/tmp/x.sock", "log_level": "debug"}
+            """)
+        #expect(configuration.hotDays == 7)
+        #expect(configuration.retainDays == 365)
+        #expect(configuration.durability == .relaxed)
+        #expect(configuration.socketMode == 0o600)
+        #expect(configuration.roles.uids == [1001: .support, 0: .support])
+        #expect(configuration.roles.gids == [2000: .support, 0: .producer])
+        #expect(configuration.dataDirectory == "/tmp/x")
+    }
+
+    @Test(arguments: [
+        (#"{"hot_dayz": 1}"#, "hot_dayz"),
+        (#"{"hot_days": "1"}"#, "hot_days"),
+        (#"{"durability": "sometimes"}"#, "durability"),
+        (#"{"socket_mode": 660}"#, "socket_mode"),
+        (#"{"socket_mode": "9999"}"#, "socket_mode"),
+        (#"{"max_frame_bytes": 1.5}"#, "max_frame_bytes"),
+        (#"{"roles": {"king": {"uids": [1]}}}"#, "roles.king"),
+        (#"{"roles": {"support": {"uids": ["no-such-user-here"]}}}"#, "roles.support.uids"),
+        (#"{"roles": {"support": {"people": [1]}}}"#, "roles.support.people"),
+        (#"{"hot_days": 100}"#, "warm_days"),
+        (#"{"max_event_bytes": 20000000}"#, "max_event_bytes"),
+    ])
+    func errorsNameTheKey(_ text: String, _ key: String) {
+        do {
+            _ = try load(text)
+            Issue.record("expected an error for \(text)")
+        } catch {
+            #expect(error.key == key)
+            #expect(error.description.contains(key))
+        }
+    }
+
+    @Test func rolesResolution() {
+        let roles = RoleAssignments(uids: [10: .analyst], gids: [20: .admin, 30: .producer])
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 10, gid: 30), daemonUID: 0) == .analyst)
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 11, gid: 20), daemonUID: 0) == .admin)
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 12, gid: 12), daemonUID: 0) == nil)
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 7, gid: 7), daemonUID: 7) == .admin)
+        #expect(AccessPolicy.allows(nil, .ping))
+        #expect(!AccessPolicy.allows(nil, .append))
+        #expect(AccessPolicy.allows(.producer, .append))
+        #expect(!AccessPolicy.allows(.producer, .scan))
+        #expect(AccessPolicy.allows(.support, .timeline))
+        #expect(!AccessPolicy.allows(.compliance, .rotate))
+        #expect(AccessPolicy.allows(.admin, .verify))
+    }
+}
