@@ -119,8 +119,8 @@ final class FailingBackend: StoreBackend, @unchecked Sendable {
     func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) { throw error }
     var lastSeq: UInt64 { 0 }
     func stats() -> StoreStats {
-        let tier = StoreStats.Tier(segments: 0, events: 0, bytes: 0)
-        return StoreStats(events: 0, lastSeq: 0, durability: .fsync, hot: tier, warm: tier, cold: tier, activeSegmentID: 0,
+        let tier = StoreStats.Tier()
+        return StoreStats(events: 0, lastSeq: 0, durability: .fsync, hot: tier, warm: tier, cold: tier, restored: tier, activeSegmentID: 0,
                           corruptSegments: [], quarantinedFiles: [], startupMilliseconds: 0, appendBatches: 0, syncs: 0)
     }
     func rotate() throws(StoreError) -> SealedSegment? { throw error }
