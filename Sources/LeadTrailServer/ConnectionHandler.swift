@@ -37,9 +37,11 @@ final class ServerContext: Sendable {
         self.startedAtMs = Timestamp.now()
     }
 
-    /// Scan frames hold at most this many bytes of events, so with the envelope and the
-    /// largest event (`max_event_bytes` is at most 3 MiB) a frame stays under 4 MiB.
-    var scanFrameEventBytes: Int { max(64 << 10, (4 << 20) - configuration.maxEventBytes - (8 << 10)) }
+    /// Scan frames hold at most this many bytes of events, so with the envelope (its `id` is at
+    /// most 4 KiB) and the largest event (`max_event_bytes` is at most 3 MiB) a frame stays under 4 MiB.
+    var scanFrameEventBytes: Int {
+        max(64 << 10, (4 << 20) - configuration.maxEventBytes - RequestEnvelope.maximumIDBytes - (8 << 10))
+    }
 }
 
 /// One response in a connection's ordered queue: its frames, written when it reaches the head.
@@ -58,6 +60,10 @@ final class ResponseSlot {
     var isAppend = false
     /// A read waiting for the appends before it on the connection to be acknowledged.
     var deferredStart: (() -> Void)?
+    /// An append's validated events, until they are handed to the store.
+    var preparedEvents: [PreparedEvent]?
+    /// Whether the append was handed to the store.
+    var submitted = false
 
     init(id: [UInt8]?, op: String) {
         self.id = id
@@ -76,7 +82,8 @@ final class ResponseSlot {
 ///   the socket does not take our writes, the connection is not read (back-pressure);
 /// - a bad frame gets its error and the connection goes on, except `frame_too_large`,
 ///   which is answered and then closes the connection;
-/// - blocking store calls run on the thread pool, never on the event loop;
+/// - blocking store calls, and the validation of large append batches, run on the thread
+///   pool, never on the event loop; appends still reach the store in request order;
 /// - a client that stalls mid-frame or stops reading its responses for
 ///   `stall_timeout_seconds`, or idles for `idle_timeout_seconds`, is disconnected.
 final class ConnectionHandler: ChannelDuplexHandler {
@@ -229,6 +236,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         defer { inPump = false }
         repeat {
             pumpAgain = false
+            submitReadyAppends()
             startDeferredReads()
             writeReadyResponses()
             takeRequests()
@@ -311,6 +319,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 frame = next
             } catch {
                 logger.notice("frame too large; closing", metadata: ["error": "\(error.message)"])
+                // No request after this one is taken; those before it are still answered.
+                draining = true
                 let slot = ResponseSlot(id: nil, op: "-")
                 slot.closeAfter = true
                 pending.append(slot)
@@ -353,6 +363,37 @@ final class ConnectionHandler: ChannelDuplexHandler {
             complete(slot, error: WireError(.forbidden, "uid \(access.peer.uid) has \(role), which may not '\(operation.rawValue)'"))
             return
         }
+        if operation == .append, frame.count > Self.inlineParseLimit, let context {
+            // Validating a large batch is CPU work: do it off the event loop. Appends still reach
+            // the store in request order (see submitReadyAppends).
+            slot.isAppend = true
+            let loop = context.eventLoop
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+            let parser = server.parser
+            server.threadPool.runIfActive(eventLoop: loop) { () -> Result<Request, WireError> in
+                do throws(WireError) {
+                    return .success(try parser.parse(envelope, now: Timestamp.now()))
+                } catch {
+                    return .failure(error)
+                }
+            }.whenComplete { result in
+                let handler = bound.value
+                let slot = boundSlot.value
+                switch result {
+                case .success(.success(.append(let events))):
+                    slot.preparedEvents = events
+                    handler.pump()
+                case .success(.success):
+                    handler.complete(slot, error: WireError(.internal, "an append parsed as another op"))
+                case .success(.failure(let error)):
+                    handler.complete(slot, error: error)
+                case .failure:
+                    handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
+                }
+            }
+            return
+        }
         let request: Request
         do {
             request = try server.parser.parse(envelope, now: Timestamp.now())
@@ -361,6 +402,43 @@ final class ConnectionHandler: ChannelDuplexHandler {
             return
         }
         execute(request, operation: operation, slot: slot, access: access)
+    }
+
+    /// Append frames larger than this are validated on the thread pool.
+    static let inlineParseLimit = 256 << 10
+
+    /// Hands parsed appends to the store in request order: an append waits while one before it is still being parsed.
+    private func submitReadyAppends() {
+        for slot in pending where slot.isAppend && !slot.isComplete && !slot.submitted {
+            guard let events = slot.preparedEvents else { return }
+            slot.submitted = true
+            slot.preparedEvents = nil
+            submitAppend(events, slot: slot)
+        }
+    }
+
+    private func submitAppend(_ events: [PreparedEvent], slot: ResponseSlot) {
+        guard let context else { return }
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        slot.logMetadata["events"] = "\(events.count)"
+        server.store.append(events) { result in
+            loop.execute {
+                let handler = bound.value
+                let slot = boundSlot.value
+                switch result {
+                case .success(let results):
+                    if let first = results.first, let last = results.last {
+                        slot.logMetadata["seq.first"] = "\(first.seq)"
+                        slot.logMetadata["seq.last"] = "\(last.seq)"
+                    }
+                    handler.complete(slot, body: Responses.append(id: slot.id, results))
+                case .failure(let error):
+                    handler.complete(slot, error: Responses.wireError(error))
+                }
+            }
+        }
     }
 
     // MARK: - Running requests
@@ -375,23 +453,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             complete(slot, body: ResponseEncoder.ok(id: slot.id))
         case .append(let events):
             slot.isAppend = true
-            slot.logMetadata["events"] = "\(events.count)"
-            server.store.append(events) { result in
-                loop.execute {
-                    let handler = bound.value
-                    let slot = boundSlot.value
-                    switch result {
-                    case .success(let results):
-                        if let first = results.first, let last = results.last {
-                            slot.logMetadata["seq.first"] = "\(first.seq)"
-                            slot.logMetadata["seq.last"] = "\(last.seq)"
-                        }
-                        handler.complete(slot, body: Responses.append(id: slot.id, results))
-                    case .failure(let error):
-                        handler.complete(slot, error: Responses.wireError(error))
-                    }
-                }
-            }
+            slot.preparedEvents = events
+            pump()
         case .scan(let scan):
             whenPriorAppendsAreDone(slot) {
                 bound.value.startScan(scan, slot: boundSlot.value, access: access, loop: loop, bound: bound)
@@ -453,7 +516,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .timeline(let leadID):
                 let timeline = try store.timeline(leadID: leadID, limit: 10_000)
                 let events = timeline.events.map { server.presenter.present($0.jsonWithSeq, to: access) }
-                return .success((Responses.events(id: id, events, truncated: timeline.truncated), events.count))
+                let body = Responses.events(id: id, events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
+                return .success((body, events.count))
             case .stats:
                 let stats = store.stats()
                 let body = Responses.stats(id: id, stats) { writer in

@@ -282,6 +282,13 @@ enum SocketFile {
         if !directory.isEmpty, !DefaultPaths.directoryExists(directory) {
             try makeDirectories(directory)
         }
+        if directory.hasPrefix("/tmp/leadtrail-") {
+            // A shared /tmp: the directory must be ours and closed to others, or anyone could swap the socket.
+            var owner = stat()
+            guard stat(directory, &owner) == 0, owner.st_uid == getuid(), owner.st_mode & 0o022 == 0 else {
+                throw DaemonError("\(directory) is not owned by this user or is writable by others; remove it or choose another --socket")
+            }
+        }
         var info = stat()
         guard lstat(path, &info) == 0 else { return }  // nothing there
         guard (info.st_mode & S_IFMT) == S_IFSOCK else {

@@ -47,6 +47,8 @@ final class EventStoreBackend: StoreBackend {
 
     var lastSeq: UInt64 { store.lastSeq }
 
+    var coldOnlyBefore: Int64? { store.coldOnlyBefore }
+
     func stats() -> StoreStats { store.stats() }
 
     func rotate() throws(StoreError) -> SealedSegment? { try store.rotate() }

@@ -25,11 +25,14 @@ enum Responses {
         return writer.finished()
     }
 
-    static func events(id: [UInt8]?, _ events: [[UInt8]], truncated: Bool? = nil, done: Bool = false, lastSeq: UInt64? = nil) -> [UInt8] {
+    static func events(
+        id: [UInt8]?, _ events: [[UInt8]], truncated: Bool? = nil, coldOnlyBefore: Int64? = nil, done: Bool = false, lastSeq: UInt64? = nil
+    ) -> [UInt8] {
         let size = events.reduce(64) { $0 + $1.count + 1 }
         var writer = ResponseEncoder.success(id: id, reservingCapacity: size)
         writer.rawArray("events", events)
         if let truncated { writer.bool("truncated", truncated) }
+        if let coldOnlyBefore { writer.string("cold_only_before", Timestamp.format(coldOnlyBefore)) }
         if done { writer.bool("done", true) }
         if let lastSeq { writer.int("last_seq", lastSeq) }
         return writer.finished()
@@ -41,11 +44,14 @@ enum Responses {
         writer.int("last_seq", stats.lastSeq)
         writer.string("durability", stats.durability.rawValue)
         var tiers = JSONObjectWriter()
-        for (name, tier) in [("hot", stats.hot), ("warm", stats.warm), ("cold", stats.cold)] {
+        for (name, tier) in [("hot", stats.hot), ("warm", stats.warm), ("cold", stats.cold), ("restored", stats.restored)] {
             var t = JSONObjectWriter()
             t.int("segments", tier.segments)
             t.int("events", tier.events)
             t.int("bytes", tier.bytes)
+            t.int("raw_bytes", tier.rawBytes)
+            if let oldest = tier.oldestMs { t.string("oldest", Timestamp.format(oldest)) }
+            if let newest = tier.newestMs { t.string("newest", Timestamp.format(newest)) }
             tiers.object(name, t)
         }
         writer.object("tiers", tiers)

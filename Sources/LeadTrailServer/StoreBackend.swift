@@ -17,6 +17,8 @@ protocol StoreBackend: AnyObject, Sendable {
     /// `emit` returns false to stop early. Returns the highest seq examined and the count emitted.
     func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int)
     var lastSeq: UInt64 { get }
+    /// When events older than this (ms) may exist only in unrestored cold archives; nil when none are archived.
+    var coldOnlyBefore: Int64? { get }
     func stats() -> StoreStats
     func rotate() throws(StoreError) -> SealedSegment?
     func verify() -> VerifyReport

@@ -60,10 +60,13 @@ public struct RequestEnvelope: Sendable {
     let frame: [UInt8]
     let members: [JSONMember]
 
+    /// The longest `id` accepted, as JSON text (so echoing it never bloats a response).
+    public static let maximumIDBytes = 4096
+
     /// Decodes the envelope of a frame body. Never throws: failures are in ``operation``.
     ///
     /// - `bad_frame` when the body is not one UTF-8 JSON object;
-    /// - `bad_request` when `id` is not a scalar or `op` is missing or not a string;
+    /// - `bad_request` when `id` is not a scalar or longer than ``maximumIDBytes``, or `op` is missing or not a string;
     /// - `unknown_op` when `op` names an operation this daemon does not implement.
     public static func parse(_ frame: [UInt8]) -> RequestEnvelope {
         let scanned: Result<(object: JSONSpan, members: [JSONMember]), JSONSyntaxError> = frame.withUnsafeBufferPointer { buffer in
@@ -104,6 +107,10 @@ public struct RequestEnvelope: Sendable {
         if let idSpan {
             guard idSpan.kind != .object, idSpan.kind != .array else {
                 envelope.operation = .failure(WireError(.badRequest, "field 'id' must be a JSON scalar (string, number, boolean or null)"))
+                return envelope
+            }
+            guard idSpan.range.count <= maximumIDBytes else {
+                envelope.operation = .failure(WireError(.badRequest, "field 'id' is longer than \(maximumIDBytes) bytes"))
                 return envelope
             }
             envelope.id = Array(buffer[idSpan.range])

@@ -63,7 +63,7 @@ import Testing
         #expect(events.map { $0["event_id"] as? String } == ["e2", "e1"])
         #expect(timeline["truncated"] as? Bool == false)
 
-        await #expect(throws: ClientError.self) { try connection.request(["op": "get", "event_id": "nope"]) }
+        #expect(throws: ClientError.self) { try connection.request(["op": "get", "event_id": "nope"]) }
         try connection.send(["op": "get", "event_id": "nope", "id": 9])
         let missing = try connection.receive()
         #expect(errorCode(missing) == "not_found")
@@ -101,6 +101,38 @@ import Testing
         await daemon.stop()
     }
 
+    @Test func largeAndSmallAppendsKeepRequestOrder() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let padding = String(repeating: "w", count: 4_000)
+        // Large batches are validated off the event loop; small ones inline. Seqs still follow request order.
+        var expectedFirstSeq: [Int] = []
+        var next = 1
+        for i in 0..<12 {
+            let count = i % 3 == 0 ? 100 : 1
+            let events = (0..<count).map { eventJSON(lead: "O", id: "o\(i)-\($0)", extra: "\"pad\":\"\(padding)\"") }
+            try connection.sendRaw(appendFrame(events, id: "\(i)"))
+            expectedFirstSeq.append(next)
+            next += count
+        }
+        // A large invalid batch in the middle fails alone.
+        let bad = (0..<100).map { $0 == 70 ? #"{"type":"x","lead_id":"O"}"# : eventJSON(lead: "O", extra: "\"pad\":\"\(padding)\"") }
+        try connection.sendRaw(appendFrame(bad, id: "99"))
+        try connection.sendRaw(appendFrame([eventJSON(lead: "O", id: "last")], id: "100"))
+        for i in 0..<12 {
+            let response = try connection.receive()
+            #expect(int(response["id"]) == i)
+            #expect(int((response["results"] as? [[String: Any]])?.first?["seq"]) == expectedFirstSeq[i])
+        }
+        let refused = try connection.receive()
+        #expect(errorCode(refused) == "invalid_event")
+        #expect(int((refused["error"] as? [String: Any])?["index"]) == 70)
+        let last = try connection.receive()
+        #expect(int((last["results"] as? [[String: Any]])?.first?["seq"]) == next)
+        connection.close()
+        await daemon.stop()
+    }
+
     @Test func errorCodes() async throws {
         let daemon = try await TestDaemon.start { $0.maxBatchEvents = 3; $0.maxFrameBytes = 64 << 10; $0.maxEventBytes = 1024 }
         let connection = try daemon.connect()
@@ -131,7 +163,9 @@ import Testing
 
         // frame_too_large: the error, then the connection closes; others go on.
         let other = try daemon.connect()
-        try connection.writeBytes([0x00, 0x10, 0x00, 0x01] + [UInt8](repeating: 0x20, count: 1000))
+        let ping = Frame.encode(Array(#"{"op":"ping","id":"before"}"#.utf8))
+        try connection.writeBytes(ping + [0x00, 0x10, 0x00, 0x01] + [UInt8](repeating: 0x20, count: 1000))
+        #expect(try connection.receive()["id"] as? String == "before")
         let tooLarge = try connection.receive()
         #expect(errorCode(tooLarge) == "frame_too_large")
         #expect(throws: ClientError.self) { try connection.receive() }
@@ -194,6 +228,29 @@ import Testing
         #expect(errorCode(try s.receive()) == "forbidden")
         s.close()
         await support.stop()
+    }
+
+    @Test func archivedEventsShowInStatsAndTimeline() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let old = (0..<5).map { eventJSON(lead: "A", id: "old\($0)", timestamp: "2020-01-0\($0 + 1)T00:00:00Z") }
+        try LeadTrailConnection.check(try { try connection.sendRaw(appendFrame(old)); return try connection.receive() }())
+        _ = try connection.request(["op": "rotate"])
+        let recent = eventJSON(lead: "A", id: "new", timestamp: Timestamp.format(Timestamp.now()))
+        try connection.sendRaw(appendFrame([recent]))
+        try LeadTrailConnection.check(try connection.receive())
+        let store = try #require(daemon.store)
+        let report = try store.tier()
+        #expect(!report.moved.isEmpty)
+
+        let stats = try connection.request(["op": "stats"])
+        let cold = try #require((stats["tiers"] as? [String: Any])?["cold"] as? [String: Any])
+        #expect(int(cold["events"]) == 5)
+        let timeline = try connection.request(["op": "timeline", "lead_id": "A"])
+        #expect(timeline["cold_only_before"] as? String == "2020-01-05T00:00:00.001Z")
+        #expect((timeline["events"] as? [[String: Any]])?.map { $0["event_id"] as? String } == ["new"])
+        connection.close()
+        await daemon.stop()
     }
 
     @Test func statsRotateVerify() async throws {
@@ -420,7 +477,7 @@ import Testing
     func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         let directory = TemporaryDirectory()
         let path = directory.path + "/config.json"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
         return try DaemonConfiguration.load(path: path)
     }
 

@@ -51,6 +51,13 @@ func parseError(_ frame: [UInt8], parser: RequestParser = RequestParser()) -> Wi
         #expect(RequestEnvelope.parse(bytes(#"{"id":{},"op":"ping"}"#)).operation.failureCode == .badRequest)
     }
 
+    @Test func overlongIdIsBadRequest() {
+        let long = "\"" + String(repeating: "i", count: RequestEnvelope.maximumIDBytes) + "\""
+        let envelope = RequestEnvelope.parse(bytes(#"{"id":\#(long),"op":"ping"}"#))
+        #expect(envelope.operation.failureCode == .badRequest)
+        #expect(envelope.id == nil)
+    }
+
     @Test func purposeIsRead() {
         #expect(RequestEnvelope.parse(bytes(#"{"op":"get","purpose":"case 12"}"#)).purpose == "case 12")
     }
