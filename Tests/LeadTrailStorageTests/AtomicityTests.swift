@@ -156,6 +156,35 @@ private func everything(_ store: EventStore) throws -> [(seq: UInt64, id: String
         #expect(seqs == Array(1...UInt64(seqs.count)))
     }
 
+    /// A sync, rename or directory sync that fails while sealing stops acknowledgements like any failed sync,
+    /// and never leaves appends writing into a file that was (or may have been) renamed to `.seg`.
+    @Test(arguments: [FaultyFileOperations.OneShot.fdatasync, .rename, .syncDirectory])
+    func failedSealStepStopsAcknowledgements(_ step: FaultyFileOperations.OneShot) throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        let acknowledged = try store.appendAndWait(try batch("a", 4))
+        io.failNext(step)
+        #expect(throws: StoreError.self) { _ = try store.rotate() }
+        let sealedBefore = try Files.sealedSegments(dir.path).map { try Files.read($0) }
+        #expect {
+            _ = try store.appendAndWait(try batch("b", 2))
+        } throws: { error in
+            (error as? StoreError)?.code == .unavailable
+        }
+        #expect(try Files.sealedSegments(dir.path).map { try Files.read($0) } == sealedBefore)
+        store.close()
+        // A restart sorts it out: every acknowledged event is there, once, and the files check out.
+        let reopened = try EventStore.openForTest(dir.path)
+        defer { reopened.close() }
+        #expect(reopened.stats().corruptSegments.isEmpty)
+        #expect(reopened.verify().isClean)
+        for ack in acknowledged { #expect(try reopened.event(withID: ack.eventID)?.seq == ack.seq) }
+        let stored = try everything(reopened)
+        #expect(stored.map(\.seq) == Array(1...UInt64(stored.count)))
+        #expect(try reopened.appendAndWait(try batch("c", 1)).first?.seq == UInt64(stored.count + 1))
+    }
+
     @Test func fullDiskWhileSealingByRollover() throws {
         let dir = TemporaryDirectory()
         let io = FaultyFileOperations()
