@@ -46,8 +46,9 @@ final class ServerContext: Sendable {
 
 /// One response in a connection's ordered queue: its frames, written when it reaches the head.
 final class ResponseSlot {
-    let id: [UInt8]?
-    let op: String
+    /// The request's `id`, echoed in every response frame (known once the frame is parsed).
+    var id: [UInt8]?
+    var op: String
     let started: NIODeadline
     var frames = CircularBuffer<ByteBuffer>()
     var isComplete = false
@@ -128,12 +129,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let handler = bound.value
             switch result {
             case .success(let peer):
-                let role = handler.server.configuration.roles.role(of: peer, daemonUID: handler.server.daemonUID)
-                handler.access = AccessContext(connectionID: handler.connectionID, peer: peer, role: role, purpose: nil)
-                handler.logger[metadataKey: "peer.uid"] = "\(peer.uid)"
-                handler.logger[metadataKey: "peer.pid"] = "\(peer.pid)"
-                handler.logger.debug("connection opened", metadata: ["peer.role": "\(role.map { $0.description } ?? "none")"])
-                handler.pump()
+                let roles = handler.server.configuration.roles
+                let daemonUID = handler.server.daemonUID
+                guard roles.needsSupplementaryGroups(for: peer, daemonUID: daemonUID) else {
+                    handler.admit(peer, role: roles.role(of: peer, daemonUID: daemonUID))
+                    return
+                }
+                // The user database may block (NSS): look the groups up on the thread pool.
+                handler.server.threadPool.runIfActive(eventLoop: loopBoundContext.value.eventLoop) {
+                    roles.role(of: peer, daemonUID: daemonUID,
+                               supplementaryGroups: RoleAssignments.supplementaryGroups(uid: peer.uid, primaryGID: peer.gid))
+                }.whenComplete { result in
+                    switch result {
+                    case .success(let role): bound.value.admit(peer, role: role)
+                    case .failure: loopBoundContext.value.close(promise: nil)
+                    }
+                }
             case .failure(let error):
                 handler.logger.warning("cannot read peer credentials; closing", metadata: ["error": "\(error)"])
                 loopBoundContext.value.close(promise: nil)
@@ -143,6 +154,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
         timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
             bound.value.checkTimeouts()
         }
+    }
+
+    /// Records who the peer is and starts taking its requests.
+    private func admit(_ peer: PeerCredentials, role: Role?) {
+        access = AccessContext(connectionID: connectionID, peer: peer, role: role, purpose: nil)
+        logger[metadataKey: "peer.uid"] = "\(peer.uid)"
+        logger[metadataKey: "peer.pid"] = "\(peer.pid)"
+        logger.debug("connection opened", metadata: ["peer.role": "\(role.map { $0.description } ?? "none")"])
+        pump()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -294,6 +314,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func write(_ frame: ByteBuffer, stream: ScanStream?, context: ChannelHandlerContext) {
+        if writesInFlight == 0 { lastWriteProgress = .now() }  // the stall clock starts with the first unfinished write
         writesInFlight += 1
         let promise = context.eventLoop.makePromise(of: Void.self)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -342,10 +363,70 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func handle(_ frame: [UInt8]) {
-        guard var access else { return }
-        let envelope = RequestEnvelope.parse(frame)
-        let slot = ResponseSlot(id: envelope.id, op: envelope.opName ?? "-")
+        guard let access, let context else { return }
+        let slot = ResponseSlot(id: nil, op: "-")
         pending.append(slot)
+        guard frame.count > Self.inlineParseLimit else {
+            dispatch(RequestEnvelope.parse(frame), slot: slot, access: access)
+            return
+        }
+        // Validating a large frame (a big batch) is CPU work: do it off the event loop. Until it is
+        // known, the slot is a barrier like an append: later appends and reads wait for it, so
+        // appends still reach the store in request order (see submitReadyAppends).
+        slot.isAppend = true
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        let parser = server.parser
+        server.threadPool.runIfActive(eventLoop: loop) { () -> LargeFrame in
+            let envelope = RequestEnvelope.parse(frame)
+            guard case .success(.append) = envelope.operation, AccessPolicy.allows(access.role, .append) else {
+                return .other(envelope)
+            }
+            do throws(WireError) {
+                guard case .append(let events) = try parser.parse(envelope, now: Timestamp.now()) else {
+                    return .failed(envelope.id, WireError(.internal, "an append parsed as another op"))
+                }
+                return .append(envelope.id, events)
+            } catch {
+                return .failed(envelope.id, error)
+            }
+        }.whenComplete { result in
+            let handler = bound.value
+            let slot = boundSlot.value
+            switch result {
+            case .success(.append(let id, let events)):
+                slot.id = id
+                slot.op = Operation.append.rawValue
+                slot.preparedEvents = events
+                handler.pump()
+            case .success(.failed(let id, let error)):
+                slot.id = id
+                slot.op = Operation.append.rawValue
+                handler.complete(slot, error: error)
+            case .success(.other(let envelope)):
+                slot.isAppend = false
+                handler.dispatch(envelope, slot: slot, access: access)
+                handler.pump()
+            case .failure:
+                handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
+            }
+        }
+    }
+
+    /// What the thread pool made of a large frame.
+    private enum LargeFrame: Sendable {
+        case append([UInt8]?, [PreparedEvent])
+        case failed([UInt8]?, WireError)
+        /// Not an allowed append: handled like any other frame.
+        case other(RequestEnvelope)
+    }
+
+    /// Checks access for a parsed envelope, decodes its body and runs it.
+    private func dispatch(_ envelope: RequestEnvelope, slot: ResponseSlot, access: AccessContext) {
+        var access = access
+        slot.id = envelope.id
+        slot.op = envelope.opName ?? "-"
         let operation: Operation
         switch envelope.operation {
         case .failure(let error):
@@ -363,37 +444,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
             complete(slot, error: WireError(.forbidden, "uid \(access.peer.uid) has \(role), which may not '\(operation.rawValue)'"))
             return
         }
-        if operation == .append, frame.count > Self.inlineParseLimit, let context {
-            // Validating a large batch is CPU work: do it off the event loop. Appends still reach
-            // the store in request order (see submitReadyAppends).
-            slot.isAppend = true
-            let loop = context.eventLoop
-            let bound = NIOLoopBound(self, eventLoop: loop)
-            let boundSlot = NIOLoopBound(slot, eventLoop: loop)
-            let parser = server.parser
-            server.threadPool.runIfActive(eventLoop: loop) { () -> Result<Request, WireError> in
-                do throws(WireError) {
-                    return .success(try parser.parse(envelope, now: Timestamp.now()))
-                } catch {
-                    return .failure(error)
-                }
-            }.whenComplete { result in
-                let handler = bound.value
-                let slot = boundSlot.value
-                switch result {
-                case .success(.success(.append(let events))):
-                    slot.preparedEvents = events
-                    handler.pump()
-                case .success(.success):
-                    handler.complete(slot, error: WireError(.internal, "an append parsed as another op"))
-                case .success(.failure(let error)):
-                    handler.complete(slot, error: error)
-                case .failure:
-                    handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
-                }
-            }
-            return
-        }
         let request: Request
         do {
             request = try server.parser.parse(envelope, now: Timestamp.now())
@@ -404,7 +454,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         execute(request, operation: operation, slot: slot, access: access)
     }
 
-    /// Append frames larger than this are validated on the thread pool.
+    /// Frames larger than this are parsed and validated on the thread pool.
     static let inlineParseLimit = 256 << 10
 
     /// Hands parsed appends to the store in request order: an append waits while one before it is still being parsed.

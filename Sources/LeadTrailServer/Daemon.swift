@@ -126,7 +126,7 @@ public final class RunningDaemon: @unchecked Sendable {
     private let backend: any StoreBackend
     private let logger: Logger
     private let socketIdentity: SocketFile.Identity?
-    private let stateLock = NIOLockedFlag()
+    private let stateLock = OnceFlag()
 
     init(
         configuration: DaemonConfiguration, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool, channel: Channel,
@@ -173,7 +173,7 @@ public final class RunningDaemon: @unchecked Sendable {
 }
 
 /// A flag that can be claimed once, from any thread.
-final class NIOLockedFlag: @unchecked Sendable {
+final class OnceFlag: @unchecked Sendable {
     private var claimed = false
     private let lock = NSLock()
 

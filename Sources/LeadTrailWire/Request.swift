@@ -160,12 +160,14 @@ public struct RequestParser: Sendable {
     ///
     /// - Parameters:
     ///   - now: the server clock (ms since the epoch) for events sent without a timestamp.
-    ///   - newEventID: makes ids for events sent without one.
+    ///   - newEventID: makes ids for events sent without one (default: ``EventID`` from the kernel's CSPRNG).
     public func parse(
         _ envelope: RequestEnvelope,
         now: Int64,
-        newEventID: () -> String = { EventID.generate() }
+        newEventID: (() -> String)? = nil
     ) throws(WireError) -> Request {
+        var random = BufferedRandom()
+        let newEventID = newEventID ?? { EventID.generate(using: &random) }
         let operation = try envelope.operation.get()
         return try envelope.frame.withUnsafeBufferPointer { (buffer) throws(WireError) -> Request in
             var fields = Fields(buffer: buffer)

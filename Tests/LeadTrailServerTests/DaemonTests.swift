@@ -133,6 +133,26 @@ import Testing
         await daemon.stop()
     }
 
+    @Test func largeFramesOfEveryKindKeepTheirPlace() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let big = String(repeating: "b", count: 300_000)
+        try connection.sendRaw(Array(#"{"op":"ping","id":1,"pad":"\#(big)"}"#.utf8))
+        try connection.sendRaw(appendFrame([eventJSON(lead: "X", id: "x1")], id: "2"))
+        try connection.sendRaw(Array(#"{"op":"nope","id":3,"pad":"\#(big)"}"#.utf8))
+        try connection.sendRaw(Array(#"{"op":"ping","id":4,"pad":"\#(big)""#.utf8))  // unterminated: bad_frame
+        try connection.sendRaw(appendFrame([eventJSON(lead: "X", id: "x5", extra: "\"pad\":\"\(big)\"")], id: "5"))
+        try connection.send(["op": "get", "event_id": "x5", "id": 6])
+        let answers = try (0..<6).map { _ in try connection.receive() }
+        #expect(answers.map { int($0["id"]) } == [1, 2, 3, nil, 5, 6])
+        #expect(answers.map { $0["ok"] as? Bool } == [true, true, false, false, true, true])
+        #expect(errorCode(answers[2]) == "unknown_op")
+        #expect(errorCode(answers[3]) == "bad_frame")
+        #expect(int((answers[4]["results"] as? [[String: Any]])?.first?["seq"]) == 2)
+        connection.close()
+        await daemon.stop()
+    }
+
     @Test func errorCodes() async throws {
         let daemon = try await TestDaemon.start { $0.maxBatchEvents = 3; $0.maxFrameBytes = 64 << 10; $0.maxEventBytes = 1024 }
         let connection = try daemon.connect()
@@ -207,6 +227,17 @@ import Testing
         }
         connection.close()
         await nobody.stop()
+
+        // A peer whose groups are looked up (an unknown user here) and match nothing has no role.
+        let grouped = try await TestDaemon.start(peer: PeerCredentials(pid: 1, uid: 4_000_000, gid: 4242)) {
+            $0.roles = RoleAssignments(gids: [7777: .support])
+        }
+        let g = try grouped.connect()
+        #expect(try g.request(["op": "ping"])["ok"] as? Bool == true)
+        try g.send(["op": "stats"])
+        #expect(errorCode(try g.receive()) == "forbidden")
+        g.close()
+        await grouped.stop()
 
         // A producer by gid may append but not read; a support uid may read but not rotate.
         let roles = RoleAssignments(uids: [5001: .support], gids: [6000: .producer])
@@ -378,6 +409,29 @@ import Testing
         await daemon.stop()
     }
 
+    @Test func aClientThatStopsReadingIsDisconnected() async throws {
+        let daemon = try await TestDaemon.start { $0.stallTimeoutSeconds = 1 }
+        let writer = try daemon.connect()
+        let padding = String(repeating: "r", count: 40_000)
+        for chunk in 0..<3 {
+            try writer.sendRaw(appendFrame((0..<100).map { eventJSON(lead: "R", id: "r\(chunk)-\($0)", extra: "\"pad\":\"\(padding)\"") }))
+            try LeadTrailConnection.check(try writer.receive())
+        }
+        writer.close()
+        let reader = try daemon.connect()
+        try reader.send(["op": "scan"])  // 12 MB of answers, never read
+        let deadline = Date().addingTimeInterval(8)
+        while daemon.daemon.connectionCount > 0, Date() < deadline {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(daemon.daemon.connectionCount == 0)
+        reader.close()
+        let other = try daemon.connect()
+        #expect(try other.request(["op": "ping"])["ok"] as? Bool == true)
+        other.close()
+        await daemon.stop()
+    }
+
     @Test func garbageNeverStopsTheDaemon() async throws {
         let daemon = try await TestDaemon.start()
         var rng = SystemRandomNumberGenerator()
@@ -540,6 +594,14 @@ import Testing
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 11, gid: 20), daemonUID: 0) == .admin)
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 12, gid: 12), daemonUID: 0) == nil)
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 7, gid: 7), daemonUID: 7) == .admin)
+        // Supplementary groups count too.
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 12, gid: 12), daemonUID: 0, supplementaryGroups: [30]) == .producer)
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 10, gid: 12), daemonUID: 0, supplementaryGroups: [30, 20]) == .admin)
+        #expect(roles.needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 10, gid: 12), daemonUID: 0))
+        #expect(!roles.needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 10, gid: 20), daemonUID: 0))
+        #expect(!RoleAssignments(uids: [10: .admin]).needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 11, gid: 1), daemonUID: 0))
+        #expect(RoleAssignments.supplementaryGroups(uid: 0, primaryGID: 12_345).contains(12_345))
+        #expect(RoleAssignments.supplementaryGroups(uid: 4_000_000, primaryGID: 1).isEmpty)
         #expect(AccessPolicy.allows(nil, .ping))
         #expect(!AccessPolicy.allows(nil, .append))
         #expect(AccessPolicy.allows(.producer, .append))

@@ -208,3 +208,16 @@ extension Result {
         return nil
     }
 }
+
+@Suite struct BufferedRandomTests {
+    @Test func idsAreValidAndDistinct() {
+        var random = BufferedRandom()
+        var seen: Set<String> = []
+        for _ in 0..<5_000 {
+            let id = EventID.generate(using: &random)
+            #expect(id.hasPrefix("evt_") && id.count == 24)
+            seen.insert(id)
+        }
+        #expect(seen.count == 5_000)
+    }
+}
