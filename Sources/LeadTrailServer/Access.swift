@@ -51,7 +51,7 @@ public enum AccessPolicy {
         case .ping: nil
         case .append: .producer
         case .get, .timeline, .scan, .stats: .support
-        case .rotate, .verify: .admin
+        case .rotate, .verify, .tier, .restore: .admin
         }
     }
 

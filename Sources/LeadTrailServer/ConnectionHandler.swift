@@ -509,7 +509,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             whenPriorAppendsAreDone(slot) {
                 bound.value.startScan(scan, slot: boundSlot.value, access: access, loop: loop, bound: bound)
             }
-        case .get, .timeline, .stats, .rotate, .verify:
+        case .get, .timeline, .stats, .rotate, .verify, .tier, .restore:
             whenPriorAppendsAreDone(slot) {
                 bound.value.startRead(request, operation: operation, slot: boundSlot.value, access: access, loop: loop)
             }
@@ -582,6 +582,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return .success((Responses.rotate(id: id, try store.rotate()), 0))
             case .verify:
                 return .success((Responses.verify(id: id, store.verify()), 0))
+            case .tier:
+                return .success((Responses.tier(id: id, try store.tier()), 0))
+            case .restore(let restore):
+                let report = try store.restore(restore)
+                return .success((Responses.restore(id: id, report, released: restore.release), Int(report.restored)))
             case .ping, .append, .scan:
                 return .failure(WireError(.internal, "request routed to the wrong worker"))
             }

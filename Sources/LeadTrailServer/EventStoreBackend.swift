@@ -53,6 +53,18 @@ final class EventStoreBackend: StoreBackend {
 
     func rotate() throws(StoreError) -> SealedSegment? { try store.rotate() }
 
+    func tier() throws(StoreError) -> TierReport { try store.tier() }
+
+    func restore(_ request: RestoreRequest) throws(StoreError) -> RestoreReport {
+        if request.release {
+            let released = try store.releaseRestored(fromMs: request.fromMs, toMs: request.toMs)
+            var report = RestoreReport()
+            report.segments = released
+            return report
+        }
+        return try store.restore(fromMs: request.fromMs, toMs: request.toMs, leadID: request.leadID)
+    }
+
     func verify() -> VerifyReport { store.verify() }
 
     func close() { store.close() }

@@ -77,6 +77,39 @@ enum Responses {
         return writer.finished()
     }
 
+    static func tier(id: [UInt8]?, _ report: TierReport) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id)
+        writer.rawArray("moved", report.moved.map { move in
+            var item = JSONObjectWriter()
+            item.int("segment", move.segmentID)
+            item.string("from", move.from)
+            item.string("to", move.to)
+            item.int("first_seq", move.firstSeq)
+            item.int("last_seq", move.lastSeq)
+            item.int("events", move.events)
+            item.int("bytes_before", move.bytesBefore)
+            item.int("bytes_after", move.bytesAfter)
+            return item.finished()
+        })
+        writer.stringArray("deleted", report.deleted)
+        writer.rawArray("expired", report.expired.map { Array(String($0).utf8) })
+        writer.stringArray("skipped", report.skipped)
+        return writer.finished()
+    }
+
+    static func restore(id: [UInt8]?, _ report: RestoreReport, released: Bool) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id)
+        if released {
+            writer.int("released_segments", report.segments.count)
+        } else {
+            writer.int("restored", report.restored)
+            writer.int("already_restored", report.alreadyRestored)
+            writer.int("bytes", report.bytes)
+        }
+        writer.rawArray("segments", report.segments.map { Array(String($0).utf8) })
+        return writer.finished()
+    }
+
     static func verify(id: [UInt8]?, _ report: VerifyReport) -> [UInt8] {
         var writer = ResponseEncoder.success(id: id, reservingCapacity: 128 + report.corrupt.count * 128)
         writer.int("segments", report.segments)

@@ -21,6 +21,10 @@ protocol StoreBackend: AnyObject, Sendable {
     var coldOnlyBefore: Int64? { get }
     func stats() -> StoreStats
     func rotate() throws(StoreError) -> SealedSegment?
+    /// Applies the tier policy now; answers what moved.
+    func tier() throws(StoreError) -> TierReport
+    /// Brings archived events back into query reach (or releases them, with `request.release`).
+    func restore(_ request: RestoreRequest) throws(StoreError) -> RestoreReport
     func verify() -> VerifyReport
     /// Drains queued appends, syncs and releases the store.
     func close()

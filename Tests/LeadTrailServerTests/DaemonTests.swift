@@ -284,6 +284,35 @@ import Testing
         await daemon.stop()
     }
 
+    @Test func tierAndRestoreThroughTheSocket() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let old = (0..<5).map { eventJSON(lead: "A", id: "old\($0)", timestamp: "2020-01-0\($0 + 1)T00:00:00Z") }
+        try LeadTrailConnection.check(try { try connection.sendRaw(appendFrame(old)); return try connection.receive() }())
+        _ = try connection.request(["op": "rotate"])
+        let tiered = try connection.request(["op": "tier"])
+        let moved = try #require(tiered["moved"] as? [[String: Any]])
+        #expect(moved.compactMap { $0["to"] as? String } == ["warm", "cold"])
+        #expect(try connection.request(["op": "timeline", "lead_id": "A"])["cold_only_before"] as? String == "2020-01-05T00:00:00.001Z")
+
+        try connection.send(["op": "restore"])
+        #expect(errorCode(try connection.receive()) == "bad_request")
+        try connection.send(["op": "restore", "from": "2020-01-03T00:00:00Z", "to": "2020-01-01T00:00:00Z"])
+        #expect(errorCode(try connection.receive()) == "bad_request")
+        let restored = try connection.request(["op": "restore", "from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"])
+        #expect(int(restored["restored"]) == 5)
+        let timeline = try connection.request(["op": "timeline", "lead_id": "A"])
+        #expect((timeline["events"] as? [[String: Any]])?.compactMap { $0["event_id"] as? String } == (0..<5).map { "old\($0)" })
+        #expect(timeline["cold_only_before"] == nil)
+        let again = try connection.request(["op": "restore", "lead_id": "A"])
+        #expect(int(again["restored"]) == 0 && int(again["already_restored"]) == 5)
+        let released = try connection.request(["op": "restore", "release": true])
+        #expect(int(released["released_segments"]) == 1)
+        #expect((try connection.request(["op": "timeline", "lead_id": "A"])["events"] as? [Any])?.isEmpty == true)
+        connection.close()
+        await daemon.stop()
+    }
+
     @Test func statsRotateVerify() async throws {
         let daemon = try await TestDaemon.start()
         let connection = try daemon.connect()

@@ -128,6 +128,8 @@ final class FailingBackend: StoreBackend, @unchecked Sendable {
                           corruptSegments: [], quarantinedFiles: [], startupMilliseconds: 0, appendBatches: 0, syncs: 0)
     }
     func rotate() throws(StoreError) -> SealedSegment? { throw error }
+    func tier() throws(StoreError) -> TierReport { throw error }
+    func restore(_ request: RestoreRequest) throws(StoreError) -> RestoreReport { throw error }
     func verify() -> VerifyReport { VerifyReport(segments: 0, records: 0, corrupt: [], warnings: []) }
     func close() {}
 }
