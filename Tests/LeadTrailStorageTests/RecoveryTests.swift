@@ -302,6 +302,26 @@ func expectServes(_ store: EventStore, _ expected: [ExpectedEvent], absent: [Exp
         #expect(try EventStore.verify(directory: dir.path).isClean)
     }
 
+    /// An older segment left open without its footer (a copied directory can hold one) beside the active one:
+    /// recovery seals it, and every event is served once, in order.
+    @Test func olderOpenSegmentIsSealed() throws {
+        let dir = TemporaryDirectory()
+        let written = try WrittenStore.make(in: dir.path, sealedBatches: 3, batchSizes: [2, 1], seed: 44)
+        let sealed = try #require(Files.sealedSegments(dir.path).last)
+        let bytes = try Files.read(sealed)
+        let dataEnd = try #require(RecordLayout.dataEnd(ofSealed: bytes))
+        try Files.remove(sealed)
+        try Files.write(Array(bytes[0..<dataEnd]), to: String(sealed.dropLast(4)) + ".open")
+        #expect(Files.segments(dir.path).filter { $0.hasSuffix(".open") }.count == 2)
+        let store = try EventStore.openForTest(dir.path)
+        defer { store.close() }
+        #expect(store.stats().corruptSegments.isEmpty)
+        #expect(Files.sealedSegments(dir.path) == [sealed])
+        try expectServes(store, written.events)
+        #expect(try store.appendAndWait([try Events.make(lead: "x", id: "n")]).first?.seq == written.events.last!.seq + 1)
+        #expect(store.verify().isClean)
+    }
+
     /// A crash while the footer was being written: the partial footer is a torn tail; the records stay, unsealed.
     @Test func partialFooter() throws {
         let dir = TemporaryDirectory()
