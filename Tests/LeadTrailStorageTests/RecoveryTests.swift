@@ -276,6 +276,28 @@ func expectServes(_ store: EventStore, _ expected: [ExpectedEvent], absent: [Exp
     }
 }
 
+@Suite struct CheckpointTests {
+    /// A damaged, empty or missing checkpoint is only a hint lost: the store opens with everything and writes a new one.
+    @Test(arguments: ["flip", "empty", "missing", "garbage"])
+    func unusableCheckpoint(_ damage: String) throws {
+        let dir = TemporaryDirectory()
+        let written = try WrittenStore.make(in: dir.path, sealedBatches: 2, batchSizes: [3, 1], seed: 45)
+        let path = dir.path + "/checkpoint"
+        switch damage {
+        case "flip": try Files.flipBit(path, byte: 20, bit: 1)
+        case "empty": try Files.write([], to: path)
+        case "missing": try Files.remove(path)
+        default: try Files.write(Array("not a checkpoint at all, but forty bytes".utf8), to: path)
+        }
+        let store = try EventStore.openForTest(dir.path)
+        #expect(store.stats().corruptSegments.isEmpty)
+        try expectServes(store, written.events)
+        #expect(try store.appendAndWait([try Events.make(lead: "x", id: "n")]).first?.seq == written.events.last!.seq + 1)
+        store.close()
+        #expect(Checkpoint.decode(try Files.read(path))?.lastSeq == written.events.last!.seq + 1)
+    }
+}
+
 @Suite struct InterruptedSealTests {
     /// A crash after the footer was written and synced but before the rename: recovery finishes the seal.
     @Test(arguments: [false, true])
