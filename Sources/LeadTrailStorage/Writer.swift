@@ -322,7 +322,7 @@ extension EventStore {
 
     /// Writes the footer (indexes and trailer), syncs, renames `.open` to `.seg`, syncs the directory.
     func seal(_ segment: Segment) throws(StoreError) {
-        let leadSorted = segment.leadEntries.sorted()
+        let leadSorted = segment.leadIndex.sorted()
         let eventSorted = segment.eventEntries.sorted { $0.hash < $1.hash || ($0.hash == $1.hash && $0.seq < $1.seq) }
         var w = ByteWriter(capacity: segment.sparse.count * 32 + leadSorted.count * 8 + eventSorted.count * 16 + 80)
         for entry in segment.sparse {
@@ -366,7 +366,7 @@ extension EventStore {
         stateLock.withLock {
             segment.path = sealedPath
             segment.isSealed = true
-            segment.leadEntries = leadSorted
+            segment.leadIndex = LeadIndex(sorted: leadSorted)
             segment.eventEntries = []
             segment.fileSize = segment.dataEnd + w.bytes.count
         }

@@ -53,7 +53,7 @@ import Testing
             return Indexes(
                 ids: s.map(\.id), sealed: s.map(\.isSealed), counts: s.map(\.count), seqRanges: s.map { [$0.firstSeq, $0.lastSeq] },
                 tsRanges: s.map { [$0.minTs, $0.maxTs] }, dataEnds: s.map(\.dataEnd), chains: s.map(\.chainCRC), sparse: s.map(\.sparse),
-                leads: s.map { $0.leadEntries.sorted() })
+                leads: s.map { $0.leadIndex.sorted() })
         }
     }
 
