@@ -227,6 +227,9 @@ extension EventStore {
             do throws(StoreError) {
                 try io.fdatasync(segment.fd)
             } catch {
+                // The group is answered `unavailable` (nothing stored): take its bytes back out of the file, so a
+                // restart does not bring back what was refused (best effort: the disk is failing).
+                try? io.ftruncate(segment.fd, length: writeOffset)
                 let failure = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
                 fail(failure)
                 throw failure
