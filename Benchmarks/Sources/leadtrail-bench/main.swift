@@ -251,8 +251,124 @@ func runReopen(_ options: Options) throws {
     store.close()
 }
 
+/// Runs a command line tool on a file; returns its wall time in seconds and the output size.
+func timeTool(_ arguments: [String], output: String) -> (seconds: Double, bytes: Int)? {
+    try? FileManager.default.removeItem(atPath: output)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    process.standardError = FileHandle.nullDevice
+    process.standardOutput = FileHandle.nullDevice
+    let start = now()
+    guard (try? process.run()) != nil else { return nil }
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { return nil }
+    let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil
+    return (now() - start, size ?? 0)
+}
+
+/// Tier figures: warm and cold compression beside the lz4 and gzip tools on the same bytes,
+/// move speeds, timeline latency on warm data, restore throughput.
+///   leadtrail-bench tiers [--events N] [--dir DIR]
+func runTiers(_ options: Options) throws {
+    try? FileManager.default.removeItem(atPath: options.directory)
+    let factory = EventFactory(runID: "t")
+    var configuration = StoreConfiguration(directory: options.directory)
+    configuration.tiers.intervalSeconds = 0
+    configuration.segmentMaxBytes = 64 << 20
+    let store = try EventStore.open(configuration)
+    defer {
+        store.close()
+        if !options.keep { try? FileManager.default.removeItem(atPath: options.directory) }
+    }
+    var b = 0
+    while b * options.batch < options.events {
+        _ = try store.appendAndWait((0..<options.batch).map { factory.prepared(b * options.batch + $0) })
+        b += 1
+    }
+    _ = try store.rotate()
+    let hot = store.stats().hot
+    print("leadtrail-bench tiers: \(hot.events) events in \(hot.segments) hot segments, \(String(format: "%.1f", Double(hot.bytes) / 1e6)) MB")
+    print(String(repeating: "-", count: 80))
+
+    // The same bytes through the command-line tools: one sealed segment file.
+    let hotDir = options.directory + "/hot"
+    let sample = try FileManager.default.contentsOfDirectory(atPath: hotDir).filter { $0.hasSuffix(".seg") }.sorted().first ?? ""
+    let samplePath = hotDir + "/" + sample
+    let sampleSize = (try FileManager.default.attributesOfItem(atPath: samplePath)[.size] as? Int) ?? 1
+    let scratch = NSTemporaryDirectory() + "leadtrail-bench-tools-\(getpid())"
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: scratch) }
+    for (name, args, out) in [
+        ("lz4 -1, 64 KiB independent blocks", ["lz4", "-1", "-B4", "-BI", "-f", samplePath, scratch + "/s.lz4"], scratch + "/s.lz4"),
+        ("gzip -6", ["sh", "-c", "gzip -6 -c '\(samplePath)' > '\(scratch)/s.gz'"], scratch + "/s.gz"),
+    ] {
+        if let r = timeTool(args, output: out) {
+            row("tool: \(name)", String(format: "ratio %.2f, %.0f MB/s compress", Double(sampleSize) / Double(max(r.bytes, 1)), Double(sampleSize) / r.seconds / 1e6))
+        } else {
+            row("tool: \(name)", "not installed (apt-get install lz4 gzip)")
+        }
+    }
+    if let r = timeTool(["sh", "-c", "lz4 -d -c '\(scratch)/s.lz4' > /dev/null"], output: "/dev/null") {
+        row("tool: lz4 -d", String(format: "%.0f MB/s decompress", Double(sampleSize) / r.seconds / 1e6))
+    }
+    if let r = timeTool(["sh", "-c", "gzip -d -c '\(scratch)/s.gz' > /dev/null"], output: "/dev/null") {
+        row("tool: gzip -d", String(format: "%.0f MB/s decompress", Double(sampleSize) / r.seconds / 1e6))
+    }
+
+    let query = QueryEngine(store: store)
+    func timelines(_ label: String) {
+        var rng = SystemRandomNumberGenerator()
+        var times: [Double] = []
+        for round in 0..<2 {
+            for _ in 0..<options.lookups {
+                let lead = factory.leadID(for: Int.random(in: 0..<options.events, using: &rng))
+                let t0 = now()
+                _ = try? query.timeline(leadID: lead)
+                if round == 1 { times.append((now() - t0) * 1000) }
+            }
+        }
+        times.sort()
+        row("timeline lookup, \(label)", String(format: "p50 %.3f ms, p99 %.3f ms", percentile(times, 0.5), percentile(times, 0.99)))
+    }
+    timelines("hot")
+
+    // Warm: everything sealed is past hot_days but not warm_days.
+    let newest = 1_735_689_600_000 + Int64(options.events) * 37
+    var start = now()
+    _ = try store.tier(now: newest + 31 * 86_400_000)
+    var seconds = now() - start
+    let warm = store.stats().warm
+    row("warm move (LZ4 blocks)", String(format: "ratio %.2f, %.0f MB/s compress (checks included)", warm.compressionRatio, Double(warm.rawBytes) / seconds / 1e6))
+    start = now()
+    var events = 0
+    try store.scan(ScanHints()) { _ in events += 1; return true }
+    seconds = now() - start
+    row("full scan of warm data", String(format: "%.0f MB/s of raw segments, %.0f events/s", Double(warm.rawBytes) / seconds / 1e6, Double(events) / seconds))
+    timelines("warm")
+
+    // Cold: past warm_days.
+    start = now()
+    _ = try store.tier(now: newest + 91 * 86_400_000)
+    seconds = now() - start
+    let cold = store.stats().cold
+    row("cold move (gzip -6 members)", String(format: "ratio %.2f, %.0f MB/s compress (warm decompress + checks included)", cold.compressionRatio, Double(cold.rawBytes) / seconds / 1e6))
+    start = now()
+    let restored = try store.restore(fromMs: nil, toMs: nil)
+    seconds = now() - start
+    row("restore from cold", String(format: "%.0f events/s, %.0f MB/s of segments", Double(restored.restored) / seconds, Double(restored.bytes) / seconds / 1e6))
+    timelines("restored")
+}
+
 let mode = CommandLine.arguments.dropFirst().first ?? "store"
 switch mode {
+case "tiers":
+    do {
+        try runTiers(parseOptions())
+    } catch {
+        FileHandle.standardError.write("leadtrail-bench: \(error)\n".data(using: .utf8)!)
+        exit(1)
+    }
 case "reopen":
     do {
         try runReopen(parseOptions())
