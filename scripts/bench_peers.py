@@ -105,6 +105,47 @@ def summary(name, events, event_bytes, seconds, latencies, producers):
     }
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pids):
+    """User + system CPU seconds used so far by these processes."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLOCK_TICKS
+
+
+def process_cpu_total(pid):
+    """CPU seconds of a process, its live children, and its reaped children (cutime, cstime)."""
+    total = process_cpu(children_of(pid))
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        pass
+    return total
+
+
+def children_of(parent):
+    out = [parent]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
 def du(path):
     total = 0
     for root, _, files in os.walk(path):
@@ -164,8 +205,12 @@ def sqlite_load(workdir, rows, event_bytes, producers):
     db.executescript(SQLiteWorker.SCHEMA)
     db.close()
     batches = [rows[i:i + BATCH] for i in range(0, len(rows), BATCH)]
+    before = os.times()
     seconds, latencies = run_producers(SQLiteWorker, deal(batches, producers), (path,))
+    after = os.times()
     result = summary("SQLite", len(rows), event_bytes, seconds, latencies, producers)
+    # SQLite runs inside the producers: their CPU (Python's binding loop included).
+    result["server_cpu_s"] = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     db = sqlite3.connect(path)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     stored = db.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -288,8 +333,10 @@ def redis_load(workdir, rows, event_bytes, producers):
                 resp("XADD", "events", "*", "event_id", r[0], "lead_id", r[1], "type", r[2], "ts", r[3], "body", r[4])
                 for r in chunk)
             batches.append((payload, len(chunk)))
+        cpu0 = process_cpu([proc.pid])
         seconds, latencies = run_producers(RedisWorker, deal(batches, producers), (sock,))
         result = summary("Redis Streams", len(rows), event_bytes, seconds, latencies, producers)
+        result["server_cpu_s"] = process_cpu([proc.pid]) - cpu0
         length = redis_command(sock, "XLEN", "events")
         if int(length[1:].split(b"\r\n")[0]) != len(rows):
             raise RuntimeError(f"redis stored {length!r}, expected {len(rows)}")
@@ -370,6 +417,10 @@ class Postgres:
     def connect(self):
         return PostgresWorker.connect(self.socket_dir, self.port)
 
+    def postmaster_pid(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return int(f.readline())
+
     def reset_table(self):
         conn = self.connect()
         conn.autocommit = True
@@ -397,8 +448,12 @@ def postgres_load(pg, rows, event_bytes, producers):
     batches = []
     for i in range(0, len(rows), BATCH):
         batches.append("".join("\t".join(copy_escape(v) for v in r) + "\n" for r in rows[i:i + BATCH]))
+    postmaster = pg.postmaster_pid()
+    cpu0 = process_cpu_total(postmaster)
     seconds, latencies = run_producers(PostgresWorker, deal(batches, producers), (pg.socket_dir, pg.port))
     result = summary("PostgreSQL", len(rows), event_bytes, seconds, latencies, producers)
+    time.sleep(0.3)  # backends exit with their connections; the postmaster then counts them in its children's times
+    result["server_cpu_s"] = process_cpu_total(postmaster) - cpu0
     conn = pg.connect()
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM events")

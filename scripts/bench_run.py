@@ -124,13 +124,16 @@ def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None):
                    "--connections", str(producers), "--window", str(args.window)]
         if rate:
             command += ["--rate", str(int(rate))]
+        cpu0 = peers.process_cpu([daemon.proc.pid])
         out = parse_kv(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        cpu = peers.process_cpu([daemon.proc.pid]) - cpu0
         if int(out["errors"]) != 0:
             raise RuntimeError("leadtrail refused batches: " + out.get("first_error", ""))
         result = {
             "store": "leadtrail", "producers": producers, "events": int(out["events"]),
             "events_per_s": float(out["events_per_s"]), "mb_per_s": float(out["mb_per_s"]),
             "p50_ms": float(out["p50_ms"]), "p99_ms": float(out["p99_ms"]), "seconds": float(out["seconds"]),
+            "server_cpu_s": cpu,
         }
         return daemon, result
     except Exception:
@@ -300,6 +303,8 @@ def main():
             lambda s: f"{by[(s, producers)]['mb_per_s']:.1f}" if (s, producers) in by else "-")
         add(f"append, {producers} producer{'s' if producers > 1 else ''}: ack p50 / p99 ms",
             lambda s: f"{fmt_ms(by[(s, producers)]['p50_ms'])} / {fmt_ms(by[(s, producers)]['p99_ms'])}" if (s, producers) in by else "-")
+    add("server CPU ms per 1,000 events (4 producers)",
+        lambda s: f"{by[(s, 4)]['server_cpu_s'] / by[(s, 4)]['events'] * 1e6:.0f}" if (s, 4) in by and "server_cpu_s" in by[(s, 4)] else "-")
     add("ack p50 / p99 ms at half of peak (4 producers)",
         lambda s: f"{fmt_ms(results['half_peak']['p50_ms'])} / {fmt_ms(results['half_peak']['p99_ms'])}" if s == "leadtrail" else "-")
     q = results["queries"]
@@ -331,10 +336,11 @@ def main():
     if best_query_peer and "leadtrail" in q:
         lq, pq = q["leadtrail"], q[best_query_peer]
         ratios.append(
-            f"- reads vs {best_query_peer} (the fastest-appending peer with indexes for them): timeline p99 "
-            f"{ratio(pq['timeline_p99_ms'], lq['timeline_p99_ms'])} faster, one-hour scan "
-            f"{ratio(pq['scan_hour_s'], lq['scan_hour_s'])} faster, recipient.* scan "
-            f"{ratio(pq['scan_recipient_s'], lq['scan_recipient_s'])} faster")
+            f"- reads, {best_query_peer} time / leadtrail time (above 1: leadtrail faster; {best_query_peer} is the "
+            f"fastest-appending peer that has indexes for them): timeline p99 "
+            f"{pq['timeline_p99_ms'] / lq['timeline_p99_ms']:.2f}, one-hour scan "
+            f"{pq['scan_hour_s'] / lq['scan_hour_s']:.2f}, recipient.* scan "
+            f"{pq['scan_recipient_s'] / lq['scan_recipient_s']:.2f}")
         best_disk = min((results["disk_bytes"][s + "-4"] for s in peer_names), default=None)
         if best_disk:
             ratios.append(f"- bytes on disk: leadtrail / smallest peer = {results['disk_bytes']['leadtrail-4'] / best_disk:.2f}")
