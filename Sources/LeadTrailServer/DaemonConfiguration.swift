@@ -77,6 +77,9 @@ public struct DaemonConfiguration: Sendable {
         store.segmentMaxBytes = segmentMaxBytes
         store.segmentMaxAgeSeconds = segmentMaxAgeSeconds
         store.durability = durability
+        store.tiers.hotDays = Double(hotDays)
+        store.tiers.warmDays = Double(warmDays)
+        store.tiers.retainDays = retainDays.map(Double.init)
         return store
     }
 

@@ -48,7 +48,7 @@ final class ServeProcess {
         self.socketPath = socketPath
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--data-dir", dataDirectory, "--socket", socketPath]
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         process.standardOutput = log
@@ -127,12 +127,12 @@ final class Acknowledged: @unchecked Sendable {
         }
         // Let appends flow, then kill the daemon in the middle of them.
         let deadline = Date().addingTimeInterval(30)
-        while acknowledged.count < 3_000, Date() < deadline { usleep(5_000) }
+        while acknowledged.count < 1_500, Date() < deadline { usleep(5_000) }
         first.kill(SIGKILL)
         #expect(first.wait() == SIGKILL)
         group.wait()
         let acked = acknowledged.all
-        #expect(acked.count >= 1_000)
+        #expect(acked.count >= 500)
 
         // The socket file of the killed daemon is stale: the restart must replace it.
         let second = try ServeProcess(binary: binary, dataDirectory: dataDirectory, socketPath: socketPath, logPath: logPath)
