@@ -384,8 +384,9 @@ class Postgres:
         self.socket_dir = self.directory
         self.port = 5432
         self.bin = self._bindir()
-        shutil.chown(self.directory, "postgres", "postgres")
-        os.chmod(workdir, 0o755)
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root: the cluster belongs to the postgres user
+            shutil.chown(self.directory, "postgres", "postgres")
+            os.chmod(workdir, 0o755)
 
     @staticmethod
     def _bindir():
