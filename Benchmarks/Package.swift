@@ -7,6 +7,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     dependencies: [
         .package(name: "leadtrail", path: ".."),
+        // package-benchmark; on Linux with Swift 6.3 only the malloc interposer trait builds here.
+        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // Whole-engine figures (throughput, lookup latency, startup, memory) printed as a table.
@@ -18,5 +20,25 @@ let package = Package(
                 .product(name: "LeadTrailQuery", package: "leadtrail"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]),
+
+        // A load client for the real daemon over its Unix socket (scripts/bench).
+        .executableTarget(
+            name: "leadtrail-load",
+            dependencies: [
+                .product(name: "LeadTrailEvents", package: "leadtrail"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]),
+
+        // package-benchmark suite of the hot paths: `swift package --disable-sandbox benchmark` in this folder.
+        .executableTarget(
+            name: "HotPaths",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "LeadTrailEvents", package: "leadtrail"),
+                .product(name: "LeadTrailStorage", package: "leadtrail"),
+            ],
+            path: "Benchmarks/HotPaths",
+            swiftSettings: [.swiftLanguageMode(.v5)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]),
     ]
 )

@@ -77,6 +77,71 @@ public struct JSONScanner {
         return (span, members)
     }
 
+    /// Like ``topLevelMembers(_:)``, and in the same single pass: when the first
+    /// top-level member whose key decodes to `arrayKey` holds an array, its
+    /// elements, each with its own top-level members when it is an object.
+    ///
+    /// The daemon reads an append request this way, so the bytes of a batch are
+    /// scanned once instead of three times (envelope, then the `events` array,
+    /// then each event). The result is the same as ``elements(of:in:)`` and
+    /// ``members(of:in:)`` on the returned spans.
+    public static func topLevelMembers(
+        _ bytes: UnsafeBufferPointer<UInt8>, expanding arrayKey: String
+    ) throws(JSONSyntaxError) -> (object: JSONSpan, members: [JSONMember], expanded: ExpandedArray?) {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        guard scanner.peek() == UInt8(ascii: "{") else { throw scanner.error("expected a JSON object") }
+        let key = Array(arrayKey.utf8)
+        var members: [JSONMember] = []
+        var expanded: ExpandedArray?
+        var seenKey = false
+        let start = scanner.position
+        scanner.depth += 1
+        scanner.position += 1  // {
+        scanner.skipWhitespace()
+        if scanner.peek() == UInt8(ascii: "}") {
+            scanner.position += 1
+        } else {
+            while true {
+                scanner.skipWhitespace()
+                guard scanner.peek() == UInt8(ascii: "\"") else { throw scanner.error("expected a string key") }
+                let keySpan = try scanner.scanString()
+                scanner.skipWhitespace()
+                guard scanner.peek() == UInt8(ascii: ":") else { throw scanner.error("expected ':' after a key") }
+                scanner.position += 1
+                scanner.skipWhitespace()
+                let value: JSONSpan
+                if !seenKey, stringEquals(keySpan, in: bytes, key) {
+                    seenKey = true
+                    if scanner.peek() == UInt8(ascii: "[") {
+                        var array = ExpandedArray()
+                        value = try scanner.scanArrayExpandingObjects(into: &array)
+                        array.span = value
+                        expanded = array
+                    } else {
+                        value = try scanner.scanValue()
+                    }
+                } else {
+                    value = try scanner.scanValue()
+                }
+                members.append(JSONMember(key: keySpan, value: value))
+                scanner.skipWhitespace()
+                guard let c = scanner.peek() else { throw scanner.error("unterminated object") }
+                scanner.position += 1
+                if c == UInt8(ascii: "}") { break }
+                guard c == UInt8(ascii: ",") else {
+                    scanner.position -= 1
+                    throw scanner.error("expected ',' or '}' in an object")
+                }
+            }
+        }
+        scanner.depth -= 1
+        let span = JSONSpan(kind: .object, range: start..<scanner.position, hasEscapes: false)
+        scanner.skipWhitespace()
+        guard scanner.position == bytes.count else { throw scanner.error("trailing characters after the object") }
+        return (span, members, expanded)
+    }
+
     /// The members of an object span that was already validated.
     public static func members(of object: JSONSpan, in bytes: UnsafeBufferPointer<UInt8>) throws(JSONSyntaxError) -> [JSONMember] {
         guard object.kind == .object else { throw JSONSyntaxError(offset: object.range.lowerBound, reason: "expected an object") }
@@ -265,6 +330,42 @@ public struct JSONScanner {
         return JSONSpan(kind: .array, range: start..<position, hasEscapes: false)
     }
 
+    /// Scans an array like ``scanArray(collecting:)``, collecting each element and,
+    /// for elements that are objects, their members.
+    mutating func scanArrayExpandingObjects(into array: inout ExpandedArray) throws(JSONSyntaxError) -> JSONSpan {
+        let start = position
+        depth += 1
+        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
+        defer { depth -= 1 }
+        position += 1  // [
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") {
+            position += 1
+            return JSONSpan(kind: .array, range: start..<position, hasEscapes: false)
+        }
+        while true {
+            skipWhitespace()
+            if peek() == UInt8(ascii: "{") {
+                var members: [JSONMember]? = []
+                let value = try scanObject(collecting: &members)
+                array.elements.append(value)
+                array.members.append(members ?? [])
+            } else {
+                array.elements.append(try scanValue())
+                array.members.append([])
+            }
+            skipWhitespace()
+            guard let c = peek() else { throw error("unterminated array") }
+            position += 1
+            if c == UInt8(ascii: "]") { break }
+            guard c == UInt8(ascii: ",") else {
+                position -= 1
+                throw error("expected ',' or ']' in an array")
+            }
+        }
+        return JSONSpan(kind: .array, range: start..<position, hasEscapes: false)
+    }
+
     mutating func scanLiteral(_ literal: StaticString, kind: JSONKind) throws(JSONSyntaxError) -> JSONSpan {
         let start = position
         let count = literal.utf8CodeUnitCount
@@ -387,6 +488,15 @@ public struct JSONScanner {
         default: return 0xFF
         }
     }
+}
+
+/// An array found by ``JSONScanner/topLevelMembers(_:expanding:)``: its span,
+/// its elements, and the top-level members of each element (empty for elements
+/// that are not objects).
+public struct ExpandedArray: Sendable {
+    public var span = JSONSpan(kind: .array, range: 0..<0, hasEscapes: false)
+    public var elements: [JSONSpan] = []
+    public var members: [[JSONMember]] = []
 }
 
 /// Writes JSON string literals.

@@ -91,14 +91,16 @@ public enum Timestamp {
         let (y, m, d) = civilFromDays(days)
         var out: [UInt8] = []
         out.reserveCapacity(24)
+        // The low `width` decimal digits of |v|, written straight into `out` (no temporary array:
+        // this runs once per appended event).
         func put(_ v: Int, _ width: Int) {
-            var digits = [UInt8](repeating: 0x30, count: width)
+            let start = out.count
+            for _ in 0..<width { out.append(0x30) }
             var x = abs(v)
-            for k in stride(from: width - 1, through: 0, by: -1) {
-                digits[k] = UInt8(0x30 + x % 10)
+            for k in stride(from: start + width - 1, through: start, by: -1) {
+                out[k] = UInt8(0x30 + x % 10)
                 x /= 10
             }
-            out.append(contentsOf: digits)
         }
         put(y, 4); out.append(UInt8(ascii: "-"))
         put(m, 2); out.append(UInt8(ascii: "-"))

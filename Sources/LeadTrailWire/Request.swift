@@ -80,6 +80,8 @@ public struct RequestEnvelope: Sendable {
 
     let frame: [UInt8]
     let members: [JSONMember]
+    /// The `events` array with each event's members, found in the same pass as the envelope.
+    var events: ExpandedArray?
 
     /// The longest `id` accepted, as JSON text (so echoing it never bloats a response).
     public static let maximumIDBytes = 4096
@@ -90,9 +92,10 @@ public struct RequestEnvelope: Sendable {
     /// - `bad_request` when `id` is not a scalar or longer than ``maximumIDBytes``, or `op` is missing or not a string;
     /// - `unknown_op` when `op` names an operation this daemon does not implement.
     public static func parse(_ frame: [UInt8]) -> RequestEnvelope {
-        let scanned: Result<(object: JSONSpan, members: [JSONMember]), JSONSyntaxError> = frame.withUnsafeBufferPointer { buffer in
+        let scanned: Result<(object: JSONSpan, members: [JSONMember], expanded: ExpandedArray?), JSONSyntaxError> = frame.withUnsafeBufferPointer { buffer in
             do throws(JSONSyntaxError) {
-                return .success(try JSONScanner.topLevelMembers(buffer))
+                // One pass over the whole frame: it validates the JSON and finds every event of an append.
+                return .success(try JSONScanner.topLevelMembers(buffer, expanding: "events"))
             } catch {
                 return .failure(error)
             }
@@ -102,9 +105,11 @@ public struct RequestEnvelope: Sendable {
             let message = frame.isEmpty ? "empty frame: expected a JSON object" : "frame is not a UTF-8 JSON object: \(error)"
             return RequestEnvelope(id: nil, operation: .failure(WireError(.badFrame, message)), frame: frame, members: [])
         case .success(let scanned):
-            return frame.withUnsafeBufferPointer { buffer in
+            var envelope = frame.withUnsafeBufferPointer { buffer in
                 parse(frame, buffer: buffer, members: scanned.members)
             }
+            envelope.events = scanned.expanded
+            return envelope
         }
     }
 
@@ -210,17 +215,19 @@ public struct RequestParser: Sendable {
             case .scan:
                 return .scan(try fields.scanRequest())
             case .append:
-                return .append(try prepareEvents(fields: fields, now: now, newEventID: newEventID))
+                return .append(try prepareEvents(fields: fields, scanned: envelope.events, now: now, newEventID: newEventID))
             }
         }
     }
 
-    private func prepareEvents(fields: Fields, now: Int64, newEventID: () -> String) throws(WireError) -> [PreparedEvent] {
+    private func prepareEvents(fields: Fields, scanned: ExpandedArray?, now: Int64, newEventID: () -> String) throws(WireError) -> [PreparedEvent] {
         guard let span = fields.spans["events"] else { throw WireError(.badRequest, "missing field 'events'") }
         guard span.kind == .array else { throw WireError(.badRequest, "field 'events' must be an array of events") }
+        // The envelope's pass found the events and their members already; re-read them only if it did not.
+        let scanned = scanned?.span == span ? scanned : nil
         let elements: [JSONSpan]
         do {
-            elements = try JSONScanner.elements(of: span, in: fields.buffer)
+            elements = try scanned?.elements ?? JSONScanner.elements(of: span, in: fields.buffer)
         } catch {
             throw WireError(.internal, "could not re-read a validated array: \(error)")
         }
@@ -235,7 +242,7 @@ public struct RequestParser: Sendable {
                 throw WireError(.invalidEvent, "event \(index) is not a JSON object", index: index)
             }
             do {
-                let members = try JSONScanner.members(of: element, in: fields.buffer)
+                let members = try scanned?.members[index] ?? JSONScanner.members(of: element, in: fields.buffer)
                 prepared.append(try preparer.prepare(fields.buffer, object: element, members: members, now: now, newEventID: newEventID))
             } catch let error as EventValidationError {
                 throw WireError(.invalidEvent, "event \(index): \(error.message)", index: index)

@@ -1,0 +1,410 @@
+// leadtrail-load: a load client for the real daemon, over its Unix socket.
+//
+//   leadtrail-load append --socket S --file EVENTS.ndjson [--connections C] [--batch 1000]
+//                         [--window W] [--rate EVENTS_PER_S] [--limit N]
+//   leadtrail-load query  --socket S --file EVENTS.ndjson [--lookups N] [--from TS --to TS]
+//
+// `append` reads raw NDJSON lines (the generator's events, as a producer would
+// have them), builds one append frame per batch *before* the clock starts,
+// deals the batches round-robin to C producer connections, and on each
+// connection keeps up to W frames in flight (pipelining: one sender and one
+// receiver thread per connection). It times each batch from the moment its
+// frame is written to the moment its acknowledgement (sent by the daemon only
+// after fsync) is read. With --rate it paces the batches to that many events/s
+// in all, for latency at a given load.
+//
+// `query` times timeline lookups of random leads of the file (one request at a
+// time, p50/p99 through the socket) and two scans: a one-hour `from`/`to`
+// window and the whole store filtered by `types: ["recipient.*"]`. Scans count
+// the events they receive with a structural JSON scan of each frame.
+//
+// Output is `key=value` lines, for scripts/bench.
+import Foundation
+import LeadTrailEvents
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Options
+
+struct Options {
+    var mode = ""
+    var socket = ""
+    var file = ""
+    var connections = 1
+    var batch = 1000
+    var window = 4
+    var rate: Double = 0
+    var limit = Int.max
+    var lookups = 1000
+    var from: String?
+    var to: String?
+    var seed: UInt64 = 42
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("leadtrail-load: \(message)\n".utf8))
+    exit(1)
+}
+
+func parseOptions() -> Options {
+    var options = Options()
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    guard let mode = arguments.first else { fail("usage: leadtrail-load append|query --socket S --file F ...") }
+    options.mode = mode
+    var iterator = arguments.dropFirst().makeIterator()
+    func value(_ name: String) -> String {
+        guard let v = iterator.next() else { fail("\(name) needs a value") }
+        return v
+    }
+    while let argument = iterator.next() {
+        switch argument {
+        case "--socket": options.socket = value(argument)
+        case "--file": options.file = value(argument)
+        case "--connections": options.connections = max(1, Int(value(argument)) ?? 1)
+        case "--batch": options.batch = max(1, Int(value(argument)) ?? 1000)
+        case "--window": options.window = max(1, Int(value(argument)) ?? 4)
+        case "--rate": options.rate = Double(value(argument)) ?? 0
+        case "--limit": options.limit = Int(value(argument)) ?? Int.max
+        case "--lookups": options.lookups = Int(value(argument)) ?? 1000
+        case "--from": options.from = value(argument)
+        case "--to": options.to = value(argument)
+        case "--seed": options.seed = UInt64(value(argument)) ?? 42
+        default: fail("unknown option \(argument)")
+        }
+    }
+    if options.socket.isEmpty || options.file.isEmpty { fail("--socket and --file are required") }
+    return options
+}
+
+// MARK: - Clock and statistics
+
+@inline(__always) func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return 0 }
+    let rank = Int((Double(sorted.count) * p).rounded(.up)) - 1
+    return sorted[min(sorted.count - 1, max(0, rank))]
+}
+
+func emit(_ key: String, _ value: Any) { print("\(key)=\(value)") }
+
+// MARK: - A raw framed connection
+
+final class Connection {
+    let fd: Int32
+
+    init(path: String) {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { fail("socket(): \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { fail("socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { fail("connect(\(path)): \(String(cString: strerror(errno)))") }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    func write(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    fail("write: \(String(cString: strerror(errno)))")
+                }
+                offset += n
+            }
+        }
+    }
+
+    private func readExact(_ count: Int, into buffer: inout [UInt8]) {
+        buffer.removeAll(keepingCapacity: true)
+        buffer.reserveCapacity(count)
+        var chunk = [UInt8](repeating: 0, count: min(max(count, 1), 1 << 20))
+        while buffer.count < count {
+            let want = min(chunk.count, count - buffer.count)
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, want) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                fail("read: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { fail("the daemon closed the connection") }
+            buffer.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// Reads one frame body.
+    func readFrame() -> [UInt8] {
+        var header: [UInt8] = []
+        readExact(4, into: &header)
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        var body: [UInt8] = []
+        readExact(length, into: &body)
+        return body
+    }
+}
+
+func frame(_ body: [UInt8]) -> [UInt8] {
+    let n = UInt32(body.count)
+    var out: [UInt8] = [UInt8(n >> 24), UInt8((n >> 16) & 0xFF), UInt8((n >> 8) & 0xFF), UInt8(n & 0xFF)]
+    out.reserveCapacity(body.count + 4)
+    out.append(contentsOf: body)
+    return out
+}
+
+@inline(__always) func isTrue(_ span: JSONSpan, _ buffer: UnsafeBufferPointer<UInt8>) -> Bool {
+    span.kind == .bool && buffer[span.range.lowerBound] == UInt8(ascii: "t")
+}
+
+/// Whether a response frame says `"ok":true` at its top level (a structural scan, no decoding).
+func isOK(_ body: [UInt8]) -> Bool {
+    body.withUnsafeBufferPointer { buffer in
+        guard let scanned = try? JSONScanner.topLevelMembers(buffer) else { return false }
+        for member in scanned.members where JSONScanner.stringEquals(member.key, in: buffer, "ok".utf8) {
+            return isTrue(member.value, buffer)
+        }
+        return false
+    }
+}
+
+func readLines(_ path: String, limit: Int) -> [[UInt8]] {
+    guard let data = FileManager.default.contents(atPath: path) else { fail("cannot read \(path)") }
+    var lines: [[UInt8]] = []
+    data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        let bytes = raw.bindMemory(to: UInt8.self)
+        var start = 0
+        for i in 0..<bytes.count where bytes[i] == 0x0A {
+            if i > start, lines.count < limit { lines.append(Array(bytes[start..<i])) }
+            start = i + 1
+        }
+        if start < bytes.count, lines.count < limit { lines.append(Array(bytes[start..<bytes.count])) }
+    }
+    return lines
+}
+
+// MARK: - append
+
+final class Gate: @unchecked Sendable {
+    let semaphore: DispatchSemaphore
+    init(_ n: Int) { semaphore = DispatchSemaphore(value: n) }
+}
+
+final class ConnectionResult: @unchecked Sendable {
+    var latencies: [Double] = []
+    var errors = 0
+    var firstError: String?
+}
+
+func runAppend(_ options: Options) {
+    let lines = readLines(options.file, limit: options.limit)
+    guard !lines.isEmpty else { fail("no events in \(options.file)") }
+    // Build every frame before the clock starts: the producer's NDJSON lines, joined as they are.
+    var frames: [[UInt8]] = []
+    var eventBytes = 0
+    var index = 0
+    let prefix = Array(#"{"op":"append","events":["#.utf8)
+    while index < lines.count {
+        let end = min(lines.count, index + options.batch)
+        var body = prefix
+        body.reserveCapacity(prefix.count + (end - index) * (lines[index].count + 1) + 2)
+        for i in index..<end {
+            if i > index { body.append(UInt8(ascii: ",")) }
+            body.append(contentsOf: lines[i])
+            eventBytes += lines[i].count
+        }
+        body.append(contentsOf: Array("]}".utf8))
+        frames.append(frame(body))
+        index = end
+    }
+    let connections = (0..<options.connections).map { _ in Connection(path: options.socket) }
+    let results = (0..<options.connections).map { _ in ConnectionResult() }
+    let group = DispatchGroup()
+    // Pacing: batch b (overall) may start at start + b * interval.
+    let interval = options.rate > 0 ? Double(options.batch) / options.rate : 0
+    let start = now()
+    for c in 0..<options.connections {
+        let mine = stride(from: c, to: frames.count, by: options.connections).map { $0 }
+        let connection = connections[c]
+        let result = results[c]
+        let gate = Gate(options.window)
+        var sentAt = [Double](repeating: 0, count: mine.count)
+        let sentAtLock = NSLock()
+        group.enter()
+        Thread {
+            for (k, f) in mine.enumerated() {
+                gate.semaphore.wait()
+                if interval > 0 {
+                    let due = start + Double(f) * interval
+                    let wait = due - now()
+                    if wait > 0 { usleep(UInt32(wait * 1e6)) }
+                }
+                sentAtLock.lock(); sentAt[k] = now(); sentAtLock.unlock()
+                connection.write(frames[f])
+            }
+        }.start()
+        Thread {
+            result.latencies.reserveCapacity(mine.count)
+            for k in 0..<mine.count {
+                let body = connection.readFrame()
+                let t = now()
+                sentAtLock.lock(); let t0 = sentAt[k]; sentAtLock.unlock()
+                result.latencies.append(t - t0)
+                if !isOK(body) {
+                    result.errors += 1
+                    if result.firstError == nil { result.firstError = String(decoding: body.prefix(300), as: UTF8.self) }
+                }
+                gate.semaphore.signal()
+            }
+            group.leave()
+        }.start()
+    }
+    group.wait()
+    let seconds = now() - start
+    let latencies = results.flatMap(\.latencies).sorted()
+    let errors = results.reduce(0) { $0 + $1.errors }
+    emit("events", lines.count)
+    emit("event_bytes", eventBytes)
+    emit("batches", frames.count)
+    emit("connections", options.connections)
+    emit("window", options.window)
+    emit("seconds", String(format: "%.4f", seconds))
+    emit("events_per_s", String(format: "%.0f", Double(lines.count) / seconds))
+    emit("mb_per_s", String(format: "%.2f", Double(eventBytes) / seconds / 1e6))
+    emit("p50_ms", String(format: "%.3f", percentile(latencies, 0.50) * 1000))
+    emit("p99_ms", String(format: "%.3f", percentile(latencies, 0.99) * 1000))
+    emit("max_ms", String(format: "%.3f", (latencies.last ?? 0) * 1000))
+    emit("errors", errors)
+    if let first = results.compactMap(\.firstError).first { emit("first_error", first.replacingOccurrences(of: "\n", with: " ")) }
+}
+
+// MARK: - query
+
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The `lead_id` of each event line (decoded), in file order.
+func leadIDs(_ lines: [[UInt8]]) -> [String] {
+    var out: [String] = []
+    out.reserveCapacity(lines.count)
+    for line in lines {
+        line.withUnsafeBufferPointer { buffer in
+            guard let scanned = try? JSONScanner.topLevelMembers(buffer) else { return }
+            for member in scanned.members where JSONScanner.stringEquals(member.key, in: buffer, "lead_id".utf8) {
+                out.append(JSONScanner.decodeString(member.value, in: buffer))
+                return
+            }
+        }
+    }
+    return out
+}
+
+/// Events in a response frame's `events` array, and whether the frame says `done`.
+func countEvents(_ body: [UInt8]) -> (events: Int, done: Bool, ok: Bool) {
+    body.withUnsafeBufferPointer { buffer in
+        guard let scanned = try? JSONScanner.topLevelMembers(buffer) else { return (0, true, false) }
+        var events = 0
+        var done = false
+        var ok = false
+        for member in scanned.members {
+            if JSONScanner.stringEquals(member.key, in: buffer, "events".utf8) {
+                events = (try? JSONScanner.elements(of: member.value, in: buffer).count) ?? 0
+            } else if JSONScanner.stringEquals(member.key, in: buffer, "done".utf8) {
+                done = isTrue(member.value, buffer)
+            } else if JSONScanner.stringEquals(member.key, in: buffer, "ok".utf8) {
+                ok = isTrue(member.value, buffer)
+            }
+        }
+        return (events, done || !ok, ok)
+    }
+}
+
+func request(_ object: String) -> [UInt8] { frame(Array(object.utf8)) }
+
+/// Runs one scan; returns (seconds, events, bytes received).
+func timedScan(_ connection: Connection, _ requestBody: String) -> (Double, Int, Int) {
+    let start = now()
+    connection.write(request(requestBody))
+    var events = 0
+    var bytes = 0
+    while true {
+        let body = connection.readFrame()
+        bytes += body.count + 4
+        let counted = countEvents(body)
+        if !counted.ok { fail("scan failed: \(String(decoding: body.prefix(300), as: UTF8.self))") }
+        events += counted.events
+        if counted.done { break }
+    }
+    return (now() - start, events, bytes)
+}
+
+func runQuery(_ options: Options) {
+    let lines = readLines(options.file, limit: options.limit)
+    let leads = Array(Set(leadIDs(lines))).sorted()
+    guard !leads.isEmpty else { fail("no leads in \(options.file)") }
+    let connection = Connection(path: options.socket)
+    var random = SplitMix(state: options.seed)
+    // Warm up: a few lookups so the first ones do not pay for page faults of the binary.
+    for _ in 0..<min(50, options.lookups) {
+        connection.write(request(#"{"op":"timeline","lead_id":\#(JSONString.quoted(leads[Int(random.next() % UInt64(leads.count))]))}"#))
+        _ = connection.readFrame()
+    }
+    var latencies: [Double] = []
+    var returned = 0
+    for _ in 0..<options.lookups {
+        let lead = leads[Int(random.next() % UInt64(leads.count))]
+        let body = request(#"{"op":"timeline","lead_id":\#(JSONString.quoted(lead))}"#)
+        let t0 = now()
+        connection.write(body)
+        let response = connection.readFrame()
+        latencies.append(now() - t0)
+        let counted = countEvents(response)
+        if !counted.ok { fail("timeline failed: \(String(decoding: response.prefix(300), as: UTF8.self))") }
+        returned += counted.events
+    }
+    latencies.sort()
+    emit("timeline_lookups", options.lookups)
+    emit("timeline_events_avg", String(format: "%.1f", Double(returned) / Double(max(1, options.lookups))))
+    emit("timeline_p50_ms", String(format: "%.3f", percentile(latencies, 0.50) * 1000))
+    emit("timeline_p99_ms", String(format: "%.3f", percentile(latencies, 0.99) * 1000))
+    if let from = options.from, let to = options.to {
+        let (seconds, events, bytes) = timedScan(connection, #"{"op":"scan","from":"\#(from)","to":"\#(to)"}"#)
+        emit("scan_hour_s", String(format: "%.4f", seconds))
+        emit("scan_hour_events", events)
+        emit("scan_hour_bytes", bytes)
+    }
+    let (seconds, events, bytes) = timedScan(connection, #"{"op":"scan","types":["recipient.*"]}"#)
+    emit("scan_recipient_s", String(format: "%.4f", seconds))
+    emit("scan_recipient_events", events)
+    emit("scan_recipient_bytes", bytes)
+}
+
+let options = parseOptions()
+switch options.mode {
+case "append": runAppend(options)
+case "query": runQuery(options)
+default: fail("unknown mode \(options.mode): expected append or query")
+}

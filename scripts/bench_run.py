@@ -1,0 +1,371 @@
+"""scripts/bench's driver: leadtrail and its peers, side by side, in one run.
+
+Called by scripts/bench after the release builds; see that script for usage.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_peers as peers  # noqa: E402
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_kv(text):
+    out = {}
+    for line in text.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+# --------------------------------------------------------------------------- events
+
+def generate(leadtrail, path, count, seed):
+    """The project's generator, enough leads for `count` events, cut to exactly `count` lines."""
+    leads = max(10, count // 6)
+    while True:
+        raw = path + ".all"
+        subprocess.run([leadtrail, "generate", "--leads", str(leads), "--seed", str(seed), "--output", raw],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(raw, "rb") as f:
+            lines = f.read().splitlines()
+        if len(lines) >= count:
+            break
+        leads = int(leads * count / max(1, len(lines)) * 1.1) + 10
+    os.unlink(raw)
+    lines = lines[:count]
+    with open(path, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    return [line.decode() for line in lines]
+
+
+# --------------------------------------------------------------------------- disk
+
+def disk_bandwidth(workdir):
+    """Synced sequential writes with dd (oflag=dsync: each block is written and synced before the next)."""
+    best = None
+    results = {}
+    for block, count in (("1M", 512), ("4M", 192)):
+        target = os.path.join(workdir, f"dd-{block}.bin")
+        proc = subprocess.run(["dd", "if=/dev/zero", f"of={target}", f"bs={block}", f"count={count}", "oflag=dsync"],
+                              capture_output=True, text=True)
+        os.unlink(target)
+        m = re.search(r"(\d+) bytes .* copied, ([\d.]+) s", proc.stderr)
+        if not m:
+            raise RuntimeError("dd failed: " + proc.stderr)
+        mbps = int(m.group(1)) / float(m.group(2)) / 1e6
+        results[block] = mbps
+        best = max(best or 0, mbps)
+    return best, results
+
+
+# --------------------------------------------------------------------------- leadtrail
+
+class Daemon:
+    def __init__(self, leadtrail, workdir, name):
+        self.leadtrail = leadtrail
+        self.data = os.path.join(workdir, name)
+        self.socket = os.path.join(workdir, name + ".sock")
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.log = open(os.path.join(workdir, name + ".log"), "wb")
+        self.proc = subprocess.Popen([leadtrail, "serve", "--data-dir", self.data, "--socket", self.socket],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"leadtrail serve exited with {self.proc.returncode}; see {self.log.name}")
+            if os.path.exists(self.socket):
+                try:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(self.socket)
+                    body = b'{"op":"ping"}'
+                    s.sendall(len(body).to_bytes(4, "big") + body)
+                    if b'"ok":true' in s.recv(100):
+                        s.close()
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError("leadtrail serve did not answer a ping")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None):
+    daemon = Daemon(args.leadtrail, workdir, name or f"leadtrail-{producers}")
+    try:
+        command = [args.load, "append", "--socket", daemon.socket, "--file", events_file,
+                   "--connections", str(producers), "--window", str(args.window)]
+        if rate:
+            command += ["--rate", str(int(rate))]
+        cpu0 = peers.process_cpu([daemon.proc.pid])
+        out = parse_kv(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        cpu = peers.process_cpu([daemon.proc.pid]) - cpu0
+        if int(out["errors"]) != 0:
+            raise RuntimeError("leadtrail refused batches: " + out.get("first_error", ""))
+        result = {
+            "store": "leadtrail", "producers": producers, "events": int(out["events"]),
+            "events_per_s": float(out["events_per_s"]), "mb_per_s": float(out["mb_per_s"]),
+            "p50_ms": float(out["p50_ms"]), "p99_ms": float(out["p99_ms"]), "seconds": float(out["seconds"]),
+            "server_cpu_s": cpu,
+        }
+        return daemon, result
+    except Exception:
+        daemon.stop()
+        raise
+
+
+def leadtrail_queries(args, daemon, events_file, window):
+    out = parse_kv(subprocess.run(
+        [args.load, "query", "--socket", daemon.socket, "--file", events_file, "--lookups", str(args.lookups),
+         "--from", window[0], "--to", window[1]], check=True, capture_output=True, text=True).stdout)
+    return {
+        "timeline_p50_ms": float(out["timeline_p50_ms"]), "timeline_p99_ms": float(out["timeline_p99_ms"]),
+        "scan_hour_s": float(out["scan_hour_s"]), "scan_hour_events": int(out["scan_hour_events"]),
+        "scan_recipient_s": float(out["scan_recipient_s"]), "scan_recipient_events": int(out["scan_recipient_events"]),
+    }
+
+
+# --------------------------------------------------------------------------- table
+
+def fmt_int(x):
+    return f"{x:,.0f}"
+
+
+def fmt_ms(x):
+    return f"{x:.2f}" if x < 10 else f"{x:.0f}"
+
+
+def fmt_s(x):
+    return f"{x * 1000:.0f} ms" if x < 10 else f"{x:.1f} s"
+
+
+def fmt_bytes(x):
+    return f"{x / 1e6:.0f} MB"
+
+
+def ratio(a, b):
+    return f"{a / b:.1f}x" if b else "n/a"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--window", type=int, default=4, help="append frames in flight per producer connection")
+    parser.add_argument("--lookups", type=int, default=1000)
+    parser.add_argument("--peers", default="sqlite,redis,postgres")
+    parser.add_argument("--leadtrail", required=True)
+    parser.add_argument("--load", required=True)
+    parser.add_argument("--workdir")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--json", help="also write the raw results here")
+    args = parser.parse_args()
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="leadtrail-bench-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
+    os.makedirs(workdir, exist_ok=True)
+    os.chmod(workdir, 0o755)
+    log(f"work directory {workdir}")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    wanted = set(args.peers.split(",")) if args.peers else set()
+    results = {"appends": [], "queries": {}, "disk_bytes": {}}
+    pg = None
+    daemons = []
+    try:
+        events_file = os.path.join(workdir, "events.ndjson")
+        log(f"generating {args.events:,} events with `leadtrail generate`")
+        lines = generate(args.leadtrail, events_file, args.events, args.seed)
+        raw_bytes = sum(len(line.encode()) for line in lines)
+        rows = peers.rows_from_lines(lines)
+        log(f"{len(lines):,} events, {raw_bytes / len(lines):.0f} B each on average, {raw_bytes / 1e6:.0f} MB of JSON")
+
+        # Queries: random leads, and a one-hour window in the middle of the events' time range.
+        rng = random.Random(args.seed)
+        leads = sorted({r[1] for r in rows})
+        sample_leads = [rng.choice(leads) for _ in range(args.lookups + 50)]
+        stamps = sorted(r[3] for r in rows)
+        middle = datetime.datetime.fromisoformat(stamps[len(stamps) // 2].replace("Z", "+00:00"))
+        hour_start = middle.replace(minute=0, second=0, microsecond=0)
+        window = (hour_start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                  (hour_start + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+
+        log("disk: dd oflag=dsync")
+        disk_mbps, disk_detail = disk_bandwidth(workdir)
+        results["disk"] = {"best_mb_per_s": disk_mbps, **{f"bs_{k}": v for k, v in disk_detail.items()}}
+        log(f"disk synced sequential writes: {disk_detail} MB/s")
+
+        # leadtrail: a fresh store per run, so no run sees the previous one's events as duplicates.
+        for producers in (1, 4):
+            log(f"leadtrail, {producers} producer connection(s)")
+            daemon, result = leadtrail_load(args, workdir, events_file, producers)
+            daemons.append(daemon)
+            results["appends"].append(result)
+            log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+            if producers == 4:
+                log("leadtrail queries")
+                results["queries"]["leadtrail"] = leadtrail_queries(args, daemon, events_file, window)
+            daemon.stop()
+            results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
+        peak = max(r["events_per_s"] for r in results["appends"] if r["store"] == "leadtrail")
+        log(f"leadtrail at half of its peak ({peak / 2:,.0f} events/s), 4 producers")
+        daemon, half = leadtrail_load(args, workdir, events_file, 4, rate=peak / 2, name="leadtrail-half")
+        daemon.stop()
+        results["half_peak"] = half
+        log(f"  p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms")
+        for name in ("leadtrail-1", "leadtrail-half"):
+            shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+
+        if "sqlite" in wanted:
+            for producers in (1, 4):
+                log(f"SQLite, {producers} producer(s)")
+                result = peers.sqlite_load(workdir, rows, raw_bytes, producers)
+                results["appends"].append(result)
+                results["disk_bytes"][f"SQLite-{producers}"] = result["disk_bytes"]
+                log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+            results["queries"]["SQLite"] = peers.sqlite_queries(result["path"], sample_leads, window, args.lookups)
+            shutil.rmtree(os.path.join(workdir, "sqlite-1"), ignore_errors=True)
+        if "redis" in wanted:
+            for producers in (1, 4):
+                log(f"Redis Streams, {producers} producer(s)")
+                result = peers.redis_load(workdir, rows, raw_bytes, producers)
+                results["appends"].append(result)
+                results["disk_bytes"][f"Redis Streams-{producers}"] = result["disk_bytes"]
+                log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+        if "postgres" in wanted:
+            pg = peers.Postgres(workdir)
+            pg.start()
+            for producers in (1, 4):
+                log(f"PostgreSQL, {producers} producer(s)")
+                result = peers.postgres_load(pg, rows, raw_bytes, producers)
+                results["appends"].append(result)
+                results["disk_bytes"][f"PostgreSQL-{producers}"] = result["disk_bytes"]
+                log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+            results["queries"]["PostgreSQL"] = peers.postgres_queries(pg, sample_leads, window, args.lookups)
+    finally:
+        for d in daemons:
+            d.stop()
+        if pg:
+            pg.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ the table
+    by = {(r["store"], r["producers"]): r for r in results["appends"]}
+    stores = []
+    for r in results["appends"]:
+        if r["store"] not in stores:
+            stores.append(r["store"])
+    peer_names = [s for s in stores if s != "leadtrail"]
+
+    def best_peer(producers):
+        candidates = [by[(s, producers)] for s in peer_names if (s, producers) in by]
+        return max(candidates, key=lambda r: r["events_per_s"]) if candidates else None
+
+    query_peers = [s for s in peer_names if s in results["queries"]]
+    best_query_peer = max(query_peers, key=lambda s: by[(s, 4)]["events_per_s"]) if query_peers else None
+
+    header = ["", *stores]
+    rows_out = []
+
+    def add(label, fn):
+        rows_out.append([label, *[fn(s) for s in stores]])
+
+    for producers in (1, 4):
+        add(f"append, {producers} producer{'s' if producers > 1 else ''}: events/s",
+            lambda s: fmt_int(by[(s, producers)]["events_per_s"]) if (s, producers) in by else "-")
+        add(f"append, {producers} producer{'s' if producers > 1 else ''}: MB/s",
+            lambda s: f"{by[(s, producers)]['mb_per_s']:.1f}" if (s, producers) in by else "-")
+        add(f"append, {producers} producer{'s' if producers > 1 else ''}: ack p50 / p99 ms",
+            lambda s: f"{fmt_ms(by[(s, producers)]['p50_ms'])} / {fmt_ms(by[(s, producers)]['p99_ms'])}" if (s, producers) in by else "-")
+    add("server CPU ms per 1,000 events (4 producers)",
+        lambda s: f"{by[(s, 4)]['server_cpu_s'] / by[(s, 4)]['events'] * 1e6:.0f}" if (s, 4) in by and "server_cpu_s" in by[(s, 4)] else "-")
+    add("ack p50 / p99 ms at half of peak (4 producers)",
+        lambda s: f"{fmt_ms(results['half_peak']['p50_ms'])} / {fmt_ms(results['half_peak']['p99_ms'])}" if s == "leadtrail" else "-")
+    q = results["queries"]
+    add("timeline of one lead p50 / p99 ms",
+        lambda s: f"{q[s]['timeline_p50_ms']:.2f} / {q[s]['timeline_p99_ms']:.2f}" if s in q else "n/a")
+    add("scan one hour (events)",
+        lambda s: f"{fmt_s(q[s]['scan_hour_s'])} ({fmt_int(q[s]['scan_hour_events'])})" if s in q else "n/a")
+    add("scan all, types recipient.* (events)",
+        lambda s: f"{fmt_s(q[s]['scan_recipient_s'])} ({fmt_int(q[s]['scan_recipient_events'])})" if s in q else "n/a")
+    add("bytes on disk (vs raw JSON)",
+        lambda s: f"{fmt_bytes(results['disk_bytes'][s + '-4'])} ({(results['disk_bytes'][s + '-4'] / raw_bytes - 1) * 100:+.0f}%)")
+
+    widths = [max(len(str(row[i])) for row in [header, *rows_out]) for i in range(len(header))]
+    lines_out = []
+    lines_out.append("| " + " | ".join(str(h).ljust(widths[i]) for i, h in enumerate(header)) + " |")
+    lines_out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows_out:
+        lines_out.append("| " + " | ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(row)) + " |")
+
+    ratios = []
+    for producers in (1, 4):
+        lt = by[("leadtrail", producers)]
+        bp = best_peer(producers)
+        line = f"- {producers} producer{'s' if producers > 1 else ''}: leadtrail {fmt_int(lt['events_per_s'])} events/s"
+        if bp:
+            line += f" = {ratio(lt['events_per_s'], bp['events_per_s'])} the best peer ({bp['store']}, {fmt_int(bp['events_per_s'])} events/s)"
+        line += f"; {lt['mb_per_s'] / disk_mbps * 100:.0f}% of the disk's synced sequential writes ({disk_mbps:,.0f} MB/s)"
+        ratios.append(line)
+    if best_query_peer and "leadtrail" in q:
+        lq, pq = q["leadtrail"], q[best_query_peer]
+        ratios.append(
+            f"- reads, {best_query_peer} time / leadtrail time (above 1: leadtrail faster; {best_query_peer} is the "
+            f"fastest-appending peer that has indexes for them): timeline p99 "
+            f"{pq['timeline_p99_ms'] / lq['timeline_p99_ms']:.2f}, one-hour scan "
+            f"{pq['scan_hour_s'] / lq['scan_hour_s']:.2f}, recipient.* scan "
+            f"{pq['scan_recipient_s'] / lq['scan_recipient_s']:.2f}")
+        best_disk = min((results["disk_bytes"][s + "-4"] for s in peer_names), default=None)
+        if best_disk:
+            ratios.append(f"- bytes on disk: leadtrail / smallest peer = {results['disk_bytes']['leadtrail-4'] / best_disk:.2f}")
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    load = os.getloadavg()
+    print()
+    print(f"leadtrail scripts/bench, {started.strftime('%Y-%m-%d %H:%M UTC')}: {len(lines):,} generated events "
+          f"(avg {raw_bytes / len(lines):.0f} B), batches of 1,000, every ack after fsync")
+    print(f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
+          f"disk dd oflag=dsync: {', '.join(f'{k} blocks {v:,.0f} MB/s' for k, v in disk_detail.items())}; "
+          f"load average at the end {load[0]:.1f}")
+    print()
+    print("\n".join(lines_out))
+    print()
+    print("\n".join(ratios))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"started": started.isoformat(), "raw_bytes": raw_bytes, **results}, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
