@@ -268,18 +268,13 @@ enum ContractKey: Int, CaseIterable {
 
     var name: String {
         switch self {
-        case .type: "type"
-        case .leadID: "lead_id"
-        case .eventID: "event_id"
-        case .flowID: "flow_id"
-        case .entityID: "entity_id"
-        case .stepID: "step_id"
-        case .outcome: "outcome"
         case .timestamp: "timestamp"
         case .durationMs: "duration_ms"
         case .metadata: "metadata"
         case .leadSnapshot: "lead_snapshot"
         case .seq: "seq"
+        // The first seven are the indexed fields, in the same order.
+        default: IndexedField(rawValue: rawValue)?.key ?? ""
         }
     }
 

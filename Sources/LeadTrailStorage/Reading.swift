@@ -185,56 +185,33 @@ extension EventStore {
     func scanRange(
         _ view: SegmentView, _ range: Range<Int>, firstSeq: UInt64, hints: ScanHints, _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64? {
-        var offset = range.lowerBound
         // Seqs are consecutive inside a segment: a record whose seq is not the expected one is not served.
         var expected = firstSeq
-        var chunk: [UInt8] = []
-        var chunkStart = offset
-        while offset < range.upperBound {
-            if chunk.isEmpty || offset + SegmentFormat.recordHeaderSize > chunkStart + chunk.count {
-                chunkStart = offset
-                chunk = try view.data.read(count: min(1 << 20, range.upperBound - offset), at: offset)
-            }
-            var decoded = chunk.withUnsafeBytes { RecordReader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...]), at: offset) }
-            if case .success(nil) = decoded, chunk.count - (offset - chunkStart) >= SegmentFormat.recordHeaderSize {
-                let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
-                guard offset + total <= range.upperBound else {
-                    // A damaged length: go on at the next known record.
-                    noteReadDamage(view, offset: offset)
-                    guard let next = view.nextRecordOffset(after: offset) else { return nil }
-                    offset = next
-                    expected += 1
-                    chunk = []
-                    continue
-                }
-                chunkStart = offset
-                chunk = try view.data.read(count: max(total, min(1 << 20, range.upperBound - offset)), at: offset)
-                decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
-            }
-            guard case .success(let pair?) = decoded else {
-                // The length cannot be trusted after damage: resume at the next known record boundary.
-                noteReadDamage(view, offset: offset)
-                guard let next = view.nextRecordOffset(after: offset) else { return nil }
-                offset = next
+        let data = view.data
+        var cursor = RecordCursor(from: range.lowerBound, to: range.upperBound) { (count, offset) throws(StoreError) in
+            try data.read(count: count, at: offset)
+        }
+        while true {
+            let step = try cursor.next()
+            guard case .record(let header, let total) = step else {
+                if case .end = step { return nil }
+                // The length cannot be trusted after damage: go on at the next known record.
+                noteReadDamage(view, offset: cursor.offset)
+                guard let next = view.nextRecordOffset(after: cursor.offset) else { return nil }
+                cursor.seek(to: next)
                 expected += 1
-                chunk = []
                 continue
             }
-            let (header, total) = pair
-            let start = offset - chunkStart
+            defer { expected += 1 }
             if header.seq != expected {
-                noteReadDamage(view, offset: offset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
-                offset += total
-                expected += 1
+                noteReadDamage(view, offset: cursor.recordOffset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
                 continue
             }
-            offset += total
-            expected += 1
             if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
             if let from = hints.fromMs, header.timestampMs < from { continue }
             if let to = hints.toMs, header.timestampMs >= to { continue }
-            let keepGoing = try chunk.withUnsafeBufferPointer { all in
-                let body = UnsafeBufferPointer(rebasing: all[(start + SegmentFormat.recordHeaderSize)..<(start + total)])
+            let keepGoing = try cursor.withRecordBytes { record in
+                let body = UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize..<total]).assumingMemoryBound(to: UInt8.self)
                 return try visitor(RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body))
             }
             if !keepGoing { return header.seq }

@@ -259,56 +259,38 @@ extension EventStore {
     func scanRecords(_ segment: Segment, from: Int, to: Int, expectedSeq: UInt64?, stopAtTrailer: Bool = false)
         throws(StoreError) -> ScanResult
     {
-        var offset = from
         var result = ScanResult(batchEnd: from, failure: nil)
         var expected = expectedSeq
         var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, offset: Int, size: Int)] = []
-        var chunk: [UInt8] = []
-        var chunkStart = 0
         var pendingCRC = segment.chainCRC
-        while offset < to {
-            if offset + SegmentFormat.recordHeaderSize > chunkStart + chunk.count || chunk.isEmpty {
-                chunkStart = offset
-                chunk = try io.read(segment.fd, count: min(4 << 20, to - offset), at: offset)
-            }
-            var decoded = chunk.withUnsafeBytes { all in
-                RecordReader.decode(UnsafeRawBufferPointer(rebasing: all[(offset - chunkStart)...]), at: offset)
-            }
-            if case .success(nil) = decoded, chunk.count - (offset - chunkStart) >= SegmentFormat.recordHeaderSize {
-                // The record runs past the chunk: read it whole (its length is bounded by the decoder).
-                let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
-                if offset + total <= to {
-                    chunkStart = offset
-                    chunk = try io.read(segment.fd, count: max(total, min(4 << 20, to - offset)), at: offset)
-                    decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
-                }
-            }
-            switch decoded {
-            case .success(nil):
-                if !stopAtTrailer { result.failure = (offset, "incomplete record at the end of the file") }
+        let data = segment.data
+        var cursor = RecordCursor(from: from, to: to) { (count, offset) throws(StoreError) in try data.read(count: count, at: offset) }
+        scanning: while true {
+            switch try cursor.next() {
+            case .end:
+                break scanning
+            case .incomplete:
+                if !stopAtTrailer { result.failure = (cursor.offset, "incomplete record at the end of the file") }
                 return result
-            case .failure(.corrupt(let at, let reason)):
-                result.failure = (at, reason)
+            case .corrupt(let reason):
+                result.failure = (cursor.offset, reason)
                 return result
-            case .success(let pair?):
-                let (header, total) = pair
+            case .record(let header, let total):
                 if let e = expected, header.seq != e {
-                    result.failure = (offset, "seq \(header.seq) where \(e) was expected")
+                    result.failure = (cursor.recordOffset, "seq \(header.seq) where \(e) was expected")
                     return result
                 }
                 expected = header.seq + 1
-                let start = offset - chunkStart
-                let idHash = chunk.withUnsafeBytes { all in
-                    pendingCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[start..<(start + total)]), extending: pendingCRC)
-                    let body = UnsafeRawBufferPointer(rebasing: all[(start + SegmentFormat.recordHeaderSize)..<(start + total)])
+                let idHash = cursor.withRecordBytes { record in
+                    pendingCRC = CRC32C.checksum(record, extending: pendingCRC)
+                    let body = UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize...])
                     let ref = header.fields[.eventID]
                     if !ref.hasEscapes, ref.range.upperBound <= body.count {
                         return StableHash.hash64(UnsafeRawBufferPointer(rebasing: body[ref.range]))
                     }
                     return StableHash.hash64(ref.bytes(in: body.assumingMemoryBound(to: UInt8.self)) ?? [])
                 }
-                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, offset, total))
-                offset += total
+                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, cursor.recordOffset, total))
                 if header.flags & SegmentFormat.flagBatchEnd != 0 {
                     for r in pendingBatch {
                         segment.noteRecord(
@@ -316,8 +298,8 @@ extension EventStore {
                             sparseInterval: configuration.sparseIndexInterval)
                     }
                     pendingBatch.removeAll(keepingCapacity: true)
-                    result.batchEnd = offset
-                    segment.dataEnd = offset
+                    result.batchEnd = cursor.offset
+                    segment.dataEnd = cursor.offset
                     segment.chainCRC = pendingCRC
                 }
             }

@@ -134,7 +134,7 @@ extension EventStore {
     /// Checks one segment in hot format, read through `read(count, offset)`.
     static func verifySegment(
         name: String, size: Int, sealed: Bool, limit: Int?, previous: FileSummary?, report: inout VerifyReport,
-        read: (Int, Int) throws(StoreError) -> [UInt8]
+        read: @escaping (Int, Int) throws(StoreError) -> [UInt8]
     ) throws(StoreError) -> FileSummary {
         func damage(_ offset: Int?, _ reason: String) {
             report.corrupt.append(CorruptionReport(file: name, offset: offset, reason: reason))
@@ -171,52 +171,35 @@ extension EventStore {
 
         // Every record: checksum, seq order.
         var summary = FileSummary(lastSeq: header.previousLastSeq, chainCRC: 0, records: 0)
-        var offset = SegmentFormat.headerSize
         var expected = header.baseSeq
-        var chunk: [UInt8] = []
-        var chunkStart = offset
         var minTs = Int64.max, maxTs = Int64.min
-        scanning: while offset < dataEnd {
-            if chunk.isEmpty || offset + SegmentFormat.recordHeaderSize > chunkStart + chunk.count {
-                chunkStart = offset
-                chunk = try read(min(1 << 20, dataEnd - offset), offset)
-            }
-            var decoded = chunk.withUnsafeBytes { RecordReader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...]), at: offset) }
-            if case .success(nil) = decoded, chunk.count - (offset - chunkStart) >= SegmentFormat.recordHeaderSize {
-                let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
-                if offset + total <= dataEnd {
-                    chunkStart = offset
-                    chunk = try read(total, offset)
-                    decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
-                }
-            }
-            switch decoded {
-            case .success(let pair?):
-                let (header, total) = pair
+        var cursor = RecordCursor(from: SegmentFormat.headerSize, to: dataEnd, read: read)
+        scanning: while true {
+            switch try cursor.next() {
+            case .end:
+                break scanning
+            case .record(let header, _):
                 if header.seq != expected {
-                    damage(offset, "seq \(header.seq) where \(expected) was expected")
+                    damage(cursor.recordOffset, "seq \(header.seq) where \(expected) was expected")
                 }
                 expected = header.seq + 1
                 summary.lastSeq = header.seq
                 summary.records += 1
                 minTs = min(minTs, header.timestampMs)
                 maxTs = max(maxTs, header.timestampMs)
-                summary.chainCRC = chunk.withUnsafeBytes {
-                    CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)..<(offset - chunkStart + total)]), extending: summary.chainCRC)
-                }
-                offset += total
-            case .success(nil):
+                summary.chainCRC = cursor.withRecordBytes { CRC32C.checksum($0, extending: summary.chainCRC) }
+            case .incomplete:
                 if sealed {
-                    damage(offset, "record cut short")
+                    damage(cursor.offset, "record cut short")
                 } else {
-                    report.warnings.append("\(name): torn tail of \(dataEnd - offset) bytes at byte \(offset) (cut off at the next start)")
+                    report.warnings.append("\(name): torn tail of \(dataEnd - cursor.offset) bytes at byte \(cursor.offset) (cut off at the next start)")
                 }
                 break scanning
-            case .failure(.corrupt(let at, let reason)):
+            case .corrupt(let reason):
                 if sealed || limit != nil {
-                    damage(at, reason)
+                    damage(cursor.offset, reason)
                 } else {
-                    report.warnings.append("\(name): unreadable tail from byte \(at) (\(reason)); recovery cuts it off or reports it at the next start")
+                    report.warnings.append("\(name): unreadable tail from byte \(cursor.offset) (\(reason)); recovery cuts it off or reports it at the next start")
                 }
                 break scanning
             }
