@@ -89,7 +89,10 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .testTarget(name: "LeadTrailEventsTests", dependencies: ["LeadTrailEvents"], swiftSettings: swiftSettings),
-        .testTarget(name: "LeadTrailStorageTests", dependencies: ["LeadTrailStorage", "LeadTrailEvents"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LeadTrailStorageTests",
+            dependencies: ["LeadTrailStorage", "LeadTrailEvents", "LeadTrailQuery"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailQueryTests", dependencies: ["LeadTrailQuery", "LeadTrailStorage", "LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailCLITests", dependencies: ["LeadTrailCLIKit", "LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailWireTests", dependencies: ["LeadTrailWire"], swiftSettings: swiftSettings),
