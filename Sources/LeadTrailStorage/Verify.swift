@@ -111,6 +111,11 @@ extension EventStore {
             }
         }
 
+        // The checkpoint: without it recovery cannot tell a torn tail from damage before the durable point.
+        if let bytes = try? io.readWhole(directory + "/checkpoint"), Checkpoint.decode(bytes) == nil {
+            report.corrupt.append(CorruptionReport(file: "checkpoint", offset: nil, reason: "checkpoint checksum mismatch or wrong size"))
+        }
+
         items.sort { $0.id < $1.id }
         var previous: (id: UInt64, summary: FileSummary)? = nil
         for item in items {
