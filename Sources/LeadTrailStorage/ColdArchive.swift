@@ -130,7 +130,9 @@ struct ColdArchive: Sendable {
               line[3].hasPrefix("length="), let length = Int(line[3].dropFirst(7))
         else { return nil }
         let json = Array(bytes[(newline + 1)...])
-        guard json.count == length, CRC32C.mask(CRC32C.checksum(json)) == crc,
+        // Exactly the spelling encodeManifest writes: "A" for "a" in the hex digits is the same number, and a flipped bit.
+        guard line[2] == "crc32c=" + String(crc, radix: 16), line[3] == "length=\(length)",
+              json.count == length, CRC32C.mask(CRC32C.checksum(json)) == crc,
               let body = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any],
               let day = body["day"] as? String, let members = body["members"] as? [[String: Any]]
         else { return nil }
