@@ -49,6 +49,8 @@ enum WarmFormat {
             guard b.count == WarmFormat.trailerSize, Array(b[0..<8]) == WarmFormat.trailerMagic,
                   CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<60]))) == b.u32(at: 60)
             else { return nil }
+            // Offsets no file can have would trap in the readers' Int arithmetic.
+            guard b.u64(at: 16) <= SegmentFormat.maximumFileSize, b.u64(at: 24) <= SegmentFormat.maximumFileSize else { return nil }
             return Trailer(blockCount: b.u32(at: 8), footerStart: b.u64(at: 16), hotFooterLength: b.u64(at: 24), directoryCRC: b.u32(at: 32))
         }
     }
