@@ -1,5 +1,6 @@
 import Foundation
 import LeadTrailEvents
+import Logging
 import Testing
 @testable import LeadTrailStorage
 
@@ -101,7 +102,7 @@ import Testing
                     configuration.tiers.intervalSeconds = 0
                     let store: EventStore
                     do {
-                        store = try EventStore.open(configuration, logger: .init(label: "sweep", factory: { _ in SwiftLogNoOp() }))
+                        store = try EventStore.open(configuration, logger: .init(label: "sweep", factory: { _ in SwiftLogNoOpLogHandler() }))
                     } catch {
                         undetected.append("\(what): the store did not open: \(error)")
                         continue
@@ -129,6 +130,35 @@ import Testing
         print("reliability: bit flips: \(tried) single-bit flips over \(files.count) files of every kind, \(tried - undetected.count) detected, \(served.count) changed events served")
     }
 
+    /// Trailers with a valid checksum but sizes no file can have (what the fuzzer found): reported, never a trap.
+    @Test(arguments: [(".seg", 8), (".seg", 48), (".lz4s", 16), (".lz4s", 24)])
+    func validChecksumButImpossibleSizesAreDamageNotACrash(suffix: String, field: Int) throws {
+        let source = TemporaryDirectory(inMemory: true)
+        let original = try Self.makeStore(source.path)
+        let folder = suffix == ".seg" ? "hot" : "warm"
+        let name = try #require(Files.list(source.path + "/" + folder).first { $0.hasSuffix(suffix) })
+        let path = source.path + "/" + folder + "/" + name
+        var bytes = try Files.read(path)
+        let trailerSize = suffix == ".seg" ? SegmentFormat.trailerSize : WarmFormat.trailerSize
+        let start = bytes.count - trailerSize
+        bytes.withUnsafeMutableBytes { b in
+            b.storeBytes(of: UInt64(0x7FFF_FFFF_FFFF_FFF0).littleEndian, toByteOffset: start + field, as: UInt64.self)
+            let crc = CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[start..<(start + trailerSize - 4)])))
+            b.storeBytes(of: crc.littleEndian, toByteOffset: start + trailerSize - 4, as: UInt32.self)
+        }
+        try Files.write(bytes, to: path)
+        #expect(try EventStore.verify(directory: source.path).corrupt.contains { $0.file.hasSuffix(name) })
+        var configuration = StoreConfiguration(directory: source.path)
+        configuration.tiers.intervalSeconds = 0
+        let store = try EventStore.open(configuration, logger: .init(label: "sweep", factory: { _ in SwiftLogNoOpLogHandler() }))
+        defer { store.close() }
+        try store.scan(ScanHints()) { record in
+            #expect(original[record.seq] == Array(record.body))
+            return true
+        }
+        #expect(!store.verify().isClean)
+    }
+
     /// Every bit of a manifest's header line and of its first members' fields: no flip may decode.
     @Test func everyBitOfAManifestHeaderLineIsChecked() {
         let member = ColdMember(
@@ -148,15 +178,55 @@ import Testing
     }
 }
 
-import Logging
 
-/// A log handler that drops everything (the sweeps log thousands of expected errors).
-struct SwiftLogNoOp: LogHandler {
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .critical
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { nil }
-        set {}
+/// Writes the seed corpus of the fuzz targets from a real store (`Fuzz/corpus/<target>/`).
+/// Runs only when `LEADTRAIL_FUZZ_CORPUS_OUT` names the corpus folder: `scripts/fuzz-seeds`.
+@Suite struct FuzzCorpusSeeds {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["LEADTRAIL_FUZZ_CORPUS_OUT"] != nil, "set LEADTRAIL_FUZZ_CORPUS_OUT to write the fuzz seeds"))
+    func writeSeeds() throws {
+        let out = try #require(ProcessInfo.processInfo.environment["LEADTRAIL_FUZZ_CORPUS_OUT"])
+        let source = TemporaryDirectory(inMemory: true)
+        _ = try CorruptionSweepTests.makeStore(source.path)
+        func put(_ target: String, _ name: String, _ bytes: [UInt8]) throws {
+            try FileManager.default.createDirectory(atPath: out + "/" + target, withIntermediateDirectories: true)
+            try Files.write(bytes, to: out + "/" + target + "/" + name)
+        }
+        for name in Files.list(source.path + "/hot") { try put("fuzz-segment", name, try Files.read(source.path + "/hot/" + name)) }
+        for name in Files.list(source.path + "/restored") { try put("fuzz-segment", "restored-" + name, try Files.read(source.path + "/restored/" + name)) }
+        try put("fuzz-segment", "checkpoint", try Files.read(source.path + "/checkpoint"))
+        for name in Files.list(source.path + "/warm") { try put("fuzz-warm", name, try Files.read(source.path + "/warm/" + name)) }
+        for name in Files.list(source.path + "/cold") {
+            let bytes = try Files.read(source.path + "/cold/" + name)
+            if name.hasSuffix(".manifest") {
+                try put("fuzz-cold", name, bytes)
+                // A gzip member with its raw length in front, as the target reads it.
+                if let archive = ColdArchive.decodeManifest(bytes), let member = archive.members.first {
+                    let ltz = try Files.read(source.path + "/cold/" + archive.day + ".ltz")
+                    var length = UInt32(member.rawLength).littleEndian
+                    let prefix = withUnsafeBytes(of: &length) { Array($0) }
+                    try put("fuzz-cold", "member-" + archive.day, prefix + Array(ltz[member.offset..<(member.offset + member.length)]))
+                }
+            }
+        }
+        let events = [
+            #"{"type":"source.submitted","lead_id":"L1","event_id":"e1","timestamp":"2024-01-15T14:30:45.234Z","metadata":{"cost":1.5}}"#,
+            #"{"type":"recipient.delivered","lead_id":"L2","outcome":"success","duration_ms":12,"lead_snapshot":{"email":"a@b.c","phone":"5551234567","name":"Ann"}}"#,
+            #"{"type":"custom.score_changed","lead_id":"L\u0033","timestamp":"2024-01-15T14:30:45+02:00","flow_id":"f","entity_id":"e","step_id":"s","extra":[1,2,{"x":null}]}"#,
+            #"{"type":"x.y","lead_id":"z","event_id":null,"timestamp":null}"#,
+        ]
+        for (i, event) in events.enumerated() { try put("fuzz-event", "event-\(i)", Array(event.utf8)) }
+        let requests = [
+            #"{"op":"ping","id":1}"#,
+            #"{"op":"append","id":"a","events":["# + events.joined(separator: ",") + "]}",
+            #"{"op":"scan","types":["source.*"],"from":"2024-01-01T00:00:00Z","to":"2025-01-01T00:00:00Z","limit":5,"after_seq":3}"#,
+            #"{"op":"timeline","lead_id":"L1","purpose":"audit"}"#,
+            #"{"op":"get","event_id":"e1"}"#,
+        ]
+        for (i, request) in requests.enumerated() {
+            let body = Array(request.utf8)
+            var length = UInt32(body.count).bigEndian
+            let header = withUnsafeBytes(of: &length) { Array($0) }
+            try put("fuzz-frame", "frame-\(i)", header + body + header + body)
+        }
     }
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {}
 }
