@@ -98,6 +98,12 @@ struct ColdMember: Sendable, Equatable {
               let lastSeq = u64("last_seq"), let minTs = i64("min_ts"), let maxTs = i64("max_ts"), let events = u64("events"),
               let filter = (json["lead_filter"] as? String).flatMap({ Data(base64Encoded: $0) })
         else { return nil }
+        // Values no archive can hold would overflow the offset and seq arithmetic of recovery and restore.
+        let limit = Int(SegmentFormat.maximumFileSize)
+        guard (0...limit).contains(offset), (0...limit).contains(length), (0...limit).contains(rawLength),
+              (0...limit).contains(idsOffset), (0...(limit / 16)).contains(idsCount),
+              firstSeq <= SegmentFormat.maximumSeq, lastSeq <= SegmentFormat.maximumSeq
+        else { return nil }
         self.init(
             segmentID: segmentID, offset: offset, length: length, rawLength: rawLength, rawCRC: UInt32(truncatingIfNeeded: rawCRC),
             idsOffset: idsOffset, idsCount: idsCount, idsCRC: UInt32(truncatingIfNeeded: idsCRC), firstSeq: firstSeq,
