@@ -159,6 +159,44 @@ import Testing
         #expect(!store.verify().isClean)
     }
 
+    /// A record, checkpoint or manifest with a valid checksum but a seq or offset no store can have
+    /// (what the fuzzer found next): `seq + 1` and `offset + length` trapped at startup. Now damage.
+    @Test(arguments: ["record", "checkpoint", "manifest"])
+    func validChecksumButImpossibleValuesAreDamageNotACrash(_ kind: String) throws {
+        let source = TemporaryDirectory(inMemory: true)
+        let original = try Self.makeStore(source.path)
+        switch kind {
+        case "record":
+            let path = try #require(Files.openSegment(source.path))
+            var bytes = try Files.read(path)
+            let last = try #require(RecordLayout.parse(bytes).last)
+            bytes.withUnsafeMutableBytes { b in
+                b.storeBytes(of: UInt64.max.littleEndian, toByteOffset: last.offset + 16, as: UInt64.self)
+                let crc = CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[(last.offset + 4)..<last.end])))
+                b.storeBytes(of: crc.littleEndian, toByteOffset: last.offset, as: UInt32.self)
+            }
+            try Files.write(bytes, to: path)
+        case "checkpoint":
+            try Files.write(Checkpoint(segmentID: 4, durableOffset: 64, lastSeq: .max).encode(), to: source.path + "/checkpoint")
+        default:
+            let name = try #require(Files.list(source.path + "/cold").first { $0.hasSuffix(".manifest") })
+            var archive = try #require(ColdArchive.decodeManifest(try Files.read(source.path + "/cold/" + name)))
+            archive.members[0].offset = .max - 10
+            try Files.write(archive.encodeManifest(), to: source.path + "/cold/" + name)
+        }
+        // Named by verify before the start (the start rewrites a damaged checkpoint), or by the start itself.
+        let offline = try EventStore.verify(directory: source.path)
+        var configuration = StoreConfiguration(directory: source.path)
+        configuration.tiers.intervalSeconds = 0
+        let store = try EventStore.open(configuration, logger: .init(label: "sweep", factory: { _ in SwiftLogNoOpLogHandler() }))
+        defer { store.close() }
+        try store.scan(ScanHints()) { record in
+            #expect(original[record.seq] == Array(record.body))
+            return true
+        }
+        #expect(!store.stats().corruptSegments.isEmpty || !offline.isClean || !store.verify().isClean)
+    }
+
     /// Every bit of a manifest's header line and of its first members' fields: no flip may decode.
     @Test func everyBitOfAManifestHeaderLineIsChecked() {
         let member = ColdMember(
