@@ -62,7 +62,7 @@ import LeadTrailEvents
         return segmentFile(hot, sealed: true, fixChecksums: false)
     }
 
-    /// A cold archive's manifest, and a gzip member inflated to the raw length its first four bytes give (at most 4 MiB).
+    /// A cold archive's manifest, and a gzip member inflated to the raw length its first four bytes give (under 256 KiB).
     public static func coldArchive(_ input: [UInt8], fixChecksums: Bool) -> Int {
         var total = 0
         var manifest = input
@@ -72,7 +72,7 @@ import LeadTrailEvents
             for member in archive.members { total += member.mayHoldLead(hash: 7) ? 1 : 0 }
         }
         if input.count >= 4 {
-            let rawLength = Int(input.withUnsafeBytes { $0.u32(at: 0) } % (4 << 20))
+            let rawLength = Int(input.withUnsafeBytes { $0.u32(at: 0) } % (256 << 10))
             total += Gzip.decompress(Array(input[4...]), rawLength: rawLength)?.count ?? 0
         }
         return total
