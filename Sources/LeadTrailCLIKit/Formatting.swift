@@ -54,14 +54,22 @@ public enum Formatting {
         lines.append("durability  \(JSONAccess.text(answer["durability"]) ?? "-")")
         if let tiers = answer["tiers"] as? [String: Any] {
             lines.append("")
-            lines.append(row([("TIER", 6), ("SEGMENTS", 9), ("EVENTS", 12), ("BYTES", 0)]))
+            lines.append(row([("TIER", 9), ("SEGMENTS", 9), ("EVENTS", 12), ("BYTES", 11), ("RATIO", 7), ("OLDEST", 25), ("NEWEST", 0)]))
             let order = ["hot", "warm", "cold"] + tiers.keys.sorted().filter { !["hot", "warm", "cold"].contains($0) }
             for name in order {
                 guard let tier = tiers[name] as? [String: Any] else { continue }
                 let segments = JSONAccess.int(tier["segments"]).map { ProgressBar.grouped(Int($0)) } ?? "-"
                 let events = JSONAccess.int(tier["events"]).map { ProgressBar.grouped(Int($0)) } ?? "-"
-                let size = JSONAccess.double(tier["bytes"]).map(bytes) ?? "-"
-                lines.append(row([(name, 6), (segments, 9), (events, 12), (size, 0)]))
+                let onDisk = JSONAccess.double(tier["bytes"])
+                let size = onDisk.map(bytes) ?? "-"
+                // Compression ratio: the segments' size in hot format over their size on disk.
+                var ratio = "-"
+                if let onDisk, onDisk > 0, let raw = JSONAccess.double(tier["raw_bytes"]) {
+                    let hundredths = Int((raw / onDisk * 100).rounded())
+                    ratio = "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)x"
+                }
+                let oldest = JSONAccess.text(tier["oldest"]) ?? "-", newest = JSONAccess.text(tier["newest"]) ?? "-"
+                lines.append(row([(name, 9), (segments, 9), (events, 12), (size, 11), (ratio, 7), (oldest, 25), (newest, 0)]))
             }
         }
         let others = answer.keys.filter { !shown.contains($0) }.sorted()

@@ -51,7 +51,7 @@ public enum AccessPolicy {
         case .ping: nil
         case .append: .producer
         case .get, .timeline, .scan, .stats: .support
-        case .rotate, .verify: .admin
+        case .rotate, .verify, .tier, .restore: .admin
         }
     }
 
@@ -80,8 +80,9 @@ public struct PeerCredentials: Sendable, Equatable {
 ///
 /// Names given in the file are resolved to ids when it is loaded (getpwnam,
 /// getgrnam), so a name that does not exist stops startup. A peer holding several
-/// roles (by uid and by gid) gets the most privileged one; the daemon's own uid is
-/// always `admin`. Only the peer's primary gid (from SO_PEERCRED) is considered.
+/// roles (by uid, by its primary gid from SO_PEERCRED, or by the supplementary
+/// groups the user database lists for its uid) gets the most privileged one; the
+/// daemon's own uid is always `admin`.
 public struct RoleAssignments: Sendable, Equatable {
     public var uids: [UInt32: Role] = [:]
     public var gids: [UInt32: Role] = [:]
@@ -91,17 +92,47 @@ public struct RoleAssignments: Sendable, Equatable {
         self.gids = gids
     }
 
-    /// The role of a peer, or nil when it has none.
-    public func role(of peer: PeerCredentials, daemonUID: UInt32) -> Role? {
+    /// The role of a peer, or nil when it has none: the most privileged of the roles of its uid,
+    /// its primary gid and the `supplementaryGroups` given.
+    public func role(of peer: PeerCredentials, daemonUID: UInt32, supplementaryGroups: [UInt32] = []) -> Role? {
         if peer.uid == daemonUID { return .admin }
-        let byUser = uids[peer.uid]
-        let byGroup = gids[peer.gid]
-        switch (byUser, byGroup) {
-        case let (user?, group?): return max(user, group)
-        case let (user?, nil): return user
-        case let (nil, group?): return group
-        case (nil, nil): return nil
+        var best = uids[peer.uid]
+        for gid in [peer.gid] + supplementaryGroups {
+            guard let role = gids[gid] else { continue }
+            best = max(best ?? role, role)
         }
+        return best
+    }
+
+    /// Whether a peer's supplementary groups could change its role (so they are worth looking up).
+    public func needsSupplementaryGroups(for peer: PeerCredentials, daemonUID: UInt32) -> Bool {
+        guard peer.uid != daemonUID, !gids.isEmpty else { return false }
+        let known = role(of: peer, daemonUID: daemonUID)
+        return gids.values.contains { candidate in known.map { candidate > $0 } ?? true }
+    }
+
+    /// The supplementary groups of the user `uid` as the system's user database lists them
+    /// (getpwuid_r, getgrouplist). May block on NSS: call it off the event loop.
+    public static func supplementaryGroups(uid: UInt32, primaryGID: UInt32) -> [UInt32] {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var scratch = [CChar](repeating: 0, count: 16_384)
+        let found = scratch.withUnsafeMutableBufferPointer { buffer -> String? in
+            guard let base = buffer.baseAddress, getpwuid_r(uid_t(uid), &entry, base, buffer.count, &result) == 0,
+                  result != nil, let name = entry.pw_name else { return nil }
+            return String(cString: name)
+        }
+        guard let name = found else { return [] }
+        var count: Int32 = 64
+        for _ in 0..<4 {
+            var groups = [gid_t](repeating: 0, count: Int(count))
+            var wanted = count
+            if getgrouplist(name, gid_t(primaryGID), &groups, &wanted) >= 0 {
+                return groups.prefix(Int(wanted)).map { UInt32($0) }
+            }
+            count = max(wanted, count * 2)
+        }
+        return []
     }
 
     /// Reads `{"support": {"uids": [1001, "alice"], "gids": [2000, "staff"]}, ...}`

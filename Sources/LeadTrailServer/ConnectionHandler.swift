@@ -37,15 +37,18 @@ final class ServerContext: Sendable {
         self.startedAtMs = Timestamp.now()
     }
 
-    /// Scan frames hold at most this many bytes of events, so with the envelope and the
-    /// largest event (`max_event_bytes` is at most 3 MiB) a frame stays under 4 MiB.
-    var scanFrameEventBytes: Int { max(64 << 10, (4 << 20) - configuration.maxEventBytes - (8 << 10)) }
+    /// Scan frames hold at most this many bytes of events, so with the envelope (its `id` is at
+    /// most 4 KiB) and the largest event (`max_event_bytes` is at most 3 MiB) a frame stays under 4 MiB.
+    var scanFrameEventBytes: Int {
+        max(64 << 10, (4 << 20) - configuration.maxEventBytes - RequestEnvelope.maximumIDBytes - (8 << 10))
+    }
 }
 
 /// One response in a connection's ordered queue: its frames, written when it reaches the head.
 final class ResponseSlot {
-    let id: [UInt8]?
-    let op: String
+    /// The request's `id`, echoed in every response frame (known once the frame is parsed).
+    var id: [UInt8]?
+    var op: String
     let started: NIODeadline
     var frames = CircularBuffer<ByteBuffer>()
     var isComplete = false
@@ -58,6 +61,10 @@ final class ResponseSlot {
     var isAppend = false
     /// A read waiting for the appends before it on the connection to be acknowledged.
     var deferredStart: (() -> Void)?
+    /// An append's validated events, until they are handed to the store.
+    var preparedEvents: [PreparedEvent]?
+    /// Whether the append was handed to the store.
+    var submitted = false
 
     init(id: [UInt8]?, op: String) {
         self.id = id
@@ -76,7 +83,8 @@ final class ResponseSlot {
 ///   the socket does not take our writes, the connection is not read (back-pressure);
 /// - a bad frame gets its error and the connection goes on, except `frame_too_large`,
 ///   which is answered and then closes the connection;
-/// - blocking store calls run on the thread pool, never on the event loop;
+/// - blocking store calls, and the validation of large append batches, run on the thread
+///   pool, never on the event loop; appends still reach the store in request order;
 /// - a client that stalls mid-frame or stops reading its responses for
 ///   `stall_timeout_seconds`, or idles for `idle_timeout_seconds`, is disconnected.
 final class ConnectionHandler: ChannelDuplexHandler {
@@ -121,12 +129,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let handler = bound.value
             switch result {
             case .success(let peer):
-                let role = handler.server.configuration.roles.role(of: peer, daemonUID: handler.server.daemonUID)
-                handler.access = AccessContext(connectionID: handler.connectionID, peer: peer, role: role, purpose: nil)
-                handler.logger[metadataKey: "peer.uid"] = "\(peer.uid)"
-                handler.logger[metadataKey: "peer.pid"] = "\(peer.pid)"
-                handler.logger.debug("connection opened", metadata: ["peer.role": "\(role.map { $0.description } ?? "none")"])
-                handler.pump()
+                let roles = handler.server.configuration.roles
+                let daemonUID = handler.server.daemonUID
+                guard roles.needsSupplementaryGroups(for: peer, daemonUID: daemonUID) else {
+                    handler.admit(peer, role: roles.role(of: peer, daemonUID: daemonUID))
+                    return
+                }
+                // The user database may block (NSS): look the groups up on the thread pool.
+                handler.server.threadPool.runIfActive(eventLoop: loopBoundContext.value.eventLoop) {
+                    roles.role(of: peer, daemonUID: daemonUID,
+                               supplementaryGroups: RoleAssignments.supplementaryGroups(uid: peer.uid, primaryGID: peer.gid))
+                }.whenComplete { result in
+                    switch result {
+                    case .success(let role): bound.value.admit(peer, role: role)
+                    case .failure: loopBoundContext.value.close(promise: nil)
+                    }
+                }
             case .failure(let error):
                 handler.logger.warning("cannot read peer credentials; closing", metadata: ["error": "\(error)"])
                 loopBoundContext.value.close(promise: nil)
@@ -136,6 +154,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
         timer = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
             bound.value.checkTimeouts()
         }
+    }
+
+    /// Records who the peer is and starts taking its requests.
+    private func admit(_ peer: PeerCredentials, role: Role?) {
+        access = AccessContext(connectionID: connectionID, peer: peer, role: role, purpose: nil)
+        logger[metadataKey: "peer.uid"] = "\(peer.uid)"
+        logger[metadataKey: "peer.pid"] = "\(peer.pid)"
+        logger.debug("connection opened", metadata: ["peer.role": "\(role.map { $0.description } ?? "none")"])
+        pump()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -229,6 +256,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         defer { inPump = false }
         repeat {
             pumpAgain = false
+            submitReadyAppends()
             startDeferredReads()
             writeReadyResponses()
             takeRequests()
@@ -286,6 +314,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func write(_ frame: ByteBuffer, stream: ScanStream?, context: ChannelHandlerContext) {
+        if writesInFlight == 0 { lastWriteProgress = .now() }  // the stall clock starts with the first unfinished write
         writesInFlight += 1
         let promise = context.eventLoop.makePromise(of: Void.self)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -311,6 +340,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 frame = next
             } catch {
                 logger.notice("frame too large; closing", metadata: ["error": "\(error.message)"])
+                // No request after this one is taken; those before it are still answered.
+                draining = true
                 let slot = ResponseSlot(id: nil, op: "-")
                 slot.closeAfter = true
                 pending.append(slot)
@@ -332,10 +363,70 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func handle(_ frame: [UInt8]) {
-        guard var access else { return }
-        let envelope = RequestEnvelope.parse(frame)
-        let slot = ResponseSlot(id: envelope.id, op: envelope.opName ?? "-")
+        guard let access, let context else { return }
+        let slot = ResponseSlot(id: nil, op: "-")
         pending.append(slot)
+        guard frame.count > Self.inlineParseLimit else {
+            dispatch(RequestEnvelope.parse(frame), slot: slot, access: access)
+            return
+        }
+        // Validating a large frame (a big batch) is CPU work: do it off the event loop. Until it is
+        // known, the slot is a barrier like an append: later appends and reads wait for it, so
+        // appends still reach the store in request order (see submitReadyAppends).
+        slot.isAppend = true
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        let parser = server.parser
+        server.threadPool.runIfActive(eventLoop: loop) { () -> LargeFrame in
+            let envelope = RequestEnvelope.parse(frame)
+            guard case .success(.append) = envelope.operation, AccessPolicy.allows(access.role, .append) else {
+                return .other(envelope)
+            }
+            do throws(WireError) {
+                guard case .append(let events) = try parser.parse(envelope, now: Timestamp.now()) else {
+                    return .failed(envelope.id, WireError(.internal, "an append parsed as another op"))
+                }
+                return .append(envelope.id, events)
+            } catch {
+                return .failed(envelope.id, error)
+            }
+        }.whenComplete { result in
+            let handler = bound.value
+            let slot = boundSlot.value
+            switch result {
+            case .success(.append(let id, let events)):
+                slot.id = id
+                slot.op = Operation.append.rawValue
+                slot.preparedEvents = events
+                handler.pump()
+            case .success(.failed(let id, let error)):
+                slot.id = id
+                slot.op = Operation.append.rawValue
+                handler.complete(slot, error: error)
+            case .success(.other(let envelope)):
+                slot.isAppend = false
+                handler.dispatch(envelope, slot: slot, access: access)
+                handler.pump()
+            case .failure:
+                handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
+            }
+        }
+    }
+
+    /// What the thread pool made of a large frame.
+    private enum LargeFrame: Sendable {
+        case append([UInt8]?, [PreparedEvent])
+        case failed([UInt8]?, WireError)
+        /// Not an allowed append: handled like any other frame.
+        case other(RequestEnvelope)
+    }
+
+    /// Checks access for a parsed envelope, decodes its body and runs it.
+    private func dispatch(_ envelope: RequestEnvelope, slot: ResponseSlot, access: AccessContext) {
+        var access = access
+        slot.id = envelope.id
+        slot.op = envelope.opName ?? "-"
         let operation: Operation
         switch envelope.operation {
         case .failure(let error):
@@ -363,6 +454,43 @@ final class ConnectionHandler: ChannelDuplexHandler {
         execute(request, operation: operation, slot: slot, access: access)
     }
 
+    /// Frames larger than this are parsed and validated on the thread pool.
+    static let inlineParseLimit = 256 << 10
+
+    /// Hands parsed appends to the store in request order: an append waits while one before it is still being parsed.
+    private func submitReadyAppends() {
+        for slot in pending where slot.isAppend && !slot.isComplete && !slot.submitted {
+            guard let events = slot.preparedEvents else { return }
+            slot.submitted = true
+            slot.preparedEvents = nil
+            submitAppend(events, slot: slot)
+        }
+    }
+
+    private func submitAppend(_ events: [PreparedEvent], slot: ResponseSlot) {
+        guard let context else { return }
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let boundSlot = NIOLoopBound(slot, eventLoop: loop)
+        slot.logMetadata["events"] = "\(events.count)"
+        server.store.append(events) { result in
+            loop.execute {
+                let handler = bound.value
+                let slot = boundSlot.value
+                switch result {
+                case .success(let results):
+                    if let first = results.first, let last = results.last {
+                        slot.logMetadata["seq.first"] = "\(first.seq)"
+                        slot.logMetadata["seq.last"] = "\(last.seq)"
+                    }
+                    handler.complete(slot, body: Responses.append(id: slot.id, results))
+                case .failure(let error):
+                    handler.complete(slot, error: Responses.wireError(error))
+                }
+            }
+        }
+    }
+
     // MARK: - Running requests
 
     private func execute(_ request: Request, operation: Operation, slot: ResponseSlot, access: AccessContext) {
@@ -375,28 +503,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
             complete(slot, body: ResponseEncoder.ok(id: slot.id))
         case .append(let events):
             slot.isAppend = true
-            slot.logMetadata["events"] = "\(events.count)"
-            server.store.append(events) { result in
-                loop.execute {
-                    let handler = bound.value
-                    let slot = boundSlot.value
-                    switch result {
-                    case .success(let results):
-                        if let first = results.first, let last = results.last {
-                            slot.logMetadata["seq.first"] = "\(first.seq)"
-                            slot.logMetadata["seq.last"] = "\(last.seq)"
-                        }
-                        handler.complete(slot, body: Responses.append(id: slot.id, results))
-                    case .failure(let error):
-                        handler.complete(slot, error: Responses.wireError(error))
-                    }
-                }
-            }
+            slot.preparedEvents = events
+            pump()
         case .scan(let scan):
             whenPriorAppendsAreDone(slot) {
                 bound.value.startScan(scan, slot: boundSlot.value, access: access, loop: loop, bound: bound)
             }
-        case .get, .timeline, .stats, .rotate, .verify:
+        case .get, .timeline, .stats, .rotate, .verify, .tier, .restore:
             whenPriorAppendsAreDone(slot) {
                 bound.value.startRead(request, operation: operation, slot: boundSlot.value, access: access, loop: loop)
             }
@@ -453,7 +566,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .timeline(let leadID):
                 let timeline = try store.timeline(leadID: leadID, limit: 10_000)
                 let events = timeline.events.map { server.presenter.present($0.jsonWithSeq, to: access) }
-                return .success((Responses.events(id: id, events, truncated: timeline.truncated), events.count))
+                let body = Responses.events(id: id, events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
+                return .success((body, events.count))
             case .stats:
                 let stats = store.stats()
                 let body = Responses.stats(id: id, stats) { writer in
@@ -468,6 +582,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return .success((Responses.rotate(id: id, try store.rotate()), 0))
             case .verify:
                 return .success((Responses.verify(id: id, store.verify()), 0))
+            case .tier:
+                return .success((Responses.tier(id: id, try store.tier()), 0))
+            case .restore(let restore):
+                let report = try store.restore(restore)
+                return .success((Responses.restore(id: id, report, released: restore.release), Int(report.restored)))
             case .ping, .append, .scan:
                 return .failure(WireError(.internal, "request routed to the wrong worker"))
             }

@@ -126,7 +126,7 @@ public final class RunningDaemon: @unchecked Sendable {
     private let backend: any StoreBackend
     private let logger: Logger
     private let socketIdentity: SocketFile.Identity?
-    private let stateLock = NIOLockedFlag()
+    private let stateLock = OnceFlag()
 
     init(
         configuration: DaemonConfiguration, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool, channel: Channel,
@@ -173,7 +173,7 @@ public final class RunningDaemon: @unchecked Sendable {
 }
 
 /// A flag that can be claimed once, from any thread.
-final class NIOLockedFlag: @unchecked Sendable {
+final class OnceFlag: @unchecked Sendable {
     private var claimed = false
     private let lock = NSLock()
 
@@ -281,6 +281,13 @@ enum SocketFile {
         let directory = parentDirectory(path)
         if !directory.isEmpty, !DefaultPaths.directoryExists(directory) {
             try makeDirectories(directory)
+        }
+        if directory.hasPrefix("/tmp/leadtrail-") {
+            // A shared /tmp: the directory must be ours and closed to others, or anyone could swap the socket.
+            var owner = stat()
+            guard stat(directory, &owner) == 0, owner.st_uid == getuid(), owner.st_mode & 0o022 == 0 else {
+                throw DaemonError("\(directory) is not owned by this user or is writable by others; remove it or choose another --socket")
+            }
         }
         var info = stat()
         guard lstat(path, &info) == 0 else { return }  // nothing there

@@ -40,6 +40,10 @@ public struct DaemonConfiguration: Sendable {
     public var warmDays: Int = 90
     /// `retain_days`: cold archives older than this are deleted. Default nil: keep everything.
     public var retainDays: Int? = nil
+    /// `restore_expiry_seconds`: restored cold data leaves query reach after this long unless released first. Default 7 days.
+    public var restoreExpirySeconds: Int = 7 * 86_400
+    /// `tier_interval_seconds`: how often the background tiering runs; 0 turns it off. Default 3600.
+    public var tierIntervalSeconds: Int = 3600
     /// `segment_max_bytes`: the active segment is sealed at this size. Default 128 MiB.
     public var segmentMaxBytes: Int = 128 << 20
     /// `segment_max_age_seconds`: the active segment is sealed once its first event is this old. Default 3600.
@@ -77,12 +81,17 @@ public struct DaemonConfiguration: Sendable {
         store.segmentMaxBytes = segmentMaxBytes
         store.segmentMaxAgeSeconds = segmentMaxAgeSeconds
         store.durability = durability
+        store.tiers.hotDays = Double(hotDays)
+        store.tiers.warmDays = Double(warmDays)
+        store.tiers.retainDays = retainDays.map(Double.init)
+        store.tiers.restoreExpirySeconds = restoreExpirySeconds
+        store.tiers.intervalSeconds = tierIntervalSeconds
         return store
     }
 
     /// The keys ``load(path:)`` accepts.
     public static let keys: [String] = [
-        "data_dir", "socket", "log_level", "hot_days", "warm_days", "retain_days", "segment_max_bytes",
+        "data_dir", "socket", "log_level", "hot_days", "warm_days", "retain_days", "restore_expiry_seconds", "tier_interval_seconds", "segment_max_bytes",
         "segment_max_age_seconds", "durability", "max_frame_bytes", "max_event_bytes", "max_batch_events",
         "socket_mode", "roles", "max_pipelined_requests", "idle_timeout_seconds", "stall_timeout_seconds",
         "max_connections", "query_threads",
@@ -130,7 +139,9 @@ public struct DaemonConfiguration: Sendable {
             case "hot_days": hotDays = try value.int(key, min: 0)
             case "warm_days": warmDays = try value.int(key, min: 0)
             case "retain_days": retainDays = value.isNull ? nil : try value.int(key, min: 0)
-            case "segment_max_bytes": segmentMaxBytes = try value.int(key, min: 4096)
+            case "restore_expiry_seconds": restoreExpirySeconds = try value.int(key, min: 1)
+            case "tier_interval_seconds": tierIntervalSeconds = try value.int(key, min: 0)
+            case "segment_max_bytes": segmentMaxBytes = try value.int(key, min: 4096, max: 2 << 30)
             case "segment_max_age_seconds": segmentMaxAgeSeconds = try value.int(key, min: 1)
             case "durability":
                 let name = try value.string(key)

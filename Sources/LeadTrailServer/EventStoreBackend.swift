@@ -47,9 +47,23 @@ final class EventStoreBackend: StoreBackend {
 
     var lastSeq: UInt64 { store.lastSeq }
 
+    var coldOnlyBefore: Int64? { store.coldOnlyBefore }
+
     func stats() -> StoreStats { store.stats() }
 
     func rotate() throws(StoreError) -> SealedSegment? { try store.rotate() }
+
+    func tier() throws(StoreError) -> TierReport { try store.tier() }
+
+    func restore(_ request: RestoreRequest) throws(StoreError) -> RestoreReport {
+        if request.release {
+            let released = try store.releaseRestored(fromMs: request.fromMs, toMs: request.toMs)
+            var report = RestoreReport()
+            report.segments = released
+            return report
+        }
+        return try store.restore(fromMs: request.fromMs, toMs: request.toMs, leadID: request.leadID)
+    }
 
     func verify() -> VerifyReport { store.verify() }
 

@@ -25,11 +25,14 @@ enum Responses {
         return writer.finished()
     }
 
-    static func events(id: [UInt8]?, _ events: [[UInt8]], truncated: Bool? = nil, done: Bool = false, lastSeq: UInt64? = nil) -> [UInt8] {
+    static func events(
+        id: [UInt8]?, _ events: [[UInt8]], truncated: Bool? = nil, coldOnlyBefore: Int64? = nil, done: Bool = false, lastSeq: UInt64? = nil
+    ) -> [UInt8] {
         let size = events.reduce(64) { $0 + $1.count + 1 }
         var writer = ResponseEncoder.success(id: id, reservingCapacity: size)
         writer.rawArray("events", events)
         if let truncated { writer.bool("truncated", truncated) }
+        if let coldOnlyBefore { writer.string("cold_only_before", Timestamp.format(coldOnlyBefore)) }
         if done { writer.bool("done", true) }
         if let lastSeq { writer.int("last_seq", lastSeq) }
         return writer.finished()
@@ -41,11 +44,14 @@ enum Responses {
         writer.int("last_seq", stats.lastSeq)
         writer.string("durability", stats.durability.rawValue)
         var tiers = JSONObjectWriter()
-        for (name, tier) in [("hot", stats.hot), ("warm", stats.warm), ("cold", stats.cold)] {
+        for (name, tier) in [("hot", stats.hot), ("warm", stats.warm), ("cold", stats.cold), ("restored", stats.restored)] {
             var t = JSONObjectWriter()
             t.int("segments", tier.segments)
             t.int("events", tier.events)
             t.int("bytes", tier.bytes)
+            t.int("raw_bytes", tier.rawBytes)
+            if let oldest = tier.oldestMs { t.string("oldest", Timestamp.format(oldest)) }
+            if let newest = tier.newestMs { t.string("newest", Timestamp.format(newest)) }
             tiers.object(name, t)
         }
         writer.object("tiers", tiers)
@@ -68,6 +74,39 @@ enum Responses {
             writer.int("last_seq", sealed.lastSeq)
             writer.int("events", sealed.events)
         }
+        return writer.finished()
+    }
+
+    static func tier(id: [UInt8]?, _ report: TierReport) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id)
+        writer.rawArray("moved", report.moved.map { move in
+            var item = JSONObjectWriter()
+            item.int("segment", move.segmentID)
+            item.string("from", move.from)
+            item.string("to", move.to)
+            item.int("first_seq", move.firstSeq)
+            item.int("last_seq", move.lastSeq)
+            item.int("events", move.events)
+            item.int("bytes_before", move.bytesBefore)
+            item.int("bytes_after", move.bytesAfter)
+            return item.finished()
+        })
+        writer.stringArray("deleted", report.deleted)
+        writer.rawArray("expired", report.expired.map { Array(String($0).utf8) })
+        writer.stringArray("skipped", report.skipped)
+        return writer.finished()
+    }
+
+    static func restore(id: [UInt8]?, _ report: RestoreReport, released: Bool) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id)
+        if released {
+            writer.int("released_segments", report.segments.count)
+        } else {
+            writer.int("restored", report.restored)
+            writer.int("already_restored", report.alreadyRestored)
+            writer.int("bytes", report.bytes)
+        }
+        writer.rawArray("segments", report.segments.map { Array(String($0).utf8) })
         return writer.finished()
     }
 

@@ -17,8 +17,14 @@ protocol StoreBackend: AnyObject, Sendable {
     /// `emit` returns false to stop early. Returns the highest seq examined and the count emitted.
     func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int)
     var lastSeq: UInt64 { get }
+    /// When events older than this (ms) may exist only in unrestored cold archives; nil when none are archived.
+    var coldOnlyBefore: Int64? { get }
     func stats() -> StoreStats
     func rotate() throws(StoreError) -> SealedSegment?
+    /// Applies the tier policy now; answers what moved.
+    func tier() throws(StoreError) -> TierReport
+    /// Brings archived events back into query reach (or releases them, with `request.release`).
+    func restore(_ request: RestoreRequest) throws(StoreError) -> RestoreReport
     func verify() -> VerifyReport
     /// Drains queued appends, syncs and releases the store.
     func close()

@@ -254,7 +254,7 @@ extension EventStore {
         try io.syncDirectory(coldDirectory)
         CrashPoint.coldAfterMember.reached()
 
-        let leadHashes = segment.leadEntries.map { UInt32(truncatingIfNeeded: $0 >> 32) }
+        let leadHashes = segment.leadIndex.leadHashes
         archive.members.append(ColdMember(
             segmentID: segment.id, offset: offset, length: member.count, rawLength: raw.count, rawCRC: CRC32C.checksum(raw),
             idsOffset: idsOffset, idsCount: eventSection.count / 16, idsCRC: CRC32C.checksum(eventSection),

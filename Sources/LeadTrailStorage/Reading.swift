@@ -25,21 +25,32 @@ extension EventStore {
         let view = filled[low - 1]
         guard let run = view.sparseIndex(forSeq: seq) else { return nil }
         var offset = Int(view.sparse[run].offset)
+        // Seqs are consecutive inside a segment: the n-th record of a run has the run's first seq + n.
+        var expected = view.sparse[run].firstSeq
         let end = view.dataEnd
-        while offset < end {
+        while offset < end && expected <= seq {
             guard let (header, body) = try reader.readRecord(view.data, at: offset, limit: end) else {
                 noteReadDamage(view, offset: offset)
-                return nil
+                // The records after a damaged one are still served: go on at the next known record.
+                guard let next = view.nextRecordOffset(after: offset) else { return nil }
+                offset = next
+                expected += 1
+                continue
             }
-            if header.seq == seq { return (header, body) }
-            if header.seq > seq { return nil }
+            if header.seq != expected {
+                // Its checksum holds but it is not where its seq says: never served.
+                noteReadDamage(view, offset: offset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
+            } else if header.seq == seq {
+                return (header, body)
+            }
             offset += header.totalSize
+            expected += 1
         }
         return nil
     }
 
-    func noteReadDamage(_ view: SegmentView, offset: Int) {
-        let report = CorruptionReport(file: view.fileName, offset: offset, reason: "record failed its checksum on read; not served")
+    func noteReadDamage(_ view: SegmentView, offset: Int, reason: String = "record failed its checksum on read; not served") {
+        let report = CorruptionReport(file: view.fileName, offset: offset, reason: reason)
         stateLock.withLock {
             guard let segment = segments.first(where: { $0.id == view.id }), !segment.damage.contains(report) else { return }
             segment.damage.append(report)
@@ -148,22 +159,22 @@ extension EventStore {
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
-            // The byte ranges of the index runs worth reading, adjacent runs merged.
-            var ranges: [Range<Int>] = []
+            // The byte ranges of the index runs worth reading (with the seq each starts at), adjacent runs merged.
+            var ranges: [(bytes: Range<Int>, firstSeq: UInt64)] = []
             let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
             for i in firstRun..<view.sparse.count {
                 let entry = view.sparse[i]
                 if let from = hints.fromMs, entry.maxTs < from { continue }
                 if let to = hints.toMs, entry.minTs >= to { continue }
                 let range = Int(entry.offset)..<view.runEnd(i)
-                if let last = ranges.last, last.upperBound == range.lowerBound {
-                    ranges[ranges.count - 1] = last.lowerBound..<range.upperBound
+                if let last = ranges.last, last.bytes.upperBound == range.lowerBound {
+                    ranges[ranges.count - 1].bytes = last.bytes.lowerBound..<range.upperBound
                 } else {
-                    ranges.append(range)
+                    ranges.append((range, entry.firstSeq))
                 }
             }
             for range in ranges {
-                let stopped = try scanRange(view, range, hints: hints, visitor)
+                let stopped = try scanRange(view, range.bytes, firstSeq: range.firstSeq, hints: hints, visitor)
                 if let stopped { return stopped }
             }
         }
@@ -171,8 +182,12 @@ extension EventStore {
     }
 
     /// Visits the records in one byte range of a segment; returns the seq where the visitor stopped, if it did.
-    func scanRange(_ view: SegmentView, _ range: Range<Int>, hints: ScanHints, _ visitor: (RecordView) throws -> Bool) throws -> UInt64? {
+    func scanRange(
+        _ view: SegmentView, _ range: Range<Int>, firstSeq: UInt64, hints: ScanHints, _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64? {
         var offset = range.lowerBound
+        // Seqs are consecutive inside a segment: a record whose seq is not the expected one is not served.
+        var expected = firstSeq
         var chunk: [UInt8] = []
         var chunkStart = offset
         while offset < range.upperBound {
@@ -184,24 +199,37 @@ extension EventStore {
             if case .success(nil) = decoded, chunk.count - (offset - chunkStart) >= SegmentFormat.recordHeaderSize {
                 let total = chunk.withUnsafeBytes { RecordHeader.decode(UnsafeRawBufferPointer(rebasing: $0[(offset - chunkStart)...])).totalSize }
                 guard offset + total <= range.upperBound else {
+                    // A damaged length: go on at the next known record.
                     noteReadDamage(view, offset: offset)
-                    return nil
+                    guard let next = view.nextRecordOffset(after: offset) else { return nil }
+                    offset = next
+                    expected += 1
+                    chunk = []
+                    continue
                 }
                 chunkStart = offset
                 chunk = try view.data.read(count: max(total, min(1 << 20, range.upperBound - offset)), at: offset)
                 decoded = chunk.withUnsafeBytes { RecordReader.decode($0, at: offset) }
             }
             guard case .success(let pair?) = decoded else {
-                // The length cannot be trusted after damage: resume at the next index run, a known record boundary.
+                // The length cannot be trusted after damage: resume at the next known record boundary.
                 noteReadDamage(view, offset: offset)
-                guard let run = view.sparse.firstIndex(where: { Int($0.offset) > offset }) else { return nil }
-                offset = Int(view.sparse[run].offset)
+                guard let next = view.nextRecordOffset(after: offset) else { return nil }
+                offset = next
+                expected += 1
                 chunk = []
                 continue
             }
             let (header, total) = pair
             let start = offset - chunkStart
+            if header.seq != expected {
+                noteReadDamage(view, offset: offset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
+                offset += total
+                expected += 1
+                continue
+            }
             offset += total
+            expected += 1
             if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
             if let from = hints.fromMs, header.timestampMs < from { continue }
             if let to = hints.toMs, header.timestampMs >= to { continue }

@@ -75,13 +75,24 @@ extension EventStore {
         }
         sealedIDs.removeAll { warmIDs.contains($0) || archived.contains($0) }
 
+        // Size the event-id table once, from the trailers, then fill it segment by segment
+        // (holding every segment's entries at once would double the memory needed at start).
+        var expected = coldCatalog.members.reduce(0) { $0 + Int($1.member.events) }
+        for id in sealedIDs { expected += recordCount(hotPath: hotDirectory + "/" + Segment.fileName(id: id, sealed: true)) }
+        for id in warmIDs { expected += recordCount(warmPath: warmDirectory + "/" + Self.warmFileName(id)) }
+        for id in openIDs { expected += recordCount(openPath: hotDirectory + "/" + Segment.fileName(id: id, sealed: false)) }
+        eventIDs = EventIDTable(minimumCapacity: expected + expected / 16)
+        func index(_ entries: [(hash: UInt64, seq: UInt64)]) {
+            for entry in entries { eventIDs.insert(hash: entry.hash, seq: entry.seq) }
+        }
+
         var loaded: [Segment] = []
-        var eventEntries: [[(hash: UInt64, seq: UInt64)]] = [try coldEventEntries()]
+        index(try coldEventEntries())
         for id in warmIDs {
             do throws(StoreError) {
                 let (segment, entries) = try loadWarm(path: warmDirectory + "/" + Self.warmFileName(id), id: id)
                 loaded.append(segment)
-                eventEntries.append(entries)
+                index(entries)
             } catch {
                 let report = CorruptionReport(file: Self.warmFileName(id), offset: nil, reason: "\(error.message); not served")
                 damage.append(report)
@@ -99,7 +110,7 @@ extension EventStore {
         for id in sealedIDs {
             let (segment, entries) = try loadSealed(id: id)
             loaded.append(segment)
-            eventEntries.append(entries)
+            index(entries)
         }
 
         // Open segments: normally one, the newest. Older ones (a crash between sealing and cleanup cannot make
@@ -112,7 +123,7 @@ extension EventStore {
                 active = segment
             } else {
                 loaded.append(segment)
-                eventEntries.append(segment.eventEntries)
+                index(segment.eventEntries)
                 try seal(segment)
             }
         }
@@ -130,13 +141,12 @@ extension EventStore {
             }
         }
 
-        let total = eventEntries.reduce(0) { $0 + $1.count } + (active?.eventEntries.count ?? 0)
-        var table = EventIDTable(minimumCapacity: max(total + total / 16, 1 << 16))
-        for entries in eventEntries { for entry in entries { table.insert(hash: entry.hash, seq: entry.seq) } }
-        if let active { for entry in active.eventEntries { table.insert(hash: entry.hash, seq: entry.seq) } }
-        eventIDs = table
+        if let active { index(active.eventEntries) }
 
         var last = max(loaded.map(\.lastSeq).max() ?? 0, active?.lastSeq ?? 0, coldCatalog.members.map(\.member.lastSeq).max() ?? 0)
+        // The active segment's header says where the log stood when it was created, even when the segment
+        // before it is unreadable (its header damaged) and the checkpoint is gone.
+        if let active, active.header.baseSeq > 1 { last = max(last, active.header.baseSeq - 1) }
         if let checkpoint, checkpoint.lastSeq > last {
             // Acknowledged events are missing (damage was found above): never reuse their seqs.
             logger.critical(
@@ -203,7 +213,7 @@ extension EventStore {
             segment.damage.append(report)
             let scan = try scanRecords(segment, from: SegmentFormat.headerSize, to: size, expectedSeq: nil, stopAtTrailer: true)
             segment.eventEntries.sort { $0.hash < $1.hash }
-            segment.leadEntries.sort()
+            segment.leadIndex = LeadIndex(sorted: segment.leadIndex.sorted())
             if let failure = scan.failure {
                 segment.damage.append(CorruptionReport(file: segment.fileName, offset: failure.offset, reason: failure.reason))
             }
@@ -232,25 +242,7 @@ extension EventStore {
         guard index.count == trailer.indexSize, CRC32C.mask(CRC32C.checksum(index)) == trailer.indexCRC else {
             throw StoreError(.corrupt, "index checksum mismatch")
         }
-        var entries: [(hash: UInt64, seq: UInt64)] = []
-        index.withUnsafeBytes { b in
-            var at = 0
-            segment.sparse.reserveCapacity(Int(trailer.sparseCount))
-            for _ in 0..<trailer.sparseCount {
-                segment.sparse.append(SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24)))
-                at += SegmentFormat.sparseEntrySize
-            }
-            segment.leadEntries.reserveCapacity(Int(trailer.recordCount))
-            for _ in 0..<trailer.recordCount {
-                segment.leadEntries.append(b.u64(at: at))
-                at += SegmentFormat.leadEntrySize
-            }
-            entries.reserveCapacity(Int(trailer.recordCount))
-            for _ in 0..<trailer.recordCount {
-                entries.append((b.u64(at: at), b.u64(at: at + 8)))
-                at += SegmentFormat.eventEntrySize
-            }
-        }
+        let entries = Self.parseIndex(index, trailer: trailer, into: segment)
         segment.dataEnd = indexStart
         segment.count = trailer.recordCount
         segment.firstSeq = trailer.firstSeq
@@ -473,5 +465,38 @@ extension EventStore {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         return Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
+    }
+}
+
+extension EventStore {
+    /// Record counts read from trailers (cheap reads), to size the event-id table before loading.
+    func recordCount(hotPath path: String) -> Int {
+        guard let fd = try? io.open(path, flags: O_RDONLY, mode: 0) else { return 0 }
+        defer { io.close(fd) }
+        let size = (try? io.fileSize(fd)) ?? 0
+        guard size >= SegmentFormat.trailerSize, let bytes = try? io.read(fd, count: SegmentFormat.trailerSize, at: size - SegmentFormat.trailerSize),
+              let trailer = bytes.withUnsafeBytes({ SegmentTrailer.decode($0) })
+        else { return size / 512 }
+        return Int(trailer.recordCount)
+    }
+
+    func recordCount(warmPath path: String) -> Int {
+        guard let fd = try? io.open(path, flags: O_RDONLY, mode: 0) else { return 0 }
+        defer { io.close(fd) }
+        let size = (try? io.fileSize(fd)) ?? 0
+        guard size >= WarmFormat.trailerSize,
+              let bytes = try? io.read(fd, count: WarmFormat.trailerSize, at: size - WarmFormat.trailerSize),
+              let warm = bytes.withUnsafeBytes({ WarmFormat.Trailer.decode($0) }), warm.hotFooterLength >= UInt64(SegmentFormat.trailerSize),
+              let hotBytes = try? io.read(fd, count: SegmentFormat.trailerSize, at: Int(warm.footerStart + warm.hotFooterLength) - SegmentFormat.trailerSize),
+              let hot = hotBytes.withUnsafeBytes({ SegmentTrailer.decode($0) })
+        else { return size / 128 }
+        return Int(hot.recordCount)
+    }
+
+    /// An upper bound for the active segment: every record is at least a header and a small event.
+    func recordCount(openPath path: String) -> Int {
+        guard let fd = try? io.open(path, flags: O_RDONLY, mode: 0) else { return 0 }
+        defer { io.close(fd) }
+        return max(0, ((try? io.fileSize(fd)) ?? 0) - SegmentFormat.headerSize) / (SegmentFormat.recordHeaderSize + 40)
     }
 }

@@ -7,7 +7,11 @@ import LeadTrailEvents
 /// records up to `dataEnd`, which moves only after a batch is durable.
 final class Segment: @unchecked Sendable {
     let id: UInt64
-    var path: String
+    var path: String {
+        didSet { fileName = Self.lastComponent(path) }
+    }
+    /// The last component of `path`, kept rather than computed: every read takes a view of every segment.
+    private(set) var fileName: String
     /// Where reads get the record bytes (a hot file, or a warm file's blocks).
     let data: SegmentData
     let header: SegmentHeader
@@ -24,8 +28,8 @@ final class Segment: @unchecked Sendable {
     /// CRC32C of every record byte in order; chained into the next segment's header.
     var chainCRC: UInt32 = 0
     var sparse: [SparseEntry] = []
-    /// `leadHash32 << 32 | offset`, sorted once sealed, in append order while active.
-    var leadEntries: [UInt64] = []
+    /// Which records belong to which lead.
+    var leadIndex = LeadIndex()
     /// (event-id hash, seq) of the active segment's records; written to the footer at seal time.
     var eventEntries: [(hash: UInt64, seq: UInt64)] = []
     /// Bytes since the last sparse-index entry began.
@@ -44,6 +48,7 @@ final class Segment: @unchecked Sendable {
     init(id: UInt64, path: String, data: SegmentData, header: SegmentHeader, isSealed: Bool, dataEnd: Int, fileSize: Int) {
         self.id = id
         self.path = path
+        self.fileName = Self.lastComponent(path)
         self.data = data
         self.header = header
         self.isSealed = isSealed
@@ -51,7 +56,7 @@ final class Segment: @unchecked Sendable {
         self.fileSize = fileSize
     }
 
-    var fileName: String { String(path.split(separator: "/").last ?? "") }
+    static func lastComponent(_ path: String) -> String { String(path.split(separator: "/").last ?? "") }
 
     /// The hot file's descriptor, for the writer and recovery (hot segments only).
     var fd: Int32 { (data as? HotFile)?.fd ?? -1 }
@@ -77,7 +82,7 @@ final class Segment: @unchecked Sendable {
             sparse[last].maxTs = max(sparse[last].maxTs, timestampMs)
         }
         bytesSinceSparse += size
-        leadEntries.append(UInt64(leadHash) << 32 | UInt64(offset))
+        leadIndex.append(UInt64(leadHash) << 32 | UInt64(offset))
         eventEntries.append((eventIDHash, seq))
     }
 
@@ -85,7 +90,7 @@ final class Segment: @unchecked Sendable {
     func view() -> SegmentView {
         SegmentView(
             id: id, data: data, tier: tier, isSealed: isSealed, dataEnd: dataEnd, count: count, firstSeq: firstSeq, lastSeq: lastSeq,
-            minTs: minTs, maxTs: maxTs, sparse: sparse, leadEntries: leadEntries, fileName: fileName)
+            minTs: minTs, maxTs: maxTs, sparse: sparse, leadIndex: leadIndex, fileName: fileName)
     }
 }
 
@@ -102,27 +107,12 @@ struct SegmentView: Sendable {
     var minTs: Int64
     var maxTs: Int64
     var sparse: [SparseEntry]
-    var leadEntries: [UInt64]
+    var leadIndex: LeadIndex
     var fileName: String
 
     /// Offsets of the records whose lead hash matches, in file (and so seq) order.
     func offsets(forLeadHash hash: UInt32) -> [Int] {
-        let key = UInt64(hash) << 32
-        if isSealed {
-            // Binary search for the first entry >= key.
-            var low = 0, high = leadEntries.count
-            while low < high {
-                let mid = (low + high) / 2
-                if leadEntries[mid] < key { low = mid + 1 } else { high = mid }
-            }
-            var result: [Int] = []
-            while low < leadEntries.count, leadEntries[low] >> 32 == UInt64(hash) {
-                result.append(Int(leadEntries[low] & 0xFFFF_FFFF))
-                low += 1
-            }
-            return result
-        }
-        return leadEntries.compactMap { $0 >> 32 == UInt64(hash) ? Int($0 & 0xFFFF_FFFF) : nil }
+        leadIndex.offsets(forLeadHash: hash)
     }
 
     /// The index of the sparse entry whose run holds `seq`.
@@ -134,6 +124,12 @@ struct SegmentView: Sendable {
             if sparse[mid].firstSeq <= seq { low = mid + 1 } else { high = mid }
         }
         return low - 1
+    }
+
+    /// The offset of the first record after `offset`, from the lead index (which holds every record's offset):
+    /// where a read resumes after a damaged record, whose length cannot be trusted.
+    func nextRecordOffset(after offset: Int) -> Int? {
+        leadIndex.nextOffset(after: offset)
     }
 
     /// Where the run of sparse entry `i` ends.
@@ -232,5 +228,73 @@ struct RecordReader {
         case .failure:
             return nil
         }
+    }
+}
+
+/// A segment's lead index: `leadHash32 << 32 | offset` entries.
+///
+/// Kept as sorted runs (one run once sealed) plus, while the segment is active,
+/// runs of 4,096 entries sorted as they fill and an unsorted tail: a lookup is a
+/// binary search per run, and a reader's snapshot shares the runs instead of
+/// copying the whole index on the writer's next append.
+struct LeadIndex: Sendable {
+    private(set) var runs: [[UInt64]] = []
+    private(set) var tail: [UInt64] = []
+    static let runLength = 4096
+
+    init() {}
+
+    init(sorted: [UInt64]) {
+        runs = sorted.isEmpty ? [] : [sorted]
+    }
+
+    var count: Int { runs.reduce(tail.count) { $0 + $1.count } }
+
+    mutating func append(_ entry: UInt64) {
+        tail.append(entry)
+        if tail.count >= Self.runLength {
+            runs.append(tail.sorted())
+            tail = []
+        }
+    }
+
+    /// Every entry, sorted by lead hash then offset (the footer's form).
+    func sorted() -> [UInt64] {
+        if runs.count == 1 && tail.isEmpty { return runs[0] }
+        return (runs.flatMap { $0 } + tail).sorted()
+    }
+
+    /// The 32-bit lead hashes of every entry.
+    var leadHashes: [UInt32] {
+        (runs.flatMap { $0 } + tail).map { UInt32(truncatingIfNeeded: $0 >> 32) }
+    }
+
+    /// The smallest record offset above `offset` (every record has an entry). Linear: only used after damage.
+    func nextOffset(after offset: Int) -> Int? {
+        var next: Int? = nil
+        for entry in runs.joined() + tail {
+            let candidate = Int(entry & 0xFFFF_FFFF)
+            if candidate > offset, candidate < next ?? .max { next = candidate }
+        }
+        return next
+    }
+
+    /// Offsets of the records with this lead hash, ascending.
+    func offsets(forLeadHash hash: UInt32) -> [Int] {
+        let key = UInt64(hash) << 32
+        var result: [Int] = []
+        for run in runs {
+            var low = 0, high = run.count
+            while low < high {
+                let mid = (low + high) / 2
+                if run[mid] < key { low = mid + 1 } else { high = mid }
+            }
+            while low < run.count, run[low] >> 32 == UInt64(hash) {
+                result.append(Int(run[low] & 0xFFFF_FFFF))
+                low += 1
+            }
+        }
+        for entry in tail where entry >> 32 == UInt64(hash) { result.append(Int(entry & 0xFFFF_FFFF)) }
+        return result
     }
 }

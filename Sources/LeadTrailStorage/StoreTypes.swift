@@ -267,6 +267,8 @@ public struct TierReport: Sendable {
     public var expired: [UInt64] = []
     /// Segments that could not move, and why (they stay where they were).
     public var skipped: [String] = []
+
+    public init() {}
 }
 
 /// What a restore brought back.
@@ -277,4 +279,6 @@ public struct RestoreReport: Sendable {
     /// Events that were already restored and are counted in no new segment.
     public var alreadyRestored: UInt64 = 0
     public var bytes: Int = 0
+
+    public init() {}
 }

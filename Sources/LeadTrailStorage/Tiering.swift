@@ -190,7 +190,7 @@ extension EventStore {
         segment.chainCRC = hot.dataCRC
         if let reuse {
             segment.sparse = reuse.sparse
-            segment.leadEntries = reuse.leadEntries
+            segment.leadIndex = reuse.leadIndex
             return (segment, [])
         }
         guard CRC32C.mask(CRC32C.checksum(footer.hotIndex)) == hot.indexCRC, footer.hotIndex.count == hot.indexSize else {
@@ -210,11 +210,13 @@ extension EventStore {
                 segment.sparse.append(SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24)))
                 at += SegmentFormat.sparseEntrySize
             }
-            segment.leadEntries.reserveCapacity(Int(trailer.recordCount))
+            var leads = [UInt64]()
+            leads.reserveCapacity(Int(trailer.recordCount))
             for _ in 0..<trailer.recordCount {
-                segment.leadEntries.append(b.u64(at: at))
+                leads.append(b.u64(at: at))
                 at += SegmentFormat.leadEntrySize
             }
+            segment.leadIndex = LeadIndex(sorted: leads)
             entries.reserveCapacity(Int(trailer.recordCount))
             for _ in 0..<trailer.recordCount {
                 entries.append((b.u64(at: at), b.u64(at: at + 8)))

@@ -123,9 +123,12 @@ extension EventStore {
             report.segments += 1
             do throws(StoreError) {
                 let chained = previous.flatMap { $0.id + 1 == item.id ? $0.summary : nil }
+                let damageBefore = report.corrupt.count
                 let summary = try item.check(&report, chained)
                 report.records += summary.records
-                previous = (item.id, summary)
+                // A damaged file's records do not tell where it really ends, so the next file's chain fields
+                // cannot be checked against them (that would blame the next, intact file).
+                previous = report.corrupt.count == damageBefore ? (item.id, summary) : nil
             } catch {
                 report.corrupt.append(CorruptionReport(file: item.name, offset: nil, reason: "unreadable: \(error.message)"))
                 previous = nil

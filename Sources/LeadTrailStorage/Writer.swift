@@ -227,6 +227,9 @@ extension EventStore {
             do throws(StoreError) {
                 try io.fdatasync(segment.fd)
             } catch {
+                // The group is answered `unavailable` (nothing stored): take its bytes back out of the file, so a
+                // restart does not bring back what was refused (best effort: the disk is failing).
+                try? io.ftruncate(segment.fd, length: writeOffset)
                 let failure = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
                 fail(failure)
                 throw failure
@@ -260,7 +263,7 @@ extension EventStore {
         // No segment changes tier while the table is rebuilt.
         tierLock.lock()
         defer { tierLock.unlock() }
-        var table = EventIDTable(minimumCapacity: eventIDs.capacity)
+        var table = eventIDs.grown()
         for entry in (try? coldEventEntries()) ?? [] { table.insert(hash: entry.hash, seq: entry.seq) }
         for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
             let entries: [(hash: UInt64, seq: UInt64)]
@@ -319,7 +322,7 @@ extension EventStore {
 
     /// Writes the footer (indexes and trailer), syncs, renames `.open` to `.seg`, syncs the directory.
     func seal(_ segment: Segment) throws(StoreError) {
-        let leadSorted = segment.leadEntries.sorted()
+        let leadSorted = segment.leadIndex.sorted()
         let eventSorted = segment.eventEntries.sorted { $0.hash < $1.hash || ($0.hash == $1.hash && $0.seq < $1.seq) }
         var w = ByteWriter(capacity: segment.sparse.count * 32 + leadSorted.count * 8 + eventSorted.count * 16 + 80)
         for entry in segment.sparse {
@@ -341,21 +344,29 @@ extension EventStore {
         w.raw(trailer.encode())
         do throws(StoreError) {
             try io.write(segment.fd, w.bytes, at: segment.dataEnd)
-            CrashPoint.sealAfterFooterWrite.reached()
-            try io.fdatasync(segment.fd)
-            CrashPoint.sealAfterFooterSync.reached()
         } catch {
             try? io.ftruncate(segment.fd, length: segment.dataEnd)
             throw error
         }
+        CrashPoint.sealAfterFooterWrite.reached()
         let sealedPath = hotDirectory + "/" + Segment.fileName(id: segment.id, sealed: true)
-        try io.rename(segment.path, sealedPath)
-        CrashPoint.sealAfterRename.reached()
-        try io.syncDirectory(hotDirectory)
+        do throws(StoreError) {
+            try io.fdatasync(segment.fd)
+            CrashPoint.sealAfterFooterSync.reached()
+            try io.rename(segment.path, sealedPath)
+            CrashPoint.sealAfterRename.reached()
+            try io.syncDirectory(hotDirectory)
+        } catch {
+            // A failed sync stops acknowledgements; and after a failed rename or directory sync the file may be
+            // (or become) the sealed one, which must never be appended to. Recovery finishes or undoes the seal.
+            let failure = StoreError(.unavailable, "sealing failed (\(error.message)); no further appends are acknowledged")
+            fail(failure)
+            throw failure
+        }
         stateLock.withLock {
             segment.path = sealedPath
             segment.isSealed = true
-            segment.leadEntries = leadSorted
+            segment.leadIndex = LeadIndex(sorted: leadSorted)
             segment.eventEntries = []
             segment.fileSize = segment.dataEnd + w.bytes.count
         }

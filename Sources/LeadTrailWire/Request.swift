@@ -2,10 +2,29 @@ import LeadTrailEvents
 
 /// The operations this daemon implements (PROTOCOL.md section 3).
 ///
-/// Ops of the contract that later issues add (`follow`, `report`, `tier`,
-/// `restore`, `audit`) are not listed: they are answered with `unknown_op`.
+/// Ops of the contract that later issues add (`follow`, `report`, `audit`)
+/// are not listed: they are answered with `unknown_op`.
 public enum Operation: String, Sendable, CaseIterable {
-    case ping, append, get, timeline, scan, stats, rotate, verify
+    case ping, append, get, timeline, scan, stats, rotate, verify, tier, restore
+}
+
+/// `restore`: which archived events to bring back into query reach, or to release again.
+public struct RestoreRequest: Sendable, Equatable {
+    /// Lower bound (inclusive) of the events' timestamps, in ms since the epoch.
+    public var fromMs: Int64?
+    /// Upper bound (exclusive), in ms since the epoch.
+    public var toMs: Int64?
+    /// Only what this lead needs (found through the archives' lead filters).
+    public var leadID: String?
+    /// Take restored data out of query reach again instead (the archives keep it).
+    public var release = false
+
+    public init(fromMs: Int64? = nil, toMs: Int64? = nil, leadID: String? = nil, release: Bool = false) {
+        self.fromMs = fromMs
+        self.toMs = toMs
+        self.leadID = leadID
+        self.release = release
+    }
 }
 
 /// The filters of `scan` (PROTOCOL.md section 3), decoded and checked.
@@ -40,6 +59,8 @@ public enum Request: Sendable {
     case stats
     case rotate
     case verify
+    case tier
+    case restore(RestoreRequest)
 }
 
 /// The outer layer of a request frame: its `id`, its `op`, and the rest kept for
@@ -60,10 +81,13 @@ public struct RequestEnvelope: Sendable {
     let frame: [UInt8]
     let members: [JSONMember]
 
+    /// The longest `id` accepted, as JSON text (so echoing it never bloats a response).
+    public static let maximumIDBytes = 4096
+
     /// Decodes the envelope of a frame body. Never throws: failures are in ``operation``.
     ///
     /// - `bad_frame` when the body is not one UTF-8 JSON object;
-    /// - `bad_request` when `id` is not a scalar or `op` is missing or not a string;
+    /// - `bad_request` when `id` is not a scalar or longer than ``maximumIDBytes``, or `op` is missing or not a string;
     /// - `unknown_op` when `op` names an operation this daemon does not implement.
     public static func parse(_ frame: [UInt8]) -> RequestEnvelope {
         let scanned: Result<(object: JSONSpan, members: [JSONMember]), JSONSyntaxError> = frame.withUnsafeBufferPointer { buffer in
@@ -104,6 +128,10 @@ public struct RequestEnvelope: Sendable {
         if let idSpan {
             guard idSpan.kind != .object, idSpan.kind != .array else {
                 envelope.operation = .failure(WireError(.badRequest, "field 'id' must be a JSON scalar (string, number, boolean or null)"))
+                return envelope
+            }
+            guard idSpan.range.count <= maximumIDBytes else {
+                envelope.operation = .failure(WireError(.badRequest, "field 'id' is longer than \(maximumIDBytes) bytes"))
                 return envelope
             }
             envelope.id = Array(buffer[idSpan.range])
@@ -153,12 +181,14 @@ public struct RequestParser: Sendable {
     ///
     /// - Parameters:
     ///   - now: the server clock (ms since the epoch) for events sent without a timestamp.
-    ///   - newEventID: makes ids for events sent without one.
+    ///   - newEventID: makes ids for events sent without one (default: ``EventID`` from the kernel's CSPRNG).
     public func parse(
         _ envelope: RequestEnvelope,
         now: Int64,
-        newEventID: () -> String = { EventID.generate() }
+        newEventID: (() -> String)? = nil
     ) throws(WireError) -> Request {
+        var random = BufferedRandom()
+        let newEventID = newEventID ?? { EventID.generate(using: &random) }
         let operation = try envelope.operation.get()
         return try envelope.frame.withUnsafeBufferPointer { (buffer) throws(WireError) -> Request in
             var fields = Fields(buffer: buffer)
@@ -171,6 +201,8 @@ public struct RequestParser: Sendable {
             case .stats: return .stats
             case .rotate: return .rotate
             case .verify: return .verify
+            case .tier: return .tier
+            case .restore: return .restore(try fields.restoreRequest())
             case .get:
                 return .get(eventID: try fields.requiredString("event_id", nonEmpty: true))
             case .timeline:
@@ -250,6 +282,26 @@ struct Fields {
     }
 
     /// An RFC 3339 timestamp field, in ms since the epoch.
+    func optionalBool(_ key: String) throws(WireError) -> Bool? {
+        guard let span = spans[key], span.kind != .null else { return nil }
+        guard span.kind == .bool else { throw WireError(.badRequest, "field '\(key)' must be true or false") }
+        return buffer[span.range.lowerBound] == UInt8(ascii: "t")
+    }
+
+    /// The fields of `restore`: `from`/`to` (RFC 3339), `lead_id`, `release`.
+    func restoreRequest() throws(WireError) -> RestoreRequest {
+        let request = RestoreRequest(
+            fromMs: try optionalTimestamp("from"), toMs: try optionalTimestamp("to"),
+            leadID: try optionalString("lead_id", nonEmpty: true), release: try optionalBool("release") ?? false)
+        if !request.release && request.fromMs == nil && request.toMs == nil && request.leadID == nil {
+            throw WireError(.badRequest, "restore needs 'from' and 'to', or 'lead_id' (or 'release': true)")
+        }
+        if let from = request.fromMs, let to = request.toMs, from >= to {
+            throw WireError(.badRequest, "'from' must be before 'to'")
+        }
+        return request
+    }
+
     func optionalTimestamp(_ key: String) throws(WireError) -> Int64? {
         guard let span = spans[key], span.kind != .null else { return nil }
         guard span.kind == .string, let ms = Timestamp.parse(JSONScanner.decodeStringBytes(span, in: buffer)) else {

@@ -44,7 +44,7 @@ struct Append: ParsableCommand {
         let session = try connection.connect()
         defer { session.close() }
 
-        var loader = Loader(session: session, window: window)
+        let loader = Loader(session: session, window: window)
         var batcher = NDJSONBatcher(maxEvents: batchSize)
         let started = Date()
         let progress = ProgressBar()
@@ -108,64 +108,152 @@ struct Append: ParsableCommand {
 }
 
 /// Sends batches with up to `window` requests in flight and tallies the answers.
-struct Loader {
+///
+/// Answers are read on a thread of their own while the caller sends. A single
+/// thread that alternates would deadlock on large batches: blocked in `send`
+/// because the daemon stops reading a connection whose answers it cannot
+/// write, while those answers wait unread (the daemon then closes the
+/// connection as stalled). The two threads share only the queue of batches
+/// in flight and the tallies, under one lock; one sends and one receives on
+/// the connection, which the blocking client allows (separate syscalls on
+/// one socket).
+final class Loader: @unchecked Sendable {
     let session: DaemonSession
     let window: Int
-    private(set) var inFlight: [AppendBatch] = []
-    private(set) var summary = AppendSummary()
-    private(set) var acknowledgedBytes = 0
+    private let condition = NSCondition()
+    /// Batches sent (or being sent) and not answered yet, in request order.
+    private var inFlight: [AppendBatch] = []
+    private var sendingDone = false
+    private var receiverRunning = false
+    private var summaryValue = AppendSummary()
+    private var acknowledgedBytesValue = 0
     /// The first refusal (with the input line it is about); no batch is sent after it.
-    private(set) var refusal: CLIFailure?
+    private var refusalValue: CLIFailure?
+    /// A broken connection: nothing more can be sent or received.
+    private var fatal: CLIFailure?
 
     init(session: DaemonSession, window: Int) {
         self.session = session
         self.window = window
     }
 
-    mutating func submit(_ batch: AppendBatch) throws(CLIFailure) {
-        while inFlight.count >= window { try answerOne() }
-        if let refusal { throw refusal }
-        try session.sendRaw(batch.frame)
-        inFlight.append(batch)
+    var summary: AppendSummary { locked { summaryValue } }
+    var acknowledgedBytes: Int { locked { acknowledgedBytesValue } }
+    var refusal: CLIFailure? { locked { refusalValue } }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
     }
 
-    mutating func drain() throws(CLIFailure) {
-        while !inFlight.isEmpty { try answerOne() }
-        if let refusal { throw refusal }
-    }
-
-    private mutating func answerOne() throws(CLIFailure) {
-        let batch = inFlight.removeFirst()
-        let body: [UInt8]
-        do {
-            body = try session.connection.receiveRaw()
-        } catch {
-            throw DaemonSession.failure(error, socketPath: session.socketPath)
+    /// Sends one batch, waiting while `window` batches are unanswered.
+    func submit(_ batch: AppendBatch) throws(CLIFailure) {
+        condition.lock()
+        if !receiverRunning {
+            receiverRunning = true
+            let thread = Thread { [self] in receiveLoop() }
+            thread.name = "leadtrail-append-receiver"
+            thread.start()
         }
-        let answer = try DaemonSession.decode(body, checkOK: false)
-        summary.batches += 1
+        while inFlight.count >= window, fatal == nil, refusalValue == nil {
+            condition.wait()
+        }
+        if let stop = fatal ?? refusalValue {
+            condition.unlock()
+            throw stop
+        }
+        inFlight.append(batch)
+        condition.broadcast()
+        condition.unlock()
+        do {
+            try session.sendRaw(batch.frame)
+        } catch {
+            condition.lock()
+            if fatal == nil { fatal = error }
+            condition.broadcast()
+            condition.unlock()
+            throw error
+        }
+    }
+
+    /// Waits for every answer; throws the first refusal or connection failure.
+    func drain() throws(CLIFailure) {
+        condition.lock()
+        sendingDone = true
+        condition.broadcast()
+        while receiverRunning {
+            condition.wait()
+        }
+        let stop = fatal ?? refusalValue
+        condition.unlock()
+        if let stop { throw stop }
+    }
+
+    private func receiveLoop() {
+        while true {
+            condition.lock()
+            while inFlight.isEmpty, !sendingDone, fatal == nil {
+                condition.wait()
+            }
+            guard fatal == nil, let batch = inFlight.first else {
+                receiverRunning = false
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            condition.unlock()
+
+            let outcome: Result<[String: Any], CLIFailure>
+            do {
+                let body = try session.connection.receiveRaw()
+                outcome = .success(try DaemonSession.decode(body, checkOK: false))
+            } catch let failure as CLIFailure {
+                outcome = .failure(failure)
+            } catch {
+                outcome = .failure(DaemonSession.failure(error, socketPath: session.socketPath))
+            }
+
+            condition.lock()
+            inFlight.removeFirst()
+            switch outcome {
+            case .failure(let failure):
+                fatal = fatal ?? failure
+                inFlight.removeAll()
+            case .success(let answer):
+                if let failure = record(answer, for: batch) { fatal = fatal ?? failure }
+            }
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Tallies one answer (called under the lock); returns a failure that ends the load.
+    private func record(_ answer: [String: Any], for batch: AppendBatch) -> CLIFailure? {
+        summaryValue.batches += 1
         guard (answer["ok"] as? Bool) == true else {
             let error = answer["error"] as? [String: Any] ?? [:]
             let code = error["code"] as? String ?? "error"
             let message = error["message"] as? String ?? "the daemon refused the batch"
-            var location = "batch of input lines \(batch.lineNumbers.first ?? 0)-\(batch.lineNumbers.last ?? 0)"
+            let lines = "lines \(batch.lineNumbers.first ?? 0)-\(batch.lineNumbers.last ?? 0)"
+            var location = "batch of input \(lines)"
             if let index = JSONAccess.int(error["index"]), let line = batch.line(ofIndex: Int(index)) {
                 location = "line \(line)"
             }
-            if refusal == nil {
-                let lines = "lines \(batch.lineNumbers.first ?? 0)-\(batch.lineNumbers.last ?? 0)"
-                refusal = .failed("\(location): \(code): \(message) (its batch, \(lines), was not stored)")
+            if refusalValue == nil {
+                refusalValue = .failed("\(location): \(code): \(message) (its batch, \(lines), was not stored)")
             }
-            return
+            return nil
         }
         let results = answer["results"] as? [[String: Any]] ?? []
         guard results.count == batch.count else {
-            throw .failed("the daemon answered \(results.count) results for a batch of \(batch.count) events")
+            return .failed("the daemon answered \(results.count) results for a batch of \(batch.count) events")
         }
         for result in results {
-            summary.record(seq: JSONAccess.int(result["seq"]) ?? 0, duplicate: (result["duplicate"] as? Bool) == true)
+            summaryValue.record(seq: JSONAccess.int(result["seq"]) ?? 0, duplicate: (result["duplicate"] as? Bool) == true)
         }
-        acknowledgedBytes += batch.inputBytes
+        acknowledgedBytesValue += batch.inputBytes
+        return nil
     }
 }
 

@@ -20,7 +20,8 @@ struct LeadTrail: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Serve.self, Ping.self, Append.self, Get.self, Timeline.self, Scan.self, Stats.self, Rotate.self, Verify.self,
+            Serve.self, Ping.self, Append.self, Get.self, Timeline.self, Scan.self, Stats.self, Rotate.self, Tier.self,
+            Restore.self, Verify.self,
             Generate.self,
         ])
 

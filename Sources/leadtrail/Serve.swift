@@ -70,7 +70,7 @@ struct Serve: AsyncParsableCommand {
         do {
             try await Daemon.run(settings, logger: logger)
         } catch {
-            throw CLIFailure.failed("the daemon stopped: \(error)")
+            throw CLIFailure.failed("serve: \(error)")
         }
     }
 }

@@ -47,10 +47,11 @@ struct FormattingTests {
     @Test("stats are readable")
     func stats() throws {
         let answer = try #require(try JSONSerialization.jsonObject(with: Data(
-            #"{"ok":true,"events":1234,"last_seq":1234,"durability":"fsync","tiers":{"hot":{"segments":2,"events":1234,"bytes":1572864},"warm":{"segments":0,"events":0,"bytes":0}},"syncs":7}"#.utf8)) as? [String: Any])
+            #"{"ok":true,"events":1234,"last_seq":1234,"durability":"fsync","tiers":{"hot":{"segments":2,"events":1234,"bytes":1572864,"raw_bytes":1572864,"oldest":"2026-01-01T00:00:00.000Z","newest":"2026-01-02T00:00:00.000Z"},"warm":{"segments":1,"events":10,"bytes":1000,"raw_bytes":4550}},"syncs":7}"#.utf8)) as? [String: Any])
         let lines = Formatting.stats(answer)
         #expect(lines.contains("events      1,234"))
-        #expect(lines.contains("hot     2          1,234         1.5 MiB"))
+        #expect(lines.contains("hot        2          1,234         1.5 MiB      1.00x    2026-01-01T00:00:00.000Z   2026-01-02T00:00:00.000Z"))
+        #expect(lines.contains("warm       1          10            1000 B       4.55x    -                          -"))
         #expect(lines.last == "syncs  7")
     }
 }

@@ -57,7 +57,7 @@ final class ServeProcess {
             for (key, value) in environment { merged[key] = value }
             process.environment = merged
         }
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         process.standardOutput = log
@@ -136,12 +136,12 @@ final class Acknowledged: @unchecked Sendable {
         }
         // Let appends flow, then kill the daemon in the middle of them.
         let deadline = Date().addingTimeInterval(30)
-        while acknowledged.count < 3_000, Date() < deadline { usleep(5_000) }
+        while acknowledged.count < 1_500, Date() < deadline { usleep(5_000) }
         first.kill(SIGKILL)
         #expect(first.wait() == SIGKILL)
         group.wait()
         let acked = acknowledged.all
-        #expect(acked.count >= 1_000)
+        #expect(acked.count >= 500)
 
         // The socket file of the killed daemon is stale: the restart must replace it.
         let second = try ServeProcess(binary: binary, dataDirectory: dataDirectory, socketPath: socketPath, logPath: logPath)

@@ -63,7 +63,7 @@ import Testing
         #expect(events.map { $0["event_id"] as? String } == ["e2", "e1"])
         #expect(timeline["truncated"] as? Bool == false)
 
-        await #expect(throws: ClientError.self) { try connection.request(["op": "get", "event_id": "nope"]) }
+        #expect(throws: ClientError.self) { try connection.request(["op": "get", "event_id": "nope"]) }
         try connection.send(["op": "get", "event_id": "nope", "id": 9])
         let missing = try connection.receive()
         #expect(errorCode(missing) == "not_found")
@@ -101,6 +101,58 @@ import Testing
         await daemon.stop()
     }
 
+    @Test func largeAndSmallAppendsKeepRequestOrder() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let padding = String(repeating: "w", count: 4_000)
+        // Large batches are validated off the event loop; small ones inline. Seqs still follow request order.
+        var expectedFirstSeq: [Int] = []
+        var next = 1
+        for i in 0..<12 {
+            let count = i % 3 == 0 ? 100 : 1
+            let events = (0..<count).map { eventJSON(lead: "O", id: "o\(i)-\($0)", extra: "\"pad\":\"\(padding)\"") }
+            try connection.sendRaw(appendFrame(events, id: "\(i)"))
+            expectedFirstSeq.append(next)
+            next += count
+        }
+        // A large invalid batch in the middle fails alone.
+        let bad = (0..<100).map { $0 == 70 ? #"{"type":"x","lead_id":"O"}"# : eventJSON(lead: "O", extra: "\"pad\":\"\(padding)\"") }
+        try connection.sendRaw(appendFrame(bad, id: "99"))
+        try connection.sendRaw(appendFrame([eventJSON(lead: "O", id: "last")], id: "100"))
+        for i in 0..<12 {
+            let response = try connection.receive()
+            #expect(int(response["id"]) == i)
+            #expect(int((response["results"] as? [[String: Any]])?.first?["seq"]) == expectedFirstSeq[i])
+        }
+        let refused = try connection.receive()
+        #expect(errorCode(refused) == "invalid_event")
+        #expect(int((refused["error"] as? [String: Any])?["index"]) == 70)
+        let last = try connection.receive()
+        #expect(int((last["results"] as? [[String: Any]])?.first?["seq"]) == next)
+        connection.close()
+        await daemon.stop()
+    }
+
+    @Test func largeFramesOfEveryKindKeepTheirPlace() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let big = String(repeating: "b", count: 300_000)
+        try connection.sendRaw(Array(#"{"op":"ping","id":1,"pad":"\#(big)"}"#.utf8))
+        try connection.sendRaw(appendFrame([eventJSON(lead: "X", id: "x1")], id: "2"))
+        try connection.sendRaw(Array(#"{"op":"nope","id":3,"pad":"\#(big)"}"#.utf8))
+        try connection.sendRaw(Array(#"{"op":"ping","id":4,"pad":"\#(big)""#.utf8))  // unterminated: bad_frame
+        try connection.sendRaw(appendFrame([eventJSON(lead: "X", id: "x5", extra: "\"pad\":\"\(big)\"")], id: "5"))
+        try connection.send(["op": "get", "event_id": "x5", "id": 6])
+        let answers = try (0..<6).map { _ in try connection.receive() }
+        #expect(answers.map { int($0["id"]) } == [1, 2, 3, nil, 5, 6])
+        #expect(answers.map { $0["ok"] as? Bool } == [true, true, false, false, true, true])
+        #expect(errorCode(answers[2]) == "unknown_op")
+        #expect(errorCode(answers[3]) == "bad_frame")
+        #expect(int((answers[4]["results"] as? [[String: Any]])?.first?["seq"]) == 2)
+        connection.close()
+        await daemon.stop()
+    }
+
     @Test func errorCodes() async throws {
         let daemon = try await TestDaemon.start { $0.maxBatchEvents = 3; $0.maxFrameBytes = 64 << 10; $0.maxEventBytes = 1024 }
         let connection = try daemon.connect()
@@ -131,7 +183,9 @@ import Testing
 
         // frame_too_large: the error, then the connection closes; others go on.
         let other = try daemon.connect()
-        try connection.writeBytes([0x00, 0x10, 0x00, 0x01] + [UInt8](repeating: 0x20, count: 1000))
+        let ping = Frame.encode(Array(#"{"op":"ping","id":"before"}"#.utf8))
+        try connection.writeBytes(ping + [0x00, 0x10, 0x00, 0x01] + [UInt8](repeating: 0x20, count: 1000))
+        #expect(try connection.receive()["id"] as? String == "before")
         let tooLarge = try connection.receive()
         #expect(errorCode(tooLarge) == "frame_too_large")
         #expect(throws: ClientError.self) { try connection.receive() }
@@ -174,6 +228,17 @@ import Testing
         connection.close()
         await nobody.stop()
 
+        // A peer whose groups are looked up (an unknown user here) and match nothing has no role.
+        let grouped = try await TestDaemon.start(peer: PeerCredentials(pid: 1, uid: 4_000_000, gid: 4242)) {
+            $0.roles = RoleAssignments(gids: [7777: .support])
+        }
+        let g = try grouped.connect()
+        #expect(try g.request(["op": "ping"])["ok"] as? Bool == true)
+        try g.send(["op": "stats"])
+        #expect(errorCode(try g.receive()) == "forbidden")
+        g.close()
+        await grouped.stop()
+
         // A producer by gid may append but not read; a support uid may read but not rotate.
         let roles = RoleAssignments(uids: [5001: .support], gids: [6000: .producer])
         let producer = try await TestDaemon.start(peer: PeerCredentials(pid: 1, uid: 5000, gid: 6000)) { $0.roles = roles }
@@ -194,6 +259,58 @@ import Testing
         #expect(errorCode(try s.receive()) == "forbidden")
         s.close()
         await support.stop()
+    }
+
+    @Test func archivedEventsShowInStatsAndTimeline() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let old = (0..<5).map { eventJSON(lead: "A", id: "old\($0)", timestamp: "2020-01-0\($0 + 1)T00:00:00Z") }
+        try LeadTrailConnection.check(try { try connection.sendRaw(appendFrame(old)); return try connection.receive() }())
+        _ = try connection.request(["op": "rotate"])
+        let recent = eventJSON(lead: "A", id: "new", timestamp: Timestamp.format(Timestamp.now()))
+        try connection.sendRaw(appendFrame([recent]))
+        try LeadTrailConnection.check(try connection.receive())
+        let store = try #require(daemon.store)
+        let report = try store.tier()
+        #expect(!report.moved.isEmpty)
+
+        let stats = try connection.request(["op": "stats"])
+        let cold = try #require((stats["tiers"] as? [String: Any])?["cold"] as? [String: Any])
+        #expect(int(cold["events"]) == 5)
+        let timeline = try connection.request(["op": "timeline", "lead_id": "A"])
+        #expect(timeline["cold_only_before"] as? String == "2020-01-05T00:00:00.001Z")
+        #expect((timeline["events"] as? [[String: Any]])?.map { $0["event_id"] as? String } == ["new"])
+        connection.close()
+        await daemon.stop()
+    }
+
+    @Test func tierAndRestoreThroughTheSocket() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        let old = (0..<5).map { eventJSON(lead: "A", id: "old\($0)", timestamp: "2020-01-0\($0 + 1)T00:00:00Z") }
+        try LeadTrailConnection.check(try { try connection.sendRaw(appendFrame(old)); return try connection.receive() }())
+        _ = try connection.request(["op": "rotate"])
+        let tiered = try connection.request(["op": "tier"])
+        let moved = try #require(tiered["moved"] as? [[String: Any]])
+        #expect(moved.compactMap { $0["to"] as? String } == ["warm", "cold"])
+        #expect(try connection.request(["op": "timeline", "lead_id": "A"])["cold_only_before"] as? String == "2020-01-05T00:00:00.001Z")
+
+        try connection.send(["op": "restore"])
+        #expect(errorCode(try connection.receive()) == "bad_request")
+        try connection.send(["op": "restore", "from": "2020-01-03T00:00:00Z", "to": "2020-01-01T00:00:00Z"])
+        #expect(errorCode(try connection.receive()) == "bad_request")
+        let restored = try connection.request(["op": "restore", "from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"])
+        #expect(int(restored["restored"]) == 5)
+        let timeline = try connection.request(["op": "timeline", "lead_id": "A"])
+        #expect((timeline["events"] as? [[String: Any]])?.compactMap { $0["event_id"] as? String } == (0..<5).map { "old\($0)" })
+        #expect(timeline["cold_only_before"] == nil)
+        let again = try connection.request(["op": "restore", "lead_id": "A"])
+        #expect(int(again["restored"]) == 0 && int(again["already_restored"]) == 5)
+        let released = try connection.request(["op": "restore", "release": true])
+        #expect(int(released["released_segments"]) == 1)
+        #expect((try connection.request(["op": "timeline", "lead_id": "A"])["events"] as? [Any])?.isEmpty == true)
+        connection.close()
+        await daemon.stop()
     }
 
     @Test func statsRotateVerify() async throws {
@@ -321,6 +438,29 @@ import Testing
         await daemon.stop()
     }
 
+    @Test func aClientThatStopsReadingIsDisconnected() async throws {
+        let daemon = try await TestDaemon.start { $0.stallTimeoutSeconds = 1 }
+        let writer = try daemon.connect()
+        let padding = String(repeating: "r", count: 40_000)
+        for chunk in 0..<3 {
+            try writer.sendRaw(appendFrame((0..<100).map { eventJSON(lead: "R", id: "r\(chunk)-\($0)", extra: "\"pad\":\"\(padding)\"") }))
+            try LeadTrailConnection.check(try writer.receive())
+        }
+        writer.close()
+        let reader = try daemon.connect()
+        try reader.send(["op": "scan"])  // 12 MB of answers, never read
+        let deadline = Date().addingTimeInterval(8)
+        while daemon.daemon.connectionCount > 0, Date() < deadline {
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(daemon.daemon.connectionCount == 0)
+        reader.close()
+        let other = try daemon.connect()
+        #expect(try other.request(["op": "ping"])["ok"] as? Bool == true)
+        other.close()
+        await daemon.stop()
+    }
+
     @Test func garbageNeverStopsTheDaemon() async throws {
         let daemon = try await TestDaemon.start()
         var rng = SystemRandomNumberGenerator()
@@ -420,7 +560,7 @@ import Testing
     func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         let directory = TemporaryDirectory()
         let path = directory.path + "/config.json"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
         return try DaemonConfiguration.load(path: path)
     }
 
@@ -483,6 +623,14 @@ import Testing
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 11, gid: 20), daemonUID: 0) == .admin)
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 12, gid: 12), daemonUID: 0) == nil)
         #expect(roles.role(of: PeerCredentials(pid: 0, uid: 7, gid: 7), daemonUID: 7) == .admin)
+        // Supplementary groups count too.
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 12, gid: 12), daemonUID: 0, supplementaryGroups: [30]) == .producer)
+        #expect(roles.role(of: PeerCredentials(pid: 0, uid: 10, gid: 12), daemonUID: 0, supplementaryGroups: [30, 20]) == .admin)
+        #expect(roles.needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 10, gid: 12), daemonUID: 0))
+        #expect(!roles.needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 10, gid: 20), daemonUID: 0))
+        #expect(!RoleAssignments(uids: [10: .admin]).needsSupplementaryGroups(for: PeerCredentials(pid: 0, uid: 11, gid: 1), daemonUID: 0))
+        #expect(RoleAssignments.supplementaryGroups(uid: 0, primaryGID: 12_345).contains(12_345))
+        #expect(RoleAssignments.supplementaryGroups(uid: 4_000_000, primaryGID: 1).isEmpty)
         #expect(AccessPolicy.allows(nil, .ping))
         #expect(!AccessPolicy.allows(nil, .append))
         #expect(AccessPolicy.allows(.producer, .append))

@@ -37,11 +37,14 @@ final class TestDaemon: @unchecked Sendable {
     let directory: TemporaryDirectory
     let configuration: DaemonConfiguration
     let daemon: RunningDaemon
+    /// The real store, when the daemon runs over one.
+    let store: EventStore?
 
     var socketPath: String { configuration.socketPath }
     var dataDirectory: String { configuration.dataDirectory }
 
-    private init(directory: TemporaryDirectory, configuration: DaemonConfiguration, daemon: RunningDaemon) {
+    private init(directory: TemporaryDirectory, configuration: DaemonConfiguration, daemon: RunningDaemon, store: EventStore?) {
+        self.store = store
         self.directory = directory
         self.configuration = configuration
         self.daemon = daemon
@@ -65,10 +68,10 @@ final class TestDaemon: @unchecked Sendable {
         let configuration = Self.configuration(in: directory, configure)
         let store = try backend ?? EventStoreBackend.open(configuration, logger: quietLogger)
         let credentials: (@Sendable (Channel) -> EventLoopFuture<PeerCredentials>)? = peer.map { peer in
-            { channel in channel.eventLoop.makeSucceededFuture(peer) }
+            { @Sendable channel in channel.eventLoop.makeSucceededFuture(peer) }
         }
         let daemon = try await Daemon.start(configuration, backend: store, logger: quietLogger, credentials: credentials)
-        return TestDaemon(directory: directory, configuration: configuration, daemon: daemon)
+        return TestDaemon(directory: directory, configuration: configuration, daemon: daemon, store: (store as? EventStoreBackend)?.store)
     }
 
     func connect(timeout: Double = 20) throws -> LeadTrailConnection {
@@ -118,12 +121,15 @@ final class FailingBackend: StoreBackend, @unchecked Sendable {
     func timeline(leadID: String, limit: Int) throws(StoreError) -> (events: [StoredEvent], truncated: Bool) { throw error }
     func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) { throw error }
     var lastSeq: UInt64 { 0 }
+    var coldOnlyBefore: Int64? { nil }
     func stats() -> StoreStats {
         let tier = StoreStats.Tier()
         return StoreStats(events: 0, lastSeq: 0, durability: .fsync, hot: tier, warm: tier, cold: tier, restored: tier, activeSegmentID: 0,
                           corruptSegments: [], quarantinedFiles: [], startupMilliseconds: 0, appendBatches: 0, syncs: 0)
     }
     func rotate() throws(StoreError) -> SealedSegment? { throw error }
+    func tier() throws(StoreError) -> TierReport { throw error }
+    func restore(_ request: RestoreRequest) throws(StoreError) -> RestoreReport { throw error }
     func verify() -> VerifyReport { VerifyReport(segments: 0, records: 0, corrupt: [], warnings: []) }
     func close() {}
 }

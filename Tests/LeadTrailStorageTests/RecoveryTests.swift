@@ -276,6 +276,28 @@ func expectServes(_ store: EventStore, _ expected: [ExpectedEvent], absent: [Exp
     }
 }
 
+@Suite struct CheckpointTests {
+    /// A damaged, empty or missing checkpoint is only a hint lost: the store opens with everything and writes a new one.
+    @Test(arguments: ["flip", "empty", "missing", "garbage"])
+    func unusableCheckpoint(_ damage: String) throws {
+        let dir = TemporaryDirectory()
+        let written = try WrittenStore.make(in: dir.path, sealedBatches: 2, batchSizes: [3, 1], seed: 45)
+        let path = dir.path + "/checkpoint"
+        switch damage {
+        case "flip": try Files.flipBit(path, byte: 20, bit: 1)
+        case "empty": try Files.write([], to: path)
+        case "missing": try Files.remove(path)
+        default: try Files.write(Array("not a checkpoint at all, but forty bytes".utf8), to: path)
+        }
+        let store = try EventStore.openForTest(dir.path)
+        #expect(store.stats().corruptSegments.isEmpty)
+        try expectServes(store, written.events)
+        #expect(try store.appendAndWait([try Events.make(lead: "x", id: "n")]).first?.seq == written.events.last!.seq + 1)
+        store.close()
+        #expect(Checkpoint.decode(try Files.read(path))?.lastSeq == written.events.last!.seq + 1)
+    }
+}
+
 @Suite struct InterruptedSealTests {
     /// A crash after the footer was written and synced but before the rename: recovery finishes the seal.
     @Test(arguments: [false, true])
@@ -300,6 +322,26 @@ func expectServes(_ store: EventStore, _ expected: [ExpectedEvent], absent: [Exp
         #expect(again.verify().isClean)
         #expect(try again.event(withID: "n")?.seq == 7)
         #expect(try EventStore.verify(directory: dir.path).isClean)
+    }
+
+    /// An older segment left open without its footer (a copied directory can hold one) beside the active one:
+    /// recovery seals it, and every event is served once, in order.
+    @Test func olderOpenSegmentIsSealed() throws {
+        let dir = TemporaryDirectory()
+        let written = try WrittenStore.make(in: dir.path, sealedBatches: 3, batchSizes: [2, 1], seed: 44)
+        let sealed = try #require(Files.sealedSegments(dir.path).last)
+        let bytes = try Files.read(sealed)
+        let dataEnd = try #require(RecordLayout.dataEnd(ofSealed: bytes))
+        try Files.remove(sealed)
+        try Files.write(Array(bytes[0..<dataEnd]), to: String(sealed.dropLast(4)) + ".open")
+        #expect(Files.segments(dir.path).filter { $0.hasSuffix(".open") }.count == 2)
+        let store = try EventStore.openForTest(dir.path)
+        defer { store.close() }
+        #expect(store.stats().corruptSegments.isEmpty)
+        #expect(Files.sealedSegments(dir.path) == [sealed])
+        try expectServes(store, written.events)
+        #expect(try store.appendAndWait([try Events.make(lead: "x", id: "n")]).first?.seq == written.events.last!.seq + 1)
+        #expect(store.verify().isClean)
     }
 
     /// A crash while the footer was being written: the partial footer is a torn tail; the records stay, unsealed.

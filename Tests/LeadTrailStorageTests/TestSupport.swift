@@ -2,6 +2,13 @@ import Foundation
 import LeadTrailEvents
 @testable import LeadTrailStorage
 
+/// Whether `/dev/shm` is writable and has room (containers often give it only 64 MiB).
+func memoryFileSystemIsRoomy() -> Bool {
+    var info = statvfs()
+    guard access("/dev/shm", W_OK) == 0, statvfs("/dev/shm", &info) == 0 else { return false }
+    return UInt64(info.f_bavail) * UInt64(info.f_frsize) >= 1 << 30
+}
+
 /// A fresh temporary directory, removed when the test ends.
 final class TemporaryDirectory {
     let path: String
@@ -9,7 +16,7 @@ final class TemporaryDirectory {
     /// - Parameter inMemory: use `/dev/shm` when there is one: for sweeps that create and delete thousands of
     ///   files to test recovery logic (not durability), where a disk file system spends its time allocating inodes.
     init(inMemory: Bool = false) {
-        let base = inMemory && access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : NSTemporaryDirectory()
+        let base = inMemory && memoryFileSystemIsRoomy() ? "/dev/shm/" : NSTemporaryDirectory()
         path = base + "leadtrail-test-" + UUID().uuidString
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
@@ -220,6 +227,14 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
         }
     }
 
+    enum OneShot: Hashable { case fdatasync, rename, syncDirectory }
+    private var oneShots: Set<OneShot> = []
+
+    /// The next call of `operation` (only that one) fails with EIO.
+    func failNext(_ operation: OneShot) { lock.withLock { _ = oneShots.insert(operation) } }
+
+    private func takeOneShot(_ operation: OneShot) -> Bool { lock.withLock { oneShots.remove(operation) != nil } }
+
     /// Every `fdatasync` from now on fails with EIO.
     func failSyncs() { lock.withLock { _syncFailures = true } }
 
@@ -278,7 +293,7 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     }
 
     func fdatasync(_ fd: Int32) throws(StoreError) {
-        if lock.withLock({ _syncFailures }) { throw StoreError(.io, "fdatasync: Input/output error") }
+        if lock.withLock({ _syncFailures }) || takeOneShot(.fdatasync) { throw StoreError(.io, "fdatasync: Input/output error") }
         if syncs { try base.fdatasync(fd) }
     }
 
@@ -289,10 +304,13 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
 
     func ftruncate(_ fd: Int32, length: Int) throws(StoreError) { try base.ftruncate(fd, length: length) }
     func fileSize(_ fd: Int32) throws(StoreError) -> Int { try base.fileSize(fd) }
-    func rename(_ from: String, _ to: String) throws(StoreError) { try base.rename(from, to) }
+    func rename(_ from: String, _ to: String) throws(StoreError) {
+        if takeOneShot(.rename) { throw StoreError(.io, "rename: Input/output error") }
+        try base.rename(from, to)
+    }
     func unlink(_ path: String) throws(StoreError) { try base.unlink(path) }
     func syncDirectory(_ path: String) throws(StoreError) {
-        if lock.withLock({ _syncFailures }) { throw StoreError(.io, "fsync: Input/output error") }
+        if lock.withLock({ _syncFailures }) || takeOneShot(.syncDirectory) { throw StoreError(.io, "fsync: Input/output error") }
         if syncs { try base.syncDirectory(path) }
     }
 }
