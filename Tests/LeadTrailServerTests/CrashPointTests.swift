@@ -6,8 +6,8 @@ import Testing
 
 /// Every named crash point, reached by a real process that then dies with `_exit(77)`:
 /// the append, seal, segment-creation and checkpoint points through `leadtrail serve`,
-/// the tier-move and restore points through the `leadtrail-crashtest` driver (the daemon
-/// has no tier or restore operation yet). After each death the directory is reopened and
+/// the tier-move and restore points through the `leadtrail-crashtest` driver (an in-process
+/// store that runs many moves and restores per run, beside its appends). After each death the directory is reopened and
 /// every acknowledged event must be there exactly once, with its seq, seqs without gaps,
 /// and `verify` clean.
 @Suite(.serialized) struct CrashPointTests {
