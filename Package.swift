@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "LeadTrailStorage", targets: ["LeadTrailStorage"]),
         .library(name: "LeadTrailQuery", targets: ["LeadTrailQuery"]),
         .library(name: "LeadTrailClient", targets: ["LeadTrailClient"]),
+        .library(name: "LeadTrailWire", targets: ["LeadTrailWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -88,8 +89,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Test-only: drives an in-process store through every crash point (tier moves, restores included)
+        // for the reliability tests, printing each acknowledgement. Not a product; never installed.
+        .executableTarget(
+            name: "leadtrail-crashtest",
+            dependencies: ["LeadTrailEvents", "LeadTrailStorage"],
+            swiftSettings: swiftSettings),
+
         .testTarget(name: "LeadTrailEventsTests", dependencies: ["LeadTrailEvents"], swiftSettings: swiftSettings),
-        .testTarget(name: "LeadTrailStorageTests", dependencies: ["LeadTrailStorage", "LeadTrailEvents", "LeadTrailQuery"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LeadTrailStorageTests",
+            dependencies: ["LeadTrailStorage", "LeadTrailEvents", "LeadTrailQuery", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailQueryTests", dependencies: ["LeadTrailQuery", "LeadTrailStorage", "LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailCLITests", dependencies: ["LeadTrailCLIKit", "LeadTrailEvents"], swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailWireTests", dependencies: ["LeadTrailWire"], swiftSettings: swiftSettings),

@@ -28,6 +28,7 @@ struct Checkpoint: Equatable {
         guard bytes.count == size, Array(bytes[0..<8]) == magic else { return nil }
         return bytes.withUnsafeBytes { b in
             guard CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<36]))) == b.u32(at: 36) else { return nil }
+            guard b.u64(at: 24) <= SegmentFormat.maximumSeq, b.u64(at: 16) <= SegmentFormat.maximumFileSize else { return nil }
             return Checkpoint(segmentID: b.u64(at: 8), durableOffset: b.u64(at: 16), lastSeq: b.u64(at: 24))
         }
     }

@@ -25,6 +25,10 @@ struct ColdMember: Sendable, Equatable {
     var events: UInt64
     /// A Bloom filter over the 32-bit lead hashes of its events.
     var leadFilter: [UInt8]
+    /// CRC32C of the member's compressed bytes (gzip header and trailer included): the gzip CRC-32
+    /// covers only the inflated bytes, so a flipped bit in the header or in the deflate stream's
+    /// padding would go unnoticed. Absent in manifests written before it existed.
+    var memberCRC: UInt32? = nil
 
     static let filterHashes = 7
 
@@ -50,15 +54,23 @@ struct ColdMember: Sendable, Equatable {
     }
 
     var json: [String: Any] {
-        [
+        var out: [String: Any] = [
             "segment_id": segmentID, "offset": offset, "length": length, "raw_length": rawLength, "raw_crc32c": rawCRC,
             "ids_offset": idsOffset, "ids_count": idsCount, "ids_crc32c": idsCRC, "first_seq": firstSeq, "last_seq": lastSeq,
             "min_ts": minTs, "max_ts": maxTs, "events": events, "lead_filter": Data(leadFilter).base64EncodedString(),
         ]
+        if let memberCRC { out["member_crc32c"] = memberCRC }
+        return out
+    }
+
+    /// Whether `bytes` are this member's stored bytes (when the manifest records their checksum).
+    func matchesStoredBytes(_ bytes: [UInt8]) -> Bool {
+        guard let memberCRC else { return true }
+        return CRC32C.checksum(bytes) == memberCRC
     }
 
     init(segmentID: UInt64, offset: Int, length: Int, rawLength: Int, rawCRC: UInt32, idsOffset: Int, idsCount: Int, idsCRC: UInt32,
-         firstSeq: UInt64, lastSeq: UInt64, minTs: Int64, maxTs: Int64, events: UInt64, leadFilter: [UInt8]) {
+         firstSeq: UInt64, lastSeq: UInt64, minTs: Int64, maxTs: Int64, events: UInt64, leadFilter: [UInt8], memberCRC: UInt32? = nil) {
         self.segmentID = segmentID
         self.offset = offset
         self.length = length
@@ -73,6 +85,7 @@ struct ColdMember: Sendable, Equatable {
         self.maxTs = maxTs
         self.events = events
         self.leadFilter = leadFilter
+        self.memberCRC = memberCRC
     }
 
     init?(json: [String: Any]) {
@@ -85,10 +98,17 @@ struct ColdMember: Sendable, Equatable {
               let lastSeq = u64("last_seq"), let minTs = i64("min_ts"), let maxTs = i64("max_ts"), let events = u64("events"),
               let filter = (json["lead_filter"] as? String).flatMap({ Data(base64Encoded: $0) })
         else { return nil }
+        // Values no archive can hold would overflow the offset and seq arithmetic of recovery and restore.
+        let limit = Int(SegmentFormat.maximumFileSize)
+        guard (0...limit).contains(offset), (0...limit).contains(length), (0...limit).contains(rawLength),
+              (0...limit).contains(idsOffset), (0...(limit / 16)).contains(idsCount),
+              firstSeq <= SegmentFormat.maximumSeq, lastSeq <= SegmentFormat.maximumSeq
+        else { return nil }
         self.init(
             segmentID: segmentID, offset: offset, length: length, rawLength: rawLength, rawCRC: UInt32(truncatingIfNeeded: rawCRC),
             idsOffset: idsOffset, idsCount: idsCount, idsCRC: UInt32(truncatingIfNeeded: idsCRC), firstSeq: firstSeq,
             lastSeq: lastSeq, minTs: minTs, maxTs: maxTs, events: events, leadFilter: [UInt8](filter))
+        if let crc = u64("member_crc32c") { memberCRC = UInt32(truncatingIfNeeded: crc) }
     }
 }
 
@@ -116,7 +136,9 @@ struct ColdArchive: Sendable {
               line[3].hasPrefix("length="), let length = Int(line[3].dropFirst(7))
         else { return nil }
         let json = Array(bytes[(newline + 1)...])
-        guard json.count == length, CRC32C.mask(CRC32C.checksum(json)) == crc,
+        // Exactly the spelling encodeManifest writes: "A" for "a" in the hex digits is the same number, and a flipped bit.
+        guard line[2] == "crc32c=" + String(crc, radix: 16), line[3] == "length=\(length)",
+              json.count == length, CRC32C.mask(CRC32C.checksum(json)) == crc,
               let body = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any],
               let day = body["day"] as? String, let members = body["members"] as? [[String: Any]]
         else { return nil }
@@ -237,7 +259,7 @@ extension EventStore {
             segmentID: segment.id, offset: offset, length: member.count, rawLength: raw.count, rawCRC: CRC32C.checksum(raw),
             idsOffset: idsOffset, idsCount: eventSection.count / 16, idsCRC: CRC32C.checksum(eventSection),
             firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, minTs: segment.minTs, maxTs: segment.maxTs,
-            events: segment.count, leadFilter: ColdMember.makeFilter(leadHashes: leadHashes)))
+            events: segment.count, leadFilter: ColdMember.makeFilter(leadHashes: leadHashes), memberCRC: CRC32C.checksum(member)))
         try io.writeAtomically(archive.encodeManifest(), to: coldDirectory + "/\(day).manifest", directory: coldDirectory, crashPoint: .coldBeforeManifestRename)
         stateLock.withLock { coldCatalog.archives[day] = archive }
         CrashPoint.coldBeforeSourceDelete.reached()
@@ -279,7 +301,9 @@ extension EventStore {
             let fd = try io.open(archivePath, flags: O_RDONLY, mode: 0)
             let bytes = try io.read(fd, count: m.length, at: m.offset)
             io.close(fd)
-            guard bytes.count == m.length, let raw = Gzip.decompress(bytes, rawLength: m.rawLength), CRC32C.checksum(raw) == m.rawCRC else {
+            guard bytes.count == m.length, m.matchesStoredBytes(bytes), let raw = Gzip.decompress(bytes, rawLength: m.rawLength),
+                  CRC32C.checksum(raw) == m.rawCRC
+            else {
                 let report = CorruptionReport(file: "\(entry.day).ltz", offset: m.offset, reason: "archived segment \(m.segmentID) is damaged; not restored")
                 stateLock.withLock { if !damage.contains(report) { damage.append(report) } }
                 logger.error("\(report)")

@@ -15,7 +15,12 @@ extension EventStore {
             for name in temporaries { try io.unlink(directory + "/" + name) }
             if !temporaries.isEmpty { try io.syncDirectory(directory) }
         }
-        let checkpoint = (try? io.readWhole(configuration.directory + "/checkpoint")).flatMap(Checkpoint.decode)
+        let checkpointBytes = try? io.readWhole(configuration.directory + "/checkpoint")
+        let checkpoint = checkpointBytes.flatMap(Checkpoint.decode)
+        if checkpointBytes != nil && checkpoint == nil {
+            // Rewritten below; until then damage before the durable point cannot be told from a torn tail.
+            logger.critical("the checkpoint is damaged; it is rewritten, but this start cannot check that every acknowledged event is readable")
+        }
 
         var sealedIDs: [UInt64] = []
         var openIDs: [UInt64] = []

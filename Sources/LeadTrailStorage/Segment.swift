@@ -195,6 +195,9 @@ struct RecordReader {
         guard RecordHeader.checksumMatches(bytes, totalSize: total) else {
             return .failure(.corrupt(offset: offset, reason: "record checksum mismatch"))
         }
+        guard header.seq <= SegmentFormat.maximumSeq else {
+            return .failure(.corrupt(offset: offset, reason: "seq \(header.seq) out of range"))
+        }
         guard header.kind == SegmentFormat.kindEvent || header.kind >= 0x80 else {
             return .failure(.corrupt(offset: offset, reason: "unknown record kind \(header.kind)"))
         }

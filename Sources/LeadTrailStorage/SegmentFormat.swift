@@ -13,6 +13,12 @@ enum SegmentFormat {
     /// No record payload is ever larger than this, whatever the configuration says;
     /// a length field above it is corruption, checked before allocating.
     static let maximumPayload = 64 << 20
+    /// No segment file is anywhere near this large (they are sealed at 2 GiB at most); a trailer or
+    /// directory field above it is damage (with a valid checksum), refused before any offset arithmetic.
+    static let maximumFileSize: UInt64 = 1 << 40
+    /// No seq ever comes near this (2^62 events); a stored seq above it is damage with a valid checksum,
+    /// refused before `seq + 1` could overflow.
+    static let maximumSeq: UInt64 = 1 << 62
 
     static let headerMagic: [UInt8] = Array("LTRLSEG\u{1}".utf8)
     static let trailerMagic: [UInt8] = Array("LTRLEND\u{1}".utf8)
@@ -90,6 +96,9 @@ struct SegmentHeader: Equatable {
         let version = b.u16(at: 8)
         guard version == SegmentFormat.version else { return .failure(FormatError("unsupported format version \(version)")) }
         guard b.u32(at: 12) == 0 else { return .failure(FormatError("unknown incompatible flags \(b.u32(at: 12))")) }
+        guard b.u64(at: 24) <= SegmentFormat.maximumSeq, b.u64(at: 40) <= SegmentFormat.maximumSeq else {
+            return .failure(FormatError("seq out of range"))
+        }
         return .success(SegmentHeader(
             tier: b[10], segmentID: b.u64(at: 16), baseSeq: b.u64(at: 24), createdMs: b.i64(at: 32),
             previousLastSeq: b.u64(at: 40), previousChainCRC: b.u32(at: 48)))
@@ -205,6 +214,10 @@ struct SegmentTrailer: Equatable {
         guard b.count == SegmentFormat.trailerSize, Array(b[0..<8]) == SegmentFormat.trailerMagic else { return nil }
         let crc = CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<76])))
         guard crc == b.u32(at: 76) else { return nil }
+        // Sizes no segment can have would overflow the readers' offset arithmetic (indexSize, dataEnd + indexSize).
+        guard b.u64(at: 48) <= SegmentFormat.maximumFileSize, b.u64(at: 8) <= SegmentFormat.maximumFileSize / UInt64(SegmentFormat.recordHeaderSize),
+              b.u64(at: 16) <= SegmentFormat.maximumSeq, b.u64(at: 24) <= SegmentFormat.maximumSeq
+        else { return nil }
         return SegmentTrailer(
             recordCount: b.u64(at: 8), firstSeq: b.u64(at: 16), lastSeq: b.u64(at: 24), minTs: b.i64(at: 32),
             maxTs: b.i64(at: 40), dataEnd: b.u64(at: 48), sparseCount: b.u32(at: 56), indexCRC: b.u32(at: 60),

@@ -27,7 +27,10 @@ extension EventStore {
         let warmCutoff = now - Int64(policy.warmDays * 86_400_000)
 
         let candidates: [Segment] = stateLock.withLock {
-            segments.filter { $0.isSealed && $0.count > 0 && $0.damage.isEmpty && $0.tier != .restored }
+            // The last segment is the active one, or one the writer has just sealed and not yet followed
+            // with a new active segment: never tiered.
+            let last = segments.last
+            return segments.filter { $0 !== last && $0.isSealed && $0.count > 0 && $0.damage.isEmpty && $0.tier != .restored }
         }
         for segment in candidates {
             do throws(StoreError) {

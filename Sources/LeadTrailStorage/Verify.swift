@@ -97,8 +97,9 @@ extension EventStore {
                     if idsRange.upperBound > ids.count || CRC32C.checksum(Array(ids[idsRange])) != member.idsCRC {
                         report.corrupt.append(CorruptionReport(file: "cold/\(day).ids", offset: member.idsOffset, reason: "event-id index of segment \(member.segmentID) damaged"))
                     }
-                    guard member.offset + member.length <= archiveBytes.count,
-                          let raw = Gzip.decompress(Array(archiveBytes[member.offset..<(member.offset + member.length)]), rawLength: member.rawLength),
+                    let stored = member.offset + member.length <= archiveBytes.count ? Array(archiveBytes[member.offset..<(member.offset + member.length)]) : []
+                    guard member.offset + member.length <= archiveBytes.count, member.matchesStoredBytes(stored),
+                          let raw = Gzip.decompress(stored, rawLength: member.rawLength),
                           CRC32C.checksum(raw) == member.rawCRC
                     else {
                         report.corrupt.append(CorruptionReport(file: file, offset: member.offset, reason: "gzip member of segment \(member.segmentID) is damaged"))
@@ -109,6 +110,11 @@ extension EventStore {
                     }
                 })
             }
+        }
+
+        // The checkpoint: without it recovery cannot tell a torn tail from damage before the durable point.
+        if let bytes = try? io.readWhole(directory + "/checkpoint"), Checkpoint.decode(bytes) == nil {
+            report.corrupt.append(CorruptionReport(file: "checkpoint", offset: nil, reason: "checkpoint checksum mismatch or wrong size"))
         }
 
         items.sort { $0.id < $1.id }

@@ -49,6 +49,8 @@ enum WarmFormat {
             guard b.count == WarmFormat.trailerSize, Array(b[0..<8]) == WarmFormat.trailerMagic,
                   CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<60]))) == b.u32(at: 60)
             else { return nil }
+            // Offsets no file can have would trap in the readers' Int arithmetic.
+            guard b.u64(at: 16) <= SegmentFormat.maximumFileSize, b.u64(at: 24) <= SegmentFormat.maximumFileSize else { return nil }
             return Trailer(blockCount: b.u32(at: 8), footerStart: b.u64(at: 16), hotFooterLength: b.u64(at: 24), directoryCRC: b.u32(at: 32))
         }
     }
@@ -177,7 +179,7 @@ final class WarmFile: SegmentData, @unchecked Sendable {
         let bytes: [UInt8]? = stored.withUnsafeBytes { b in
             guard b.count == WarmFormat.blockHeaderSize + Int(entry.compressedLength),
                   b.u32(at: 0) == entry.compressedLength, b.u32(at: 4) == entry.rawLength,
-                  b.u64(at: 24) == entry.rawOffset
+                  b.u64(at: 24) == entry.rawOffset, b.u32(at: 12) & ~WarmFormat.flagStored == 0, b.u32(at: 16) == 0, b.u32(at: 20) == 0
             else { return nil }
             let payload = UnsafeRawBufferPointer(rebasing: b[WarmFormat.blockHeaderSize...])
             guard CRC32C.mask(CRC32C.checksum(payload)) == b.u32(at: 8) else { return nil }
@@ -231,21 +233,42 @@ extension WarmFormat {
         let footer = Array(bytes[footerStart..<footerEnd])
         guard CRC32C.mask(CRC32C.checksum(footer)) == trailer.directoryCRC else { return damage(footerStart, "warm footer checksum mismatch") }
         var hot = Array(footer[0..<SegmentFormat.headerSize])
+        // The warm file's own header is the hot one with tier 1 (nothing reads it, so check it here).
+        var warmHeader: SegmentHeader? = nil
+        if case .success(var h) = hot.withUnsafeBytes({ SegmentHeader.decode($0) }) {
+            h.tier = 1
+            warmHeader = h
+        }
+        if warmHeader?.encode() != Array(bytes[0..<SegmentFormat.headerSize]) {
+            report.corrupt.append(CorruptionReport(file: file, offset: 0, reason: "warm header does not match the segment header kept in the footer"))
+        }
         var damaged = false
+        // Blocks tile the area between the header and the footer, in order.
+        var expectedOffset = SegmentFormat.headerSize
+        var expectedRaw = SegmentFormat.headerSize
         footer.withUnsafeBytes { f in
             bytes.withUnsafeBytes { b in
                 for i in 0..<Int(trailer.blockCount) {
                     let at = hotFooterLength + i * directoryEntrySize
-                    let fileOffset = Int(f.u64(at: at + 8)), compressed = Int(f.u32(at: at + 16)), raw = Int(f.u32(at: at + 20))
-                    guard fileOffset + blockHeaderSize + compressed <= footerStart else {
+                    let rawOffset = f.u64(at: at), fileOffset64 = f.u64(at: at + 8)
+                    let compressed = Int(f.u32(at: at + 16)), raw = Int(f.u32(at: at + 20))
+                    guard fileOffset64 == UInt64(expectedOffset), rawOffset == UInt64(expectedRaw),
+                          expectedOffset + blockHeaderSize + compressed <= footerStart
+                    else {
                         damaged = true
-                        _ = damage(fileOffset, "block \(i) lies outside the block area")
+                        _ = damage(expectedOffset, "block \(i) lies outside the block area or out of order")
                         return
                     }
+                    let fileOffset = expectedOffset
+                    expectedOffset += blockHeaderSize + compressed
+                    expectedRaw += raw
                     let payload = UnsafeRawBufferPointer(rebasing: b[(fileOffset + blockHeaderSize)..<(fileOffset + blockHeaderSize + compressed)])
+                    let flags = b.u32(at: fileOffset + 12)
                     guard b.u32(at: fileOffset) == UInt32(compressed), b.u32(at: fileOffset + 4) == UInt32(raw),
+                          flags & ~flagStored == 0, b.u32(at: fileOffset + 16) == 0, b.u32(at: fileOffset + 20) == 0,
+                          b.u64(at: fileOffset + 24) == rawOffset,
                           CRC32C.mask(CRC32C.checksum(payload)) == b.u32(at: fileOffset + 8),
-                          let block = decompress(payload, rawLength: raw, compressed: b.u32(at: fileOffset + 12) & flagStored == 0)
+                          let block = decompress(payload, rawLength: raw, compressed: flags & flagStored == 0)
                     else {
                         damaged = true
                         _ = damage(fileOffset, "block \(i) failed its checksum or would not decompress")
@@ -256,6 +279,9 @@ extension WarmFormat {
             }
         }
         if damaged { return nil }
+        if expectedOffset != footerStart {
+            return damage(expectedOffset, "\(footerStart - expectedOffset) bytes between the last block and the footer")
+        }
         hot.append(contentsOf: footer[SegmentFormat.headerSize..<hotFooterLength])
         return hot
     }

@@ -380,8 +380,12 @@ extension EventStore {
 
     /// Creates the next active segment: header written and synced, directory synced.
     func createActiveSegment() throws(StoreError) {
-        let previous = segments.last
-        let id = (segments.map(\.id).max() ?? 0) + 1
+        // Ids are never reused: archived segments count too (they leave `segments`, and a tiering run may
+        // take the one just sealed out of it before this runs), or a new segment would take an archived id.
+        let (previous, highest) = stateLock.withLock {
+            (segments.last, max(segments.map(\.id).max() ?? 0, coldCatalog.members.map(\.member.segmentID).max() ?? 0))
+        }
+        let id = highest + 1
         let path = hotDirectory + "/" + Segment.fileName(id: id, sealed: false)
         let header = SegmentHeader(
             segmentID: id, baseSeq: nextSeq, createdMs: Timestamp.now(), previousLastSeq: previous?.lastSeq ?? 0,

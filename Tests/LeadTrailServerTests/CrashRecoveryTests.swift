@@ -44,10 +44,19 @@ final class ServeProcess {
     let process = Process()
     let socketPath: String
 
-    init(binary: String, dataDirectory: String, socketPath: String, logPath: String) throws {
+    /// - Parameters:
+    ///   - configPath: a `--config` file, if any.
+    ///   - environment: variables added to this process's environment (e.g. `LEADTRAIL_CRASHPOINT`).
+    init(binary: String, dataDirectory: String, socketPath: String, logPath: String, configPath: String? = nil,
+         environment: [String: String] = [:]) throws {
         self.socketPath = socketPath
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--data-dir", dataDirectory, "--socket", socketPath]
+        process.arguments = ["serve", "--data-dir", dataDirectory, "--socket", socketPath] + (configPath.map { ["--config", $0] } ?? [])
+        if !environment.isEmpty {
+            var merged = ProcessInfo.processInfo.environment
+            for (key, value) in environment { merged[key] = value }
+            process.environment = merged
+        }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()

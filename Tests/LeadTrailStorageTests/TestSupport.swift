@@ -206,6 +206,7 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     private var _partialWrites = true
     private var _syncFailures = false
     private var _createFailures = 0
+    private var _allWritesFail = false
     private var _writesSeen = 0
     /// When false, syncs return at once: for tests of recovery logic that simulate crashes by editing files,
     /// where thousands of real `fdatasync`s would only cost time.
@@ -242,11 +243,15 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
 
     var segmentWrites: Int { lock.withLock { _writesSeen } }
 
+    /// While on, every write and every file creation, of any file, fails with ENOSPC (a full disk for tier moves, manifests, checkpoints).
+    func failAllWrites(_ on: Bool) { lock.withLock { _allWritesFail = on } }
+
     static let diskFull = { (what: String) in StoreError(.unavailable, "\(what): No space left on device (disk full)") }
 
     private func isSegment(_ path: String) -> Bool { path.hasSuffix(".open") || path.hasSuffix(".seg") }
 
     func open(_ path: String, flags: Int32, mode: mode_t) throws(StoreError) -> Int32 {
+        if flags & O_CREAT != 0, lock.withLock({ _allWritesFail }), access(path, F_OK) != 0 { throw Self.diskFull("open \(path)") }
         if flags & O_CREAT != 0, isSegment(path) {
             let fail: Bool = lock.withLock {
                 guard _createFailures > 0 else { return false }
@@ -270,6 +275,7 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     }
 
     func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) {
+        if lock.withLock({ _allWritesFail }) { throw Self.diskFull("write") }
         let (fail, partial): (Bool, Bool) = lock.withLock {
             guard let path = paths[fd], isSegment(path) else { return (false, false) }
             _writesSeen += 1
