@@ -62,14 +62,17 @@ extension EventStore {
         }
     }
 
+    /// The newest segment (the one appends go to). Read under the lock: tiering and restores change
+    /// `segments` from other threads. There is always one after recovery.
     var active: Segment {
-        // There is always an active segment after recovery.
-        segments[segments.count - 1]
+        stateLock.withLock { segments[segments.count - 1] }
     }
+
+    var hasSegments: Bool { stateLock.withLock { !segments.isEmpty } }
 
     /// Age-based sealing, relaxed-mode syncs and checkpoints.
     func maintenance() {
-        guard fatalError_ == nil else { return }
+        guard stateLock.withLock({ fatalError_ }) == nil else { return }
         let now = monotonicMilliseconds()
         if let first = active.firstRecordMonotonicMs, now - first >= Int64(configuration.segmentMaxAgeSeconds) * 1000 {
             do throws(StoreError) {
@@ -94,7 +97,7 @@ extension EventStore {
     }
 
     func finalSync() {
-        guard fatalError_ == nil, !segments.isEmpty else { return }
+        guard stateLock.withLock({ fatalError_ }) == nil, hasSegments else { return }
         if dirtySinceSync {
             do throws(StoreError) {
                 try io.fdatasync(active.fd)
@@ -115,8 +118,9 @@ extension EventStore {
 
     /// Writes the checkpoint (durable position) when it moved, at most once a second unless forced.
     func writeCheckpoint(force: Bool) throws(StoreError) {
-        guard !segments.isEmpty else { return }
-        let checkpoint = Checkpoint(segmentID: active.id, durableOffset: UInt64(active.dataEnd), lastSeq: committedLastSeq)
+        guard hasSegments else { return }
+        let segment = active
+        let checkpoint = Checkpoint(segmentID: segment.id, durableOffset: UInt64(segment.dataEnd), lastSeq: committedLastSeq)
         guard force || checkpoint != lastCheckpoint else { return }
         try io.writeAtomically(checkpoint.encode(), to: configuration.directory + "/checkpoint", directory: configuration.directory,
             crashPoint: .checkpointBeforeRename)
