@@ -169,8 +169,10 @@ public final class EventStore: @unchecked Sendable {
             }
         }
         return try done.withLock {
-            while outcome == nil { done.wait(seconds: 1) }
-            return outcome!
+            while true {
+                if let outcome { return outcome }
+                done.wait(seconds: 1)
+            }
         }.get()
     }
 
@@ -191,8 +193,10 @@ public final class EventStore: @unchecked Sendable {
         }
         if let refused { throw refused }
         return try done.withLock {
-            while outcome == nil { done.wait(seconds: 1) }
-            return outcome!
+            while true {
+                if let outcome { return outcome }
+                done.wait(seconds: 1)
+            }
         }.get()
     }
 
