@@ -304,35 +304,21 @@ public struct JSONScanner {
     }
 
     mutating func scanArray(collecting elements: inout [JSONSpan]?) throws(JSONSyntaxError) -> JSONSpan {
-        let start = position
-        depth += 1
-        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
-        defer { depth -= 1 }
-        position += 1  // [
-        skipWhitespace()
-        if peek() == UInt8(ascii: "]") {
-            position += 1
-            return JSONSpan(kind: .array, range: start..<position, hasEscapes: false)
-        }
-        while true {
-            skipWhitespace()
-            let value = try scanValue()
-            elements?.append(value)
-            skipWhitespace()
-            guard let c = peek() else { throw error("unterminated array") }
-            position += 1
-            if c == UInt8(ascii: "]") { break }
-            guard c == UInt8(ascii: ",") else {
-                position -= 1
-                throw error("expected ',' or ']' in an array")
-            }
-        }
-        return JSONSpan(kind: .array, range: start..<position, hasEscapes: false)
+        var notExpanding: ExpandedArray? = nil
+        return try scanArray(collecting: &elements, expanding: &notExpanding)
     }
 
     /// Scans an array like ``scanArray(collecting:)``, collecting each element and,
     /// for elements that are objects, their members.
     mutating func scanArrayExpandingObjects(into array: inout ExpandedArray) throws(JSONSyntaxError) -> JSONSpan {
+        var expanding: ExpandedArray? = array
+        var notCollecting: [JSONSpan]? = nil
+        defer { array = expanding ?? ExpandedArray() }
+        return try scanArray(collecting: &notCollecting, expanding: &expanding)
+    }
+
+    /// The array grammar, once: optionally collecting the elements, and optionally the members of object elements.
+    mutating func scanArray(collecting elements: inout [JSONSpan]?, expanding: inout ExpandedArray?) throws(JSONSyntaxError) -> JSONSpan {
         let start = position
         depth += 1
         guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
@@ -345,15 +331,17 @@ public struct JSONScanner {
         }
         while true {
             skipWhitespace()
-            if peek() == UInt8(ascii: "{") {
+            let value: JSONSpan
+            if expanding != nil, peek() == UInt8(ascii: "{") {
                 var members: [JSONMember]? = []
-                let value = try scanObject(collecting: &members)
-                array.elements.append(value)
-                array.members.append(members ?? [])
+                value = try scanObject(collecting: &members)
+                expanding?.members.append(members ?? [])
             } else {
-                array.elements.append(try scanValue())
-                array.members.append([])
+                value = try scanValue()
+                expanding?.members.append([])
             }
+            elements?.append(value)
+            expanding?.elements.append(value)
             skipWhitespace()
             guard let c = peek() else { throw error("unterminated array") }
             position += 1
