@@ -51,8 +51,17 @@ public final class EventStore: @unchecked Sendable {
     var nextSeq: UInt64 = 1
     var dirtySinceSync = false
     var lastSyncMonotonicMs: Int64 = 0
-    var lastCheckpointMonotonicMs: Int64 = 0
+
+    // MARK: Checkpoints (written by the checkpointer thread, see Checkpointer.swift)
+    /// The newest position known durable (guarded by `stateLock`; set by the writer after each sync).
+    var durablePosition: Checkpoint? = nil
+    /// Serialises checkpoint writes; guards `lastCheckpoint`.
+    let checkpointWriteLock = ConditionLock()
     var lastCheckpoint: Checkpoint? = nil
+    /// Wakes and stops the checkpointer (guards the two flags).
+    let checkpointerSignal = ConditionLock()
+    var checkpointerStopping = false
+    var checkpointerFinished = true
 
     enum WriterCommand {
         case append(PreparedBatch, @Sendable (Result<[AppendOutcome], StoreError>) -> Void)
@@ -81,6 +90,7 @@ public final class EventStore: @unchecked Sendable {
         }
         store.startupMilliseconds = Int(monotonicMilliseconds() - started)
         store.startWriter()
+        store.startCheckpointer()
         store.startTiering()
         logger.info(
             "store open",
@@ -270,6 +280,7 @@ public final class EventStore: @unchecked Sendable {
         queueLock.withLock {
             while !writerFinished { queueLock.wait(seconds: 0.1) }
         }
+        stopCheckpointer()
         if !alreadyStopping {
             closeFiles()
             logger.info("store closed", metadata: ["last_seq": "\(lastSeq)"])

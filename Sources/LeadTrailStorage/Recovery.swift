@@ -166,6 +166,7 @@ extension EventStore {
         } else {
             try createActiveSegment()
         }
+        noteDurable()
         try writeCheckpoint(force: true)
     }
 

@@ -87,12 +87,18 @@ extension EventStore {
                 stateLock.withLock { counters.syncs += 1 }
                 dirtySinceSync = false
                 lastSyncMonotonicMs = now
+                noteDurable()
             } catch {
                 fail(StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged"))
             }
         }
-        if !dirtySinceSync && now - lastCheckpointMonotonicMs >= 1000 {
-            try? writeCheckpoint(force: false)
+    }
+
+    /// Records that everything written so far is on stable storage (the checkpointer writes it down).
+    func noteDurable() {
+        stateLock.withLock {
+            guard let segment = segments.last else { return }
+            durablePosition = Checkpoint(segmentID: segment.id, durableOffset: UInt64(segment.dataEnd), lastSeq: committedLastSeq)
         }
     }
 
@@ -107,6 +113,7 @@ extension EventStore {
                 return
             }
         }
+        noteDurable()
         try? writeCheckpoint(force: true)
     }
 
@@ -116,16 +123,18 @@ extension EventStore {
         stateLock.withLock { fatalError_ = error }
     }
 
-    /// Writes the checkpoint (durable position) when it moved, at most once a second unless forced.
+    /// Writes the newest durable position to the checkpoint file when it moved (always when forced).
+    ///
+    /// Runs on the checkpointer thread about once a second, and at open and close; never on the
+    /// writer's path, so its syncs do not delay acknowledgements.
     func writeCheckpoint(force: Bool) throws(StoreError) {
-        guard hasSegments else { return }
-        let segment = active
-        let checkpoint = Checkpoint(segmentID: segment.id, durableOffset: UInt64(segment.dataEnd), lastSeq: committedLastSeq)
+        checkpointWriteLock.lock()
+        defer { checkpointWriteLock.unlock() }
+        guard let checkpoint = stateLock.withLock({ fatalError_ == nil ? durablePosition : nil }) else { return }
         guard force || checkpoint != lastCheckpoint else { return }
         try io.writeAtomically(checkpoint.encode(), to: configuration.directory + "/checkpoint", directory: configuration.directory,
             crashPoint: .checkpointBeforeRename)
         lastCheckpoint = checkpoint
-        lastCheckpointMonotonicMs = monotonicMilliseconds()
     }
 
     struct EncodedRecord {
@@ -298,6 +307,9 @@ extension EventStore {
             segment.dataEnd = writeOffset + buffer.count
             segment.fileSize = segment.dataEnd
             committedLastSeq = records.last?.seq ?? committedLastSeq
+            if configuration.durability == .fsync {
+                durablePosition = Checkpoint(segmentID: segment.id, durableOffset: UInt64(segment.dataEnd), lastSeq: committedLastSeq)
+            }
         }
         if segment.firstRecordMonotonicMs == nil { segment.firstRecordMonotonicMs = monotonicMilliseconds() }
         if eventIDs.needsGrowth { growEventIDTable() }
@@ -362,6 +374,7 @@ extension EventStore {
         }
         try seal(segment)
         try createActiveSegment()
+        noteDurable()
         return SealedSegment(segmentID: segment.id, firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, events: segment.count)
     }
 
