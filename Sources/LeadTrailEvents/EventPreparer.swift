@@ -219,7 +219,8 @@ public struct EventPreparer: Sendable {
 
         // Field references, moved by the edits before them.
         var fields = EventFieldRefs()
-        for field in IndexedField.allCases {
+        for index in 0..<EventFieldRefs.count {
+            guard let field = IndexedField(rawValue: index) else { continue }
             if field == .eventID, let eventIDContent {
                 fields[field] = FieldRef(range: (eventIDContent.lowerBound - start)..<(eventIDContent.upperBound - start), hasEscapes: false)
                 continue

@@ -307,10 +307,8 @@ extension EventStore {
             segment.dataEnd = writeOffset + buffer.count
             segment.fileSize = segment.dataEnd
             committedLastSeq = records.last?.seq ?? committedLastSeq
-            if configuration.durability == .fsync {
-                durablePosition = Checkpoint(segmentID: segment.id, durableOffset: UInt64(segment.dataEnd), lastSeq: committedLastSeq)
-            }
         }
+        if configuration.durability == .fsync { noteDurable() }
         if segment.firstRecordMonotonicMs == nil { segment.firstRecordMonotonicMs = monotonicMilliseconds() }
         if eventIDs.needsGrowth { growEventIDTable() }
     }
