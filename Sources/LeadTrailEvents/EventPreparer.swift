@@ -168,7 +168,7 @@ public struct EventPreparer: Sendable {
                 throw EventValidationError("field 'timestamp' must be an RFC 3339 date-time, like 2024-01-15T14:30:45.234Z")
             }
             timestampMs = ms
-            timestampRewrite = span.hasEscapes || !Timestamp.isCanonical(bytes[span.contentRange], ms)
+            timestampRewrite = span.hasEscapes || !Timestamp.isCanonicalShape(UnsafeBufferPointer(rebasing: bytes[span.contentRange]))
         } else {
             timestampMs = now
             timestampRewrite = true
@@ -335,13 +335,28 @@ enum ContractKey: Int, CaseIterable {
         case (13, UInt8(ascii: "l")): candidate = .leadSnapshot
         default: return nil
         }
-        let name = Self.utf8Names[candidate.rawValue]
-        var offset = content.lowerBound
-        for byte in name {
-            guard bytes[offset] == byte else { return nil }
-            offset += 1
-        }
+        let name = candidate.staticName
+        let start = content.lowerBound
+        for k in 1..<name.utf8CodeUnitCount where bytes[start + k] != name.utf8Start[k] { return nil }
         self = candidate
+    }
+
+    /// The key as a static string (no storage to retain when comparing).
+    var staticName: StaticString {
+        switch self {
+        case .type: "type"
+        case .leadID: "lead_id"
+        case .eventID: "event_id"
+        case .flowID: "flow_id"
+        case .entityID: "entity_id"
+        case .stepID: "step_id"
+        case .outcome: "outcome"
+        case .timestamp: "timestamp"
+        case .durationMs: "duration_ms"
+        case .metadata: "metadata"
+        case .leadSnapshot: "lead_snapshot"
+        case .seq: "seq"
+        }
     }
 }
 

@@ -90,9 +90,13 @@ public enum Timestamp {
         out.append(UInt8(ascii: "\""))
     }
 
-    /// Whether `text` is exactly the canonical form of `millis`.
-    public static func isCanonical<Bytes: Collection<UInt8>>(_ text: Bytes, _ millis: Int64) -> Bool {
-        text.count == canonicalLength && withCanonicalBytes(millis) { $0.elementsEqual(text) }
+    /// Whether `text`, which ``parse(_:)`` accepted, is already the canonical form of what it parsed to.
+    ///
+    /// Cheaper than formatting and comparing: an accepted text is canonical exactly when it is 24
+    /// bytes with an upper-case `T` and `Z`, three fraction digits, and no leap second.
+    public static func isCanonicalShape(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        text.count == canonicalLength && text[10] == UInt8(ascii: "T") && text[19] == UInt8(ascii: ".")
+            && text[23] == UInt8(ascii: "Z") && !(text[17] == UInt8(ascii: "6") && text[18] == UInt8(ascii: "0"))
     }
 
     static let canonicalLength = 24

@@ -34,6 +34,15 @@ import Testing
         #expect(Timestamp.parse(text) == expected, "\(text)")
     }
 
+    /// The shortcut the preparer takes agrees with formatting and comparing, on every accepted form.
+    @Test(arguments: equivalentForms.map(\.0) + ["2016-12-31T23:59:60.000Z", "2016-12-31T23:59:60Z", "2024-01-15T14:30:45.234z"])
+    func canonicalShapeMatchesFormatting(_ text: String) throws {
+        let millis = try #require(Timestamp.parse(text))
+        let bytes = Array(text.utf8)
+        let shape = bytes.withUnsafeBufferPointer { Timestamp.isCanonicalShape($0) }
+        #expect(shape == (Timestamp.format(millis) == text), "\(text)")
+    }
+
     static let invalid = [
         "", "2024", "2024-01-15", "2024-01-15T14:30:45", "2024-01-15T14:30Z", "2024-01-15 14:30:45.234", "24-01-15T14:30:45Z",
         "2024-1-15T14:30:45Z", "2024-01-5T14:30:45Z", "2024-01-15T4:30:45Z", "2024-01-15T14:30:45.Z", "2024-01-15T14:30:45.234ZZ",
