@@ -18,6 +18,46 @@ struct Options {
     var directory = NSTemporaryDirectory() + "leadtrail-bench-\(getpid())"
     var keep = false
     var lookups = 2000
+    /// Events from a file (one JSON object a line) instead of the synthetic ones: `--ndjson FILE`.
+    var ndjson: String? = nil
+}
+
+/// Realistic events read from `--ndjson FILE` (each line once; ids stay unique while N <= lines).
+nonisolated(unsafe) var fileEvents: [[UInt8]] = []
+nonisolated(unsafe) var fileLeadIDs: [String] = []
+
+func loadNDJSON(_ path: String, limit: Int) {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        FileHandle.standardError.write("cannot read \(path)\n".data(using: .utf8)!)
+        exit(2)
+    }
+    let key = Array("\"lead_id\":\"".utf8)
+    data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        let bytes = raw.bindMemory(to: UInt8.self)
+        var start = 0
+        while start < bytes.count && fileEvents.count < limit {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            if end > start {
+                let line = Array(bytes[start..<end])
+                fileEvents.append(line)
+                var lead = ""
+                var at = 0
+                search: while at + key.count <= line.count {
+                    for k in 0..<key.count where line[at + k] != key[k] {
+                        at += 1
+                        continue search
+                    }
+                    var e = at + key.count
+                    while e < line.count && line[e] != 0x22 { e += 1 }
+                    lead = String(decoding: line[(at + key.count)..<e], as: UTF8.self)
+                    break
+                }
+                fileLeadIDs.append(lead)
+            }
+            start = end + 1
+        }
+    }
 }
 
 func parseOptions() -> Options {
@@ -31,10 +71,15 @@ func parseOptions() -> Options {
         case "--dir": options.directory = arguments.next() ?? options.directory
         case "--keep": options.keep = true
         case "--lookups": options.lookups = Int(arguments.next() ?? "") ?? options.lookups
+        case "--ndjson": options.ndjson = arguments.next()
         default:
             FileHandle.standardError.write("unknown option \(argument)\n".data(using: .utf8)!)
             exit(2)
         }
+    }
+    if let path = options.ndjson {
+        loadNDJSON(path, limit: options.events)
+        options.events = min(options.events, fileEvents.count)
     }
     return options
 }
@@ -49,9 +94,13 @@ struct EventFactory {
     let runID: String
 
     /// Events of a lead are spread over 8,000 consecutive events, like interleaved live traffic.
-    func leadID(for index: Int) -> String { "lead_\(runID)_\((index / 8000) * 1000 + index % 1000)" }
+    func leadID(for index: Int) -> String {
+        if !fileLeadIDs.isEmpty { return fileLeadIDs[index % fileLeadIDs.count] }
+        return "lead_\(runID)_\((index / 8000) * 1000 + index % 1000)"
+    }
 
     func json(_ index: Int) -> [UInt8] {
+        if !fileEvents.isEmpty { return fileEvents[index % fileEvents.count] }
         let type = Self.types[(index / 1000) % Self.types.count]
         let ts = Timestamp.format(1_735_689_600_000 + Int64(index) * 37)
         let text = """
@@ -334,7 +383,7 @@ func runTiers(_ options: Options) throws {
     timelines("hot")
 
     // Warm: everything sealed is past hot_days but not warm_days.
-    let newest = 1_735_689_600_000 + Int64(options.events) * 37
+    let newest = hot.newestMs ?? (1_735_689_600_000 + Int64(options.events) * 37)
     var start = now()
     _ = try store.tier(now: newest + 31 * 86_400_000)
     var seconds = now() - start
