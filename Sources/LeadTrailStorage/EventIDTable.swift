@@ -56,26 +56,41 @@ struct EventIDTable {
     }
 
     /// Adds many (hash → seq) entries, fastest when they come sorted by hash (a footer's event-id index):
-    /// one pass with no copy-on-write checks per entry. Returns false (nothing added past that point)
-    /// when a seq is out of the table's range or the table is full; callers size the table first.
+    /// one pass with no copy-on-write checks per entry, and the first slots of every 16 entries are read
+    /// before any is probed, so their cache misses overlap instead of queueing. Returns false (nothing added
+    /// past that point) when a seq is out of the table's range or the table is full; callers size the table first.
     @discardableResult
-    mutating func insert<Entries: Sequence>(contentsOf entries: Entries) -> Bool where Entries.Element == (hash: UInt64, seq: UInt64) {
+    mutating func insert(contentsOf entries: [(hash: UInt64, seq: UInt64)]) -> Bool {
         var added = 0
+        var touched: UInt64 = 0
         let already = count
         let ok = slots.withUnsafeMutableBufferPointer { table -> Bool in
-            let capacity = table.count
-            for entry in entries {
-                guard entry.seq > 0, entry.seq <= Self.seqMask, already + added + 1 < capacity else { return false }
-                var i = Self.home(entry.hash, capacity: capacity)
-                while table[i] != 0 { i = i + 1 == capacity ? 0 : i + 1 }
-                table[i] = Self.fingerprint(entry.hash) << Self.seqBits | entry.seq
-                added += 1
+            entries.withUnsafeBufferPointer { e -> Bool in
+                let capacity = table.count
+                var start = 0
+                while start < e.count {
+                    let end = min(start + 16, e.count)
+                    for k in start..<end { touched &+= table[Self.home(e[k].hash, capacity: capacity)] }
+                    for k in start..<end {
+                        let entry = e[k]
+                        guard entry.seq > 0, entry.seq <= Self.seqMask, already + added + 1 < capacity else { return false }
+                        var i = Self.home(entry.hash, capacity: capacity)
+                        while table[i] != 0 { i = i + 1 == capacity ? 0 : i + 1 }
+                        table[i] = Self.fingerprint(entry.hash) << Self.seqBits | entry.seq
+                        added += 1
+                    }
+                    start = end
+                }
+                return true
             }
-            return true
         }
         count += added
+        lastTouched = touched
         return ok
     }
+
+    /// Keeps the reads of the batched first slots from being optimised away.
+    private var lastTouched: UInt64 = 0
 
     /// Calls `body` with every seq whose entry has the same fingerprint; stops when it returns true.
     func candidates(hash: UInt64, _ body: (UInt64) -> Bool) {

@@ -183,28 +183,35 @@ extension EventStore {
 
     /// Fills a segment's sparse and lead indexes from index-section bytes; returns the event-id entries.
     static func parseIndex(_ index: [UInt8], trailer: SegmentTrailer, into segment: Segment) -> [(hash: UInt64, seq: UInt64)] {
-        var entries: [(hash: UInt64, seq: UInt64)] = []
-        index.withUnsafeBytes { b in
-            var at = 0
-            segment.sparse.reserveCapacity(Int(trailer.sparseCount))
-            for _ in 0..<trailer.sparseCount {
-                segment.sparse.append(SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24)))
-                at += SegmentFormat.sparseEntrySize
+        let sparseCount = Int(trailer.sparseCount), records = Int(trailer.recordCount)
+        guard index.count >= sparseCount * SegmentFormat.sparseEntrySize + records * (SegmentFormat.leadEntrySize + SegmentFormat.eventEntrySize) else { return [] }
+        // Local arrays filled through buffers, then assigned once (appending to the segment's properties one
+        // entry at a time costs an exclusivity and uniqueness check per entry).
+        let leadStart = sparseCount * SegmentFormat.sparseEntrySize
+        let eventStart = leadStart + records * SegmentFormat.leadEntrySize
+        return index.withUnsafeBytes { b in
+            let sparse = [SparseEntry](unsafeUninitializedCapacity: sparseCount) { out, initialized in
+                for i in 0..<sparseCount {
+                    let at = i * SegmentFormat.sparseEntrySize
+                    out.initializeElement(at: i, to: SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24)))
+                }
+                initialized = sparseCount
             }
-            var leads = [UInt64]()
-            leads.reserveCapacity(Int(trailer.recordCount))
-            for _ in 0..<trailer.recordCount {
-                leads.append(b.u64(at: at))
-                at += SegmentFormat.leadEntrySize
+            let leads = [UInt64](unsafeUninitializedCapacity: records) { out, initialized in
+                for i in 0..<records { out.initializeElement(at: i, to: b.u64(at: leadStart + i * SegmentFormat.leadEntrySize)) }
+                initialized = records
             }
+            let entries = [(hash: UInt64, seq: UInt64)](unsafeUninitializedCapacity: records) { out, initialized in
+                for i in 0..<records {
+                    let at = eventStart + i * SegmentFormat.eventEntrySize
+                    out.initializeElement(at: i, to: (b.u64(at: at), b.u64(at: at + 8)))
+                }
+                initialized = records
+            }
+            segment.sparse = sparse
             segment.leadIndex = LeadIndex(sorted: leads)
-            entries.reserveCapacity(Int(trailer.recordCount))
-            for _ in 0..<trailer.recordCount {
-                entries.append((b.u64(at: at), b.u64(at: at + 8)))
-                at += SegmentFormat.eventEntrySize
-            }
+            return entries
         }
-        return entries
     }
 
     func noteDamage(segmentID: UInt64, _ report: CorruptionReport) {
