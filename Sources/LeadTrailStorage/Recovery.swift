@@ -193,6 +193,10 @@ extension EventStore {
             logger.warning("the event-id table was sized too small at start; rebuilding it", metadata: ["entries": "\(indexedEntries)"])
             rebuildEventIDTable(minimumCapacity: indexedEntries * 2)
         }
+        #if canImport(Glibc)
+        // Loading freed tens of MB of footer buffers, some in the loader thread's malloc arena: hand them back.
+        _ = leadtrailMallocTrim(0)
+        #endif
         try writeCheckpoint(force: true)
     }
 
@@ -460,6 +464,12 @@ extension EventStore {
         stateLock.withLock { eventIDs = table }
     }
 }
+
+#if canImport(Glibc)
+/// glibc's `malloc_trim` (declared in `malloc.h`, which the Glibc module does not export).
+@_silgen_name("malloc_trim")
+func leadtrailMallocTrim(_ pad: Int) -> Int32
+#endif
 
 /// One result handed from the loader thread to the consumer (the dispatch group orders the two accesses).
 final class PipelineSlot<Value>: @unchecked Sendable {

@@ -20,6 +20,8 @@ struct Options {
     var lookups = 2000
     /// Events from a file (one JSON object a line) instead of the synthetic ones: `--ndjson FILE`.
     var ndjson: String? = nil
+    /// `reopen --append-forever`: after the measurements, append batches until killed (for kill -9 starts).
+    var appendForever = false
 }
 
 /// Realistic events read from `--ndjson FILE` (each line once; ids stay unique while N <= lines).
@@ -72,6 +74,7 @@ func parseOptions() -> Options {
         case "--keep": options.keep = true
         case "--lookups": options.lookups = Int(arguments.next() ?? "") ?? options.lookups
         case "--ndjson": options.ndjson = arguments.next()
+        case "--append-forever": options.appendForever = true
         default:
             FileHandle.standardError.write("unknown option \(argument)\n".data(using: .utf8)!)
             exit(2)
@@ -297,6 +300,22 @@ func runReopen(_ options: Options) throws {
     times.sort()
     row("timeline lookup (\(options.lookups) random leads)", String(format: "p50 %.3f ms, p99 %.3f ms, avg %.1f events", percentile(times, 0.5), percentile(times, 0.99), Double(found) / Double(max(times.count, 1))))
     row("resident memory after lookups", String(format: "%.0f MB", residentMegabytes()))
+    if options.appendForever {
+        // Until killed: batches of fresh events (ids past the loaded ones), two writers.
+        print("appending until killed")
+        fflush(stdout)
+        let base = Int(stats.lastSeq) + 1_000_000_000
+        for w in 0..<2 {
+            Thread {
+                var b = w
+                while true {
+                    _ = try? store.appendAndWait((0..<options.batch).map { factory.prepared(base + b * options.batch + $0) })
+                    b += 2
+                }
+            }.start()
+        }
+        while true { sleep(1) }
+    }
     store.close()
 }
 
@@ -402,6 +421,11 @@ func runTiers(_ options: Options) throws {
     seconds = now() - start
     let cold = store.stats().cold
     row("cold move (gzip -6 members)", String(format: "ratio %.2f, %.0f MB/s compress (warm decompress + checks included)", cold.compressionRatio, Double(cold.rawBytes) / seconds / 1e6))
+    let coldDir = options.directory + "/cold"
+    let idsBytes = ((try? FileManager.default.contentsOfDirectory(atPath: coldDir)) ?? []).filter { $0.hasSuffix(".ids") }.reduce(0) {
+        $0 + (((try? FileManager.default.attributesOfItem(atPath: coldDir + "/" + $1)[.size]) as? Int) ?? 0)
+    }
+    row("cold with its event-id files (.ids)", String(format: "ratio %.2f (%d bytes of .ids)", Double(cold.rawBytes) / Double(max(1, Int(cold.bytes) + idsBytes)), idsBytes))
     start = now()
     let restored = try store.restore(fromMs: nil, toMs: nil)
     seconds = now() - start
