@@ -137,7 +137,8 @@ enum WarmFormat {
     /// A block compressed against a dictionary needs the same dictionary.
     static func decompress(_ stored: UnsafeRawBufferPointer, rawLength: Int, compressed: Bool, dictionary: [UInt8]? = nil) -> [UInt8]? {
         guard compressed else { return stored.count == rawLength ? Array(stored) : nil }
-        guard rawLength <= Int(Int32.max), stored.count <= Int(Int32.max) else { return nil }
+        // LZ4 never expands more than ~255 times: a larger claimed length is damage, refused before allocating.
+        guard rawLength <= Int(Int32.max), stored.count <= Int(Int32.max), rawLength <= stored.count * 256 + 64 else { return nil }
         var out = [UInt8](repeating: 0, count: rawLength)
         let n = out.withUnsafeMutableBytes { dst -> Int32 in
             let src = stored.baseAddress?.assumingMemoryBound(to: CChar.self)
