@@ -18,6 +18,7 @@ let package = Package(
                 .product(name: "LeadTrailEvents", package: "leadtrail"),
                 .product(name: "LeadTrailStorage", package: "leadtrail"),
                 .product(name: "LeadTrailQuery", package: "leadtrail"),
+                .product(name: "LeadTrailWire", package: "leadtrail"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]),
 

@@ -34,20 +34,117 @@ uint32_t leadtrail_crc32c_extend_portable(uint32_t crc, const void *data, size_t
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
+
+/* Three independent CRC streams run in parallel (the crc32 instruction has a
+ * latency of 3 cycles and a throughput of 1), then are combined by shifting a
+ * CRC over a run of zero bytes with a table (Mark Adler's method, as in zlib's
+ * crc32_combine). GF(2) matrix helpers build the shift tables once. */
+#define CRC32C_LONG 8192
+#define CRC32C_SHORT 256
+static uint32_t crc32c_long[4][256];
+static uint32_t crc32c_short[4][256];
+
+static uint32_t gf2_matrix_times(const uint32_t *mat, uint32_t vec) {
+    uint32_t sum = 0;
+    while (vec) {
+        if (vec & 1) sum ^= *mat;
+        vec >>= 1;
+        mat++;
+    }
+    return sum;
+}
+
+static void gf2_matrix_square(uint32_t *square, const uint32_t *mat) {
+    for (int n = 0; n < 32; n++) square[n] = gf2_matrix_times(mat, mat[n]);
+}
+
+/* The operator that appends `len` zero bytes to a CRC (len a power of two). */
+static void crc32c_zeros_op(uint32_t *even, size_t len) {
+    uint32_t odd[32];
+    odd[0] = 0x82F63B78u;
+    uint32_t row = 1;
+    for (int n = 1; n < 32; n++) {
+        odd[n] = row;
+        row <<= 1;
+    }
+    gf2_matrix_square(even, odd); /* 2 zero bits */
+    gf2_matrix_square(odd, even); /* 4 zero bits */
+    do {
+        gf2_matrix_square(even, odd); /* 8 zero bits (one byte), then 4 bytes, ... */
+        len >>= 1;
+        if (len == 0) return;
+        gf2_matrix_square(odd, even);
+        len >>= 1;
+    } while (len);
+    for (int n = 0; n < 32; n++) even[n] = odd[n];
+}
+
+static void crc32c_zeros(uint32_t zeros[][256], size_t len) {
+    uint32_t op[32];
+    crc32c_zeros_op(op, len);
+    for (uint32_t n = 0; n < 256; n++) {
+        zeros[0][n] = gf2_matrix_times(op, n);
+        zeros[1][n] = gf2_matrix_times(op, n << 8);
+        zeros[2][n] = gf2_matrix_times(op, n << 16);
+        zeros[3][n] = gf2_matrix_times(op, n << 24);
+    }
+}
+
+static inline uint32_t crc32c_shift(uint32_t zeros[][256], uint32_t crc) {
+    return zeros[0][crc & 0xFF] ^ zeros[1][(crc >> 8) & 0xFF] ^ zeros[2][(crc >> 16) & 0xFF] ^ zeros[3][crc >> 24];
+}
+
+__attribute__((constructor)) static void crc32c_build_shift_tables(void) {
+    crc32c_zeros(crc32c_long, CRC32C_LONG);
+    crc32c_zeros(crc32c_short, CRC32C_SHORT);
+}
+
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t word;
+    memcpy(&word, p, 8);
+    return word;
+}
+
 __attribute__((target("sse4.2")))
 static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t length) {
     const uint8_t *p = (const uint8_t *)data;
-    uint64_t c = ~crc;
-    while (length && ((uintptr_t)p & 7)) { c = _mm_crc32_u8((uint32_t)c, *p++); length--; }
+    uint64_t c0 = ~crc;
+    while (length && ((uintptr_t)p & 7)) { c0 = _mm_crc32_u8((uint32_t)c0, *p++); length--; }
+    while (length >= 3 * CRC32C_LONG) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + CRC32C_LONG;
+        do {
+            c0 = _mm_crc32_u64(c0, load64(p));
+            c1 = _mm_crc32_u64(c1, load64(p + CRC32C_LONG));
+            c2 = _mm_crc32_u64(c2, load64(p + 2 * CRC32C_LONG));
+            p += 8;
+        } while (p < end);
+        c0 = crc32c_shift(crc32c_long, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = crc32c_shift(crc32c_long, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * CRC32C_LONG;
+        length -= 3 * CRC32C_LONG;
+    }
+    while (length >= 3 * CRC32C_SHORT) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + CRC32C_SHORT;
+        do {
+            c0 = _mm_crc32_u64(c0, load64(p));
+            c1 = _mm_crc32_u64(c1, load64(p + CRC32C_SHORT));
+            c2 = _mm_crc32_u64(c2, load64(p + 2 * CRC32C_SHORT));
+            p += 8;
+        } while (p < end);
+        c0 = crc32c_shift(crc32c_short, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = crc32c_shift(crc32c_short, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * CRC32C_SHORT;
+        length -= 3 * CRC32C_SHORT;
+    }
     while (length >= 8) {
-        uint64_t word;
-        memcpy(&word, p, 8);
-        c = _mm_crc32_u64(c, word);
+        c0 = _mm_crc32_u64(c0, load64(p));
         p += 8;
         length -= 8;
     }
-    while (length--) c = _mm_crc32_u8((uint32_t)c, *p++);
-    return ~(uint32_t)c;
+    while (length--) c0 = _mm_crc32_u8((uint32_t)c0, *p++);
+    return ~(uint32_t)c0;
 }
 static int hardware = -1;
 int leadtrail_crc32c_hardware(void) {

@@ -43,17 +43,37 @@ public struct FieldRef: Sendable, Equatable {
 }
 
 /// The indexed fields of one event, in ``IndexedField`` order.
+///
+/// A fixed-size value (no heap storage): every record header decodes into one.
 public struct EventFieldRefs: Sendable, Equatable {
-    public static let count = IndexedField.allCases.count
-    public var refs: [FieldRef]
+    public static let count = 7
+    private var storage = InlineArray<7, FieldRef>(repeating: .absent)
 
-    public init(refs: [FieldRef] = Array(repeating: .absent, count: EventFieldRefs.count)) {
-        self.refs = refs
+    /// Every field absent.
+    public init() {}
+
+    /// The references in ``IndexedField`` order; missing entries are absent, extra ones ignored.
+    public init(refs: [FieldRef]) {
+        for (index, ref) in refs.prefix(Self.count).enumerated() { storage[index] = ref }
     }
 
+    /// The references in ``IndexedField`` order.
+    public var refs: [FieldRef] { (0..<Self.count).map { storage[$0] } }
+
     public subscript(field: IndexedField) -> FieldRef {
-        get { refs[field.rawValue] }
-        set { refs[field.rawValue] = newValue }
+        get { storage[field.rawValue] }
+        set { storage[field.rawValue] = newValue }
+    }
+
+    /// The reference at `index` in ``IndexedField`` order (0..<7).
+    public subscript(index: Int) -> FieldRef {
+        get { storage[index] }
+        set { storage[index] = newValue }
+    }
+
+    public static func == (lhs: EventFieldRefs, rhs: EventFieldRefs) -> Bool {
+        for index in 0..<count where lhs.storage[index] != rhs.storage[index] { return false }
+        return true
     }
 }
 

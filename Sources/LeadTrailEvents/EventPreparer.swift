@@ -31,26 +31,6 @@ public struct EventPreparer: Sendable {
         self.maxEventBytes = maxEventBytes
     }
 
-    /// The contract's keys among `members` (the first of each, for bytes already validated).
-    static func knownMembers(_ members: [JSONMember], in bytes: UnsafeBufferPointer<UInt8>) -> KnownFields {
-        var known = KnownFields()
-        for member in members {
-            if let key = ContractKey(member.key, in: bytes), known[key] == nil { known[key] = member.value }
-        }
-        return known
-    }
-
-    /// The references of the indexed string fields, relative to `base`.
-    static func fieldRefs(_ known: KnownFields, base: Int) -> EventFieldRefs {
-        var fields = EventFieldRefs()
-        for field in IndexedField.allCases {
-            guard let span = known[ContractKey(field)], span.kind == .string else { continue }
-            let content = span.contentRange
-            fields[field] = FieldRef(range: (content.lowerBound - base)..<(content.upperBound - base), hasEscapes: span.hasEscapes)
-        }
-        return fields
-    }
-
     static let optionalStringFields: [ContractKey] = [.flowID, .entityID, .stepID, .outcome]
 
     /// Validates one event given as JSON bytes and prepares it.
@@ -83,6 +63,23 @@ public struct EventPreparer: Sendable {
         now: Int64,
         newEventID: () -> String = { EventID.generate() }
     ) throws(EventValidationError) -> PreparedEvent {
+        var batch = PreparedBatch(reservingBytes: object.range.count + 96, events: 1)
+        try prepare(bytes, object: object, members: members[...], now: now, newEventID: newEventID, into: &batch)
+        return batch[0]
+    }
+
+    /// Validates an event whose object span and members were already scanned, and appends it to `batch`.
+    ///
+    /// On error `batch` is left as it was. Costs no allocation unless the event needs an
+    /// id or a timestamp assigned, or writes its id or lead id with escapes.
+    public func prepare(
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        object: JSONSpan,
+        members: ArraySlice<JSONMember>,
+        now: Int64,
+        newEventID: () -> String = { EventID.generate() },
+        into batch: inout PreparedBatch
+    ) throws(EventValidationError) {
         guard object.range.count <= maxEventBytes else {
             throw EventValidationError("event is \(object.range.count) bytes, more than the limit of \(maxEventBytes)")
         }
@@ -100,16 +97,26 @@ public struct EventPreparer: Sendable {
         // type
         guard let typeSpan = known[.type], typeSpan.kind != .null else { throw EventValidationError("field 'type' is required") }
         guard typeSpan.kind == .string else { throw EventValidationError("field 'type' must be a string") }
-        let typeBytes = JSONScanner.decodeStringBytes(typeSpan, in: bytes)
-        guard Self.isValidType(typeBytes) else {
+        let typeIsValid = typeSpan.hasEscapes
+            ? Self.isValidType(JSONScanner.decodeStringBytes(typeSpan, in: bytes))
+            : Self.isValidType(bytes[typeSpan.contentRange])
+        guard typeIsValid else {
             throw EventValidationError("field 'type' must be 3-64 characters matching ^[a-z][a-z0-9_]*(\\.[a-z0-9_]+)+$")
         }
 
         // lead_id
         guard let leadSpan = known[.leadID], leadSpan.kind != .null else { throw EventValidationError("field 'lead_id' is required") }
         guard leadSpan.kind == .string else { throw EventValidationError("field 'lead_id' must be a string") }
-        let leadBytes = JSONScanner.decodeStringBytes(leadSpan, in: bytes)
-        guard !leadBytes.isEmpty, leadBytes.count <= 128 else {
+        let leadHash: UInt64
+        let leadLength: Int
+        if leadSpan.hasEscapes {
+            let decoded = JSONScanner.decodeStringBytes(leadSpan, in: bytes)
+            (leadHash, leadLength) = (StableHash.hash64(decoded), decoded.count)
+        } else {
+            let content = UnsafeBufferPointer(rebasing: bytes[leadSpan.contentRange])
+            (leadHash, leadLength) = (StableHash.hash64(UnsafeRawBufferPointer(content)), content.count)
+        }
+        guard leadLength > 0, leadLength <= 128 else {
             throw EventValidationError("field 'lead_id' must be a non-empty string of at most 128 bytes")
         }
 
@@ -126,111 +133,126 @@ public struct EventPreparer: Sendable {
                 throw EventValidationError("field 'duration_ms' must be a number >= 0")
             }
         }
-        for key in [ContractKey.metadata, .leadSnapshot] {
-            if let span = known[key], span.kind != .null, span.kind != .object {
-                throw EventValidationError("field '\(key.name)' must be a JSON object")
-            }
+        if let span = known[.metadata], span.kind != .null, span.kind != .object {
+            throw EventValidationError("field 'metadata' must be a JSON object")
+        }
+        if let span = known[.leadSnapshot], span.kind != .null, span.kind != .object {
+            throw EventValidationError("field 'lead_snapshot' must be a JSON object")
         }
 
-        var fields: EventFieldRefs
-        // Edits to the producer's bytes: replacements of existing values and insertions after '{'.
-        var edits: [(range: Range<Int>, replacement: [UInt8])] = []
-        var inserted: [UInt8] = []
-
-        // event_id
-        let eventID: String
-        var eventIDAssigned = false
+        // event_id: sent (checked), or assigned (replacing a null, or inserted after the opening brace).
+        var assignedID: [UInt8]? = nil
+        var decodedSentID: [UInt8]? = nil
         if let span = known[.eventID], span.kind != .null {
             guard span.kind == .string else { throw EventValidationError("field 'event_id' must be a string") }
-            let idBytes = JSONScanner.decodeStringBytes(span, in: bytes)
-            guard EventID.isValid(idBytes) else {
-                throw EventValidationError("field 'event_id' must be 1-64 characters of [A-Za-z0-9_-]")
-            }
-            eventID = String(decoding: idBytes, as: UTF8.self)
-        } else {
-            eventID = newEventID()
-            eventIDAssigned = true
-            var literal: [UInt8] = []
-            JSONString.append(eventID, to: &literal)
-            if let span = known[.eventID] {  // null: replace the value in place
-                edits.append((span.range, literal))
+            if span.hasEscapes {
+                let decoded = JSONScanner.decodeStringBytes(span, in: bytes)
+                guard EventID.isValid(decoded) else { throw Self.invalidEventID }
+                decodedSentID = decoded
             } else {
-                inserted.append(contentsOf: Array("\"event_id\":".utf8))
-                inserted.append(contentsOf: literal)
-                inserted.append(UInt8(ascii: ","))
+                guard EventID.isValid(bytes[span.contentRange]) else { throw Self.invalidEventID }
             }
+        } else {
+            assignedID = Array(newEventID().utf8)
         }
 
-        // timestamp
+        // timestamp: sent (parsed, rewritten if not canonical), or assigned.
         let timestampMs: Int64
+        var timestampRewrite = false
         if let span = known[.timestamp], span.kind != .null {
             guard span.kind == .string else { throw EventValidationError("field 'timestamp' must be an RFC 3339 string") }
-            let text = JSONScanner.decodeStringBytes(span, in: bytes)
-            guard let ms = Timestamp.parse(text) else {
+            let parsed = span.hasEscapes
+                ? Timestamp.parse(JSONScanner.decodeStringBytes(span, in: bytes))
+                : Timestamp.parse(bytes[span.contentRange])
+            guard let ms = parsed else {
                 throw EventValidationError("field 'timestamp' must be an RFC 3339 date-time, like 2024-01-15T14:30:45.234Z")
             }
             timestampMs = ms
-            let canonical = Timestamp.formatBytes(ms)
-            if span.hasEscapes || !bytes[span.contentRange].elementsEqual(canonical) {
-                edits.append((span.range, [UInt8(ascii: "\"")] + canonical + [UInt8(ascii: "\"")]))
-            }
+            timestampRewrite = span.hasEscapes || !Timestamp.isCanonical(bytes[span.contentRange], ms)
         } else {
             timestampMs = now
-            let literal = [UInt8(ascii: "\"")] + Timestamp.formatBytes(now) + [UInt8(ascii: "\"")]
-            if let span = known[.timestamp] {
-                edits.append((span.range, literal))
+            timestampRewrite = true
+        }
+
+        // Write the event into the batch, applying the edits on the way.
+        let start = batch.bytes.count
+        var writer = EventWriter(source: bytes, object: object.range, start: start)
+        var eventIDContent: Range<Int>? = nil  // in the batch, when assigned
+        let insertAt = object.range.lowerBound + 1
+        let insertsID = assignedID != nil && known[.eventID] == nil
+        let insertsTimestamp = timestampRewrite && known[.timestamp] == nil
+        if insertsID || insertsTimestamp {
+            // Right after the opening brace; the object has members (type, lead_id), so a trailing comma is right.
+            writer.copy(upTo: insertAt, into: &batch.bytes)
+            if insertsID, let assignedID {
+                writer.insert(Self.eventIDKey, into: &batch.bytes)
+                eventIDContent = writer.insertQuoted(assignedID, into: &batch.bytes)
+                writer.insert([UInt8(ascii: ",")], into: &batch.bytes)
+            }
+            if insertsTimestamp {
+                writer.insert(Self.timestampKey, into: &batch.bytes)
+                writer.insertTimestamp(timestampMs, into: &batch.bytes)
+                writer.insert([UInt8(ascii: ",")], into: &batch.bytes)
+            }
+        }
+        // Replacements of existing values, in the order they appear.
+        let idNull = assignedID != nil ? known[.eventID]?.range : nil
+        let timestampValue = timestampRewrite ? known[.timestamp]?.range : nil
+        func replace(_ range: Range<Int>?) {
+            guard let range else { return }
+            writer.copy(upTo: range.lowerBound, into: &batch.bytes)
+            if range == idNull, let assignedID {
+                eventIDContent = writer.replaceQuoted(range, with: assignedID, into: &batch.bytes)
             } else {
-                inserted.append(contentsOf: Array("\"timestamp\":".utf8))
-                inserted.append(contentsOf: literal)
-                inserted.append(UInt8(ascii: ","))
+                writer.replaceWithTimestamp(range, timestampMs, into: &batch.bytes)
             }
         }
-
-        if !inserted.isEmpty {
-            // Insert right after the opening brace; the object has members (type, lead_id), so a trailing comma is right.
-            let at = object.range.lowerBound + 1
-            edits.append((at..<at, inserted))
-        }
-
-        // Apply the edits; the field references are then read off the final bytes.
-        let json: [UInt8]
-        if edits.isEmpty {
-            json = Array(bytes[object.range])
-            fields = Self.fieldRefs(known, base: object.range.lowerBound)
+        if let id = idNull, let time = timestampValue, time.lowerBound < id.lowerBound {
+            replace(time)
+            replace(id)
         } else {
-            edits.sort { $0.range.lowerBound < $1.range.lowerBound }
-            var out: [UInt8] = []
-            out.reserveCapacity(object.range.count + inserted.count + 64)
-            var cursor = object.range.lowerBound
-            for edit in edits {
-                out.append(contentsOf: bytes[cursor..<edit.range.lowerBound])
-                out.append(contentsOf: edit.replacement)
-                cursor = edit.range.upperBound
+            replace(idNull)
+            replace(timestampValue)
+        }
+        writer.copy(upTo: object.range.upperBound, into: &batch.bytes)
+        let end = batch.bytes.count
+
+        // Field references, moved by the edits before them.
+        var fields = EventFieldRefs()
+        for field in IndexedField.allCases {
+            if field == .eventID, let eventIDContent {
+                fields[field] = FieldRef(range: (eventIDContent.lowerBound - start)..<(eventIDContent.upperBound - start), hasEscapes: false)
+                continue
             }
-            out.append(contentsOf: bytes[cursor..<object.range.upperBound])
-            json = out
-            fields = try json.withUnsafeBufferPointer { (final) throws(EventValidationError) -> EventFieldRefs in
-                do {
-                    let rescanned = try JSONScanner.topLevelMembers(final)
-                    return Self.fieldRefs(Self.knownMembers(rescanned.members, in: final), base: 0)
-                } catch {
-                    throw EventValidationError("internal: the prepared event is not valid JSON: \(error)")
-                }
-            }
+            guard let span = known[ContractKey(field)], span.kind == .string else { continue }
+            let content = span.contentRange
+            let moved = writer.outputOffset(of: content.lowerBound) - start
+            fields[field] = FieldRef(range: moved..<(moved + content.count), hasEscapes: span.hasEscapes)
         }
 
-        return PreparedEvent(
-            json: json,
-            timestampMs: timestampMs,
-            eventID: eventID,
-            eventIDHash: StableHash.hash64(eventID.utf8),
-            leadHash: StableHash.hash64(leadBytes),
-            fields: fields,
-            eventIDAssigned: eventIDAssigned)
+        // The decoded id: inside the event, or (written with escapes) a decoded copy after it.
+        let idRange: Range<Int>
+        if let eventIDContent {
+            idRange = eventIDContent
+        } else if let decodedSentID {
+            batch.bytes.append(contentsOf: decodedSentID)
+            idRange = end..<batch.bytes.count
+        } else {
+            let ref = fields[.eventID]
+            idRange = (start + ref.range.lowerBound)..<(start + ref.range.upperBound)
+        }
+        let eventIDHash = batch.bytes.withUnsafeBytes { StableHash.hash64(UnsafeRawBufferPointer(rebasing: $0[idRange])) }
+        batch.add(PreparedBatch.Entry(
+            range: start..<end, eventIDRange: idRange, timestampMs: timestampMs, eventIDHash: eventIDHash, leadHash: leadHash,
+            fields: fields, eventIDAssigned: assignedID != nil))
     }
 
+    static let invalidEventID = EventValidationError("field 'event_id' must be 1-64 characters of [A-Za-z0-9_-]")
+    static let eventIDKey = Array("\"event_id\":".utf8)
+    static let timestampKey = Array("\"timestamp\":".utf8)
+
     /// `^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$`, 3 to 64 characters.
-    public static func isValidType(_ bytes: [UInt8]) -> Bool {
+    public static func isValidType<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
         guard bytes.count >= 3, bytes.count <= 64 else { return false }
         guard let first = bytes.first, first >= 0x61, first <= 0x7A else { return false }
         var sawDot = false
@@ -294,22 +316,111 @@ enum ContractKey: Int, CaseIterable {
             self = ContractKey(rawValue: index) ?? .type
             return
         }
-        let count = content.count
-        guard count >= 3, count <= 13 else { return nil }
-        for (index, name) in Self.utf8Names.enumerated() where name.count == count && bytes[content].elementsEqual(name) {
-            self = ContractKey(rawValue: index) ?? .type
-            return
+        // One candidate by length and first byte, then one comparison.
+        guard !content.isEmpty else { return nil }
+        let candidate: ContractKey
+        switch (content.count, bytes[content.lowerBound]) {
+        case (3, UInt8(ascii: "s")): candidate = .seq
+        case (4, UInt8(ascii: "t")): candidate = .type
+        case (7, UInt8(ascii: "l")): candidate = .leadID
+        case (7, UInt8(ascii: "f")): candidate = .flowID
+        case (7, UInt8(ascii: "s")): candidate = .stepID
+        case (7, UInt8(ascii: "o")): candidate = .outcome
+        case (8, UInt8(ascii: "e")): candidate = .eventID
+        case (8, UInt8(ascii: "m")): candidate = .metadata
+        case (9, UInt8(ascii: "e")): candidate = .entityID
+        case (9, UInt8(ascii: "t")): candidate = .timestamp
+        case (11, UInt8(ascii: "d")): candidate = .durationMs
+        case (13, UInt8(ascii: "l")): candidate = .leadSnapshot
+        default: return nil
         }
-        return nil
+        let name = Self.utf8Names[candidate.rawValue]
+        var offset = content.lowerBound
+        for byte in name {
+            guard bytes[offset] == byte else { return nil }
+            offset += 1
+        }
+        self = candidate
     }
 }
 
-/// The spans of the contract's keys found in one event, indexed by ``ContractKey``.
+/// The spans of the contract's keys found in one event, indexed by ``ContractKey`` (no heap storage).
 struct KnownFields {
-    private var spans = [JSONSpan?](repeating: nil, count: ContractKey.allCases.count)
+    private var spans = InlineArray<12, JSONSpan?>(repeating: nil)
 
     subscript(key: ContractKey) -> JSONSpan? {
         get { spans[key.rawValue] }
         set { spans[key.rawValue] = newValue }
+    }
+}
+
+/// Copies an event's bytes into a batch while applying edits (insertions and
+/// replacements, in increasing source order), and maps source offsets to output offsets.
+struct EventWriter {
+    let source: UnsafeBufferPointer<UInt8>
+    /// The next source byte to copy.
+    private(set) var cursor: Int
+    /// Where the event starts in the output.
+    let start: Int
+    let objectStart: Int
+    /// The edits made so far: source offset where each happened, and the output size change it caused.
+    private var shifts: [(at: Int, delta: Int)] = []
+
+    init(source: UnsafeBufferPointer<UInt8>, object: Range<Int>, start: Int) {
+        self.source = source
+        self.cursor = object.lowerBound
+        self.objectStart = object.lowerBound
+        self.start = start
+    }
+
+    mutating func copy(upTo end: Int, into out: inout [UInt8]) {
+        guard end > cursor else { return }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: source[cursor..<end]))
+        cursor = end
+    }
+
+    mutating func insert(_ bytes: [UInt8], into out: inout [UInt8]) {
+        out.append(contentsOf: bytes)
+        shifts.append((cursor, bytes.count))
+    }
+
+    /// Inserts `"value"`; returns where the value's bytes are in the output.
+    mutating func insertQuoted(_ value: [UInt8], into out: inout [UInt8]) -> Range<Int> {
+        out.append(UInt8(ascii: "\""))
+        let content = out.count
+        out.append(contentsOf: value)
+        out.append(UInt8(ascii: "\""))
+        shifts.append((cursor, value.count + 2))
+        return content..<(content + value.count)
+    }
+
+    mutating func insertTimestamp(_ ms: Int64, into out: inout [UInt8]) {
+        let before = out.count
+        Timestamp.appendQuoted(ms, to: &out)
+        shifts.append((cursor, out.count - before))
+    }
+
+    /// Replaces the source bytes `range` (the cursor is at its start) with `"value"`.
+    mutating func replaceQuoted(_ range: Range<Int>, with value: [UInt8], into out: inout [UInt8]) -> Range<Int> {
+        let content = insertQuoted(value, into: &out)
+        skip(range)
+        return content
+    }
+
+    mutating func replaceWithTimestamp(_ range: Range<Int>, _ ms: Int64, into out: inout [UInt8]) {
+        insertTimestamp(ms, into: &out)
+        skip(range)
+    }
+
+    private mutating func skip(_ range: Range<Int>) {
+        shifts.append((range.upperBound, -range.count))
+        cursor = range.upperBound
+    }
+
+    /// Where the source byte at `offset` (not inside a replaced range) went in the output.
+    func outputOffset(of offset: Int) -> Int {
+        var moved = start + (offset - objectStart)
+        for shift in shifts where shift.at <= offset { moved += shift.delta }
+        return moved
     }
 }

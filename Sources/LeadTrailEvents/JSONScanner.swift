@@ -115,6 +115,12 @@ public struct JSONScanner {
                     seenKey = true
                     if scanner.peek() == UInt8(ascii: "[") {
                         var array = ExpandedArray()
+                        // Room for what typical events need (about 1 KiB and 10 top-level members each), so the
+                        // lists rarely grow by copying.
+                        let remaining = bytes.count - scanner.position
+                        array.elements.reserveCapacity(remaining / 1024 + 1)
+                        array.memberEnds.reserveCapacity(remaining / 1024 + 1)
+                        array.allMembers.reserveCapacity(remaining / 128 + 1)
                         value = try scanner.scanArrayExpandingObjects(into: &array)
                         array.span = value
                         expanded = array
@@ -333,15 +339,17 @@ public struct JSONScanner {
             skipWhitespace()
             let value: JSONSpan
             if expanding != nil, peek() == UInt8(ascii: "{") {
-                var members: [JSONMember]? = []
+                // Members go straight into the array's flat list (no array per element).
+                var members = expanding?.allMembers
+                expanding?.allMembers = []
+                defer { expanding?.allMembers = members ?? [] }
                 value = try scanObject(collecting: &members)
-                expanding?.members.append(members ?? [])
             } else {
                 value = try scanValue()
-                expanding?.members.append([])
             }
             elements?.append(value)
             expanding?.elements.append(value)
+            if let ends = expanding?.allMembers.count { expanding?.memberEnds.append(ends) }
             skipWhitespace()
             guard let c = peek() else { throw error("unterminated array") }
             position += 1
@@ -392,53 +400,69 @@ public struct JSONScanner {
 
     mutating func scanString() throws(JSONSyntaxError) -> JSONSpan {
         let start = position
-        position += 1  // opening quote
-        var hasEscapes = false
         let end = bytes.count
-        while position < end {
+        guard let base = bytes.baseAddress else { throw error("unterminated string") }
+        // The position lives in a local while scanning (stored back before any call or exit).
+        var p = start + 1  // after the opening quote
+        var hasEscapes = false
+        while true {
             // Fast path: skip 8 plain ASCII bytes at a time (no quote, backslash, control or non-ASCII byte).
-            while position + 8 <= end {
-                let word = UnsafeRawPointer(bytes.baseAddress! + position).loadUnaligned(as: UInt64.self)
+            while p + 8 <= end {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + p).loadUnaligned(as: UInt64.self))
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let highs: UInt64 = 0x8080_8080_8080_8080
                 let quote = word ^ (ones &* 0x22)
                 let backslash = word ^ (ones &* 0x5C)
                 let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word) | word
-                if special & highs != 0 { break }
-                position += 8
+                let hits = special & highs
+                if hits != 0 {
+                    // The lowest flagged byte is exact (borrows only flag bytes above a true hit): go straight to it.
+                    p += hits.trailingZeroBitCount >> 3
+                    break
+                }
+                p += 8
             }
-            guard position < end else { break }
-            let c = bytes[position]
+            guard p < end else {
+                position = p
+                throw error("unterminated string")
+            }
+            let c = base[p]
             if c == UInt8(ascii: "\"") {
-                position += 1
+                position = p + 1
                 return JSONSpan(kind: .string, range: start..<position, hasEscapes: hasEscapes)
             }
             if c == UInt8(ascii: "\\") {
                 hasEscapes = true
-                guard position + 1 < end else { throw error("unterminated escape") }
-                let e = bytes[position + 1]
-                switch e {
+                guard p + 1 < end else {
+                    position = p
+                    throw error("unterminated escape")
+                }
+                switch base[p + 1] {
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
                     UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    position += 2
+                    p += 2
                 case UInt8(ascii: "u"):
-                    guard position + 6 <= end else { throw error("truncated \\u escape") }
-                    for k in 2..<6 where Self.hexValue(bytes[position + k]) == 0xFF {
+                    position = p
+                    guard p + 6 <= end else { throw error("truncated \\u escape") }
+                    for k in 2..<6 where Self.hexValue(base[p + k]) == 0xFF {
                         throw error("invalid \\u escape")
                     }
-                    position += 6
+                    p += 6
                 default:
+                    position = p
                     throw error("invalid escape")
                 }
             } else if c < 0x20 {
+                position = p
                 throw error("control character in a string")
             } else if c < 0x80 {
-                position += 1
+                p += 1
             } else {
+                position = p
                 try scanUTF8Sequence(lead: c)
+                p = position
             }
         }
-        throw error("unterminated string")
     }
 
     /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).
@@ -479,12 +503,20 @@ public struct JSONScanner {
 }
 
 /// An array found by ``JSONScanner/topLevelMembers(_:expanding:)``: its span,
-/// its elements, and the top-level members of each element (empty for elements
-/// that are not objects).
+/// its elements, and the top-level members of each element (none for elements
+/// that are not objects), all members kept in one flat list.
 public struct ExpandedArray: Sendable {
     public var span = JSONSpan(kind: .array, range: 0..<0, hasEscapes: false)
     public var elements: [JSONSpan] = []
-    public var members: [[JSONMember]] = []
+    /// The members of every object element, element after element.
+    var allMembers: [JSONMember] = []
+    /// For each element, where its members end in `allMembers`.
+    var memberEnds: [Int] = []
+
+    /// The top-level members of element `index`.
+    public func members(of index: Int) -> ArraySlice<JSONMember> {
+        allMembers[(index == 0 ? 0 : memberEnds[index - 1])..<memberEnds[index]]
+    }
 }
 
 /// Writes JSON string literals.

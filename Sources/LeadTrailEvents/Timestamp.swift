@@ -80,6 +80,25 @@ public enum Timestamp {
 
     /// The canonical form as UTF-8 bytes (24 bytes for years 0-9999).
     public static func formatBytes(_ millis: Int64) -> [UInt8] {
+        withCanonicalBytes(millis) { Array($0) }
+    }
+
+    /// Appends the canonical form, in quotes, to `out`.
+    public static func appendQuoted(_ millis: Int64, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        withCanonicalBytes(millis) { out.append(contentsOf: $0) }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// Whether `text` is exactly the canonical form of `millis`.
+    public static func isCanonical<Bytes: Collection<UInt8>>(_ text: Bytes, _ millis: Int64) -> Bool {
+        text.count == canonicalLength && withCanonicalBytes(millis) { $0.elementsEqual(text) }
+    }
+
+    static let canonicalLength = 24
+
+    /// Calls `body` with the canonical form of `millis`, written on the stack.
+    static func withCanonicalBytes<R>(_ millis: Int64, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
         let ms = Int(((millis % 1000) + 1000) % 1000)
         let totalSeconds = (millis - Int64(ms)) / 1000
         var days = Int(totalSeconds / 86_400)
@@ -89,27 +108,25 @@ public enum Timestamp {
             days -= 1
         }
         let (y, m, d) = civilFromDays(days)
-        var out: [UInt8] = []
-        out.reserveCapacity(24)
-        // The low `width` decimal digits of |v|, written straight into `out` (no temporary array:
-        // this runs once per appended event).
-        func put(_ v: Int, _ width: Int) {
-            let start = out.count
-            for _ in 0..<width { out.append(0x30) }
-            var x = abs(v)
-            for k in stride(from: start + width - 1, through: start, by: -1) {
-                out[k] = UInt8(0x30 + x % 10)
-                x /= 10
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: canonicalLength) { out in
+            // The low `width` decimal digits of |v| at `at`, then `separator`.
+            func put(_ v: Int, _ width: Int, at: Int, _ separator: UInt8) {
+                var x = abs(v)
+                for k in stride(from: at + width - 1, through: at, by: -1) {
+                    out[k] = UInt8(0x30 + x % 10)
+                    x /= 10
+                }
+                out[at + width] = separator
             }
+            put(y, 4, at: 0, UInt8(ascii: "-"))
+            put(m, 2, at: 5, UInt8(ascii: "-"))
+            put(d, 2, at: 8, UInt8(ascii: "T"))
+            put(secondOfDay / 3600, 2, at: 11, UInt8(ascii: ":"))
+            put(secondOfDay / 60 % 60, 2, at: 14, UInt8(ascii: ":"))
+            put(secondOfDay % 60, 2, at: 17, UInt8(ascii: "."))
+            put(ms, 3, at: 20, UInt8(ascii: "Z"))
+            return body(UnsafeBufferPointer(out))
         }
-        put(y, 4); out.append(UInt8(ascii: "-"))
-        put(m, 2); out.append(UInt8(ascii: "-"))
-        put(d, 2); out.append(UInt8(ascii: "T"))
-        put(secondOfDay / 3600, 2); out.append(UInt8(ascii: ":"))
-        put(secondOfDay / 60 % 60, 2); out.append(UInt8(ascii: ":"))
-        put(secondOfDay % 60, 2); out.append(UInt8(ascii: "."))
-        put(ms, 3); out.append(UInt8(ascii: "Z"))
-        return out
     }
 
     /// Milliseconds since the epoch, now, from the system clock.

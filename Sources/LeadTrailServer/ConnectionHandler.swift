@@ -62,7 +62,7 @@ final class ResponseSlot {
     /// A read waiting for the appends before it on the connection to be acknowledged.
     var deferredStart: (() -> Void)?
     /// An append's validated events, until they are handed to the store.
-    var preparedEvents: [PreparedEvent]?
+    var preparedEvents: PreparedBatch?
     /// Whether the append was handed to the store.
     var submitted = false
 
@@ -178,7 +178,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         lastActivity = .now()
-        decoder.append(buffer.readableBytesView)
+        buffer.withUnsafeReadableBytes { decoder.append($0) }
         pump()
     }
 
@@ -416,7 +416,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// What the thread pool made of a large frame.
     private enum LargeFrame: Sendable {
-        case append([UInt8]?, [PreparedEvent])
+        case append([UInt8]?, PreparedBatch)
         case failed([UInt8]?, WireError)
         /// Not an allowed append: handled like any other frame.
         case other(RequestEnvelope)
@@ -467,23 +467,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func submitAppend(_ events: [PreparedEvent], slot: ResponseSlot) {
+    private func submitAppend(_ batch: PreparedBatch, slot: ResponseSlot) {
         guard let context else { return }
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let boundSlot = NIOLoopBound(slot, eventLoop: loop)
-        slot.logMetadata["events"] = "\(events.count)"
-        server.store.append(events) { result in
+        slot.logMetadata["events"] = "\(batch.count)"
+        server.store.append(batch) { result in
             loop.execute {
                 let handler = bound.value
                 let slot = boundSlot.value
                 switch result {
-                case .success(let results):
-                    if let first = results.first, let last = results.last {
+                case .success(let outcomes):
+                    if let first = outcomes.first, let last = outcomes.last {
                         slot.logMetadata["seq.first"] = "\(first.seq)"
                         slot.logMetadata["seq.last"] = "\(last.seq)"
                     }
-                    handler.complete(slot, body: Responses.append(id: slot.id, results))
+                    handler.complete(slot, body: Responses.append(id: slot.id, batch, outcomes))
                 case .failure(let error):
                     handler.complete(slot, error: Responses.wireError(error))
                 }

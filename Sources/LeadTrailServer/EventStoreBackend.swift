@@ -25,8 +25,8 @@ final class EventStoreBackend: StoreBackend {
         }
     }
 
-    func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void) {
-        store.append(events, completion: completion)
+    func append(_ batch: PreparedBatch, completion: @escaping @Sendable (Result<[AppendOutcome], StoreError>) -> Void) {
+        store.append(batch, completion: completion)
     }
 
     func event(withID id: String) throws(StoreError) -> StoredEvent? {

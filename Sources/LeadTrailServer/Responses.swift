@@ -4,18 +4,19 @@ import LeadTrailWire
 
 /// Builds the bodies of successful responses (no I/O; every method is pure).
 enum Responses {
-    static func append(id: [UInt8]?, _ results: [AppendResult]) -> [UInt8] {
-        var writer = ResponseEncoder.success(id: id, reservingCapacity: 32 + results.count * 64)
-        var list: [[UInt8]] = []
-        list.reserveCapacity(results.count)
-        for result in results {
-            var item = JSONObjectWriter(reservingCapacity: 64)
-            item.int("seq", result.seq)
-            item.string("event_id", result.eventID)
-            item.bool("duplicate", result.duplicate)
-            list.append(item.finished())
+    /// `{"id":..,"ok":true,"results":[{"seq":S,"event_id":ID,"duplicate":false},...]}`, written in one buffer.
+    static func append(id: [UInt8]?, _ batch: PreparedBatch, _ outcomes: [AppendOutcome]) -> [UInt8] {
+        var writer = ResponseEncoder.success(id: id, reservingCapacity: 32 + outcomes.count * 80)
+        writer.rawArray("results", count: outcomes.count) { index, out in
+            out.append(contentsOf: #"{"seq":"#.utf8)
+            JSONNumber.append(outcomes[index].seq, to: &out)
+            out.append(contentsOf: #","event_id":"#.utf8)
+            // A stored id is 1-64 characters of [A-Za-z0-9_-]: nothing to escape.
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: batch.bytes[batch.entries[index].eventIDRange])
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: outcomes[index].duplicate ? #","duplicate":true}"#.utf8 : #","duplicate":false}"#.utf8)
         }
-        writer.rawArray("results", list)
         return writer.finished()
     }
 

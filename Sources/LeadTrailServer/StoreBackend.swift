@@ -10,7 +10,7 @@ import LeadTrailWire
 /// an event loop.
 protocol StoreBackend: AnyObject, Sendable {
     /// Durable append; `completion` runs once the batch is on stable storage (or failed), on any thread.
-    func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void)
+    func append(_ batch: PreparedBatch, completion: @escaping @Sendable (Result<[AppendOutcome], StoreError>) -> Void)
     func event(withID id: String) throws(StoreError) -> StoredEvent?
     func timeline(leadID: String, limit: Int) throws(StoreError) -> (events: [StoredEvent], truncated: Bool)
     /// Streams matching events in seq order in batches of rendered JSON (each with `seq`).

@@ -51,11 +51,20 @@ public final class EventStore: @unchecked Sendable {
     var nextSeq: UInt64 = 1
     var dirtySinceSync = false
     var lastSyncMonotonicMs: Int64 = 0
-    var lastCheckpointMonotonicMs: Int64 = 0
+
+    // MARK: Checkpoints (written by the checkpointer thread, see Checkpointer.swift)
+    /// The newest position known durable (guarded by `stateLock`; set by the writer after each sync).
+    var durablePosition: Checkpoint? = nil
+    /// Serialises checkpoint writes; guards `lastCheckpoint`.
+    let checkpointWriteLock = ConditionLock()
     var lastCheckpoint: Checkpoint? = nil
+    /// Wakes and stops the checkpointer (guards the two flags).
+    let checkpointerSignal = ConditionLock()
+    var checkpointerStopping = false
+    var checkpointerFinished = true
 
     enum WriterCommand {
-        case append([PreparedEvent], @Sendable (Result<[AppendResult], StoreError>) -> Void)
+        case append(PreparedBatch, @Sendable (Result<[AppendOutcome], StoreError>) -> Void)
         case rotate(@Sendable (Result<SealedSegment?, StoreError>) -> Void)
     }
 
@@ -81,6 +90,7 @@ public final class EventStore: @unchecked Sendable {
         }
         store.startupMilliseconds = Int(monotonicMilliseconds() - started)
         store.startWriter()
+        store.startCheckpointer()
         store.startTiering()
         logger.info(
             "store open",
@@ -134,20 +144,32 @@ public final class EventStore: @unchecked Sendable {
     // MARK: - Appends
 
     /// Appends a batch of validated events. `completion` runs on the writer thread
-    /// once the batch is durable (or refused); it must not block.
-    public func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void) {
-        guard !events.isEmpty else {
+    /// once the batch is durable (or refused), with one outcome per event in batch
+    /// order; it must not block.
+    public func append(_ batch: PreparedBatch, completion: @escaping @Sendable (Result<[AppendOutcome], StoreError>) -> Void) {
+        guard !batch.isEmpty else {
             completion(.success([]))
             return
         }
         let refused: StoreError? = queueLock.withLock {
             if stopping { return StoreError(.unavailable, "the store is shutting down") }
-            pending.append(.append(events, completion))
-            pendingBytes += events.reduce(0) { $0 + $1.json.count }
+            pending.append(.append(batch, completion))
+            pendingBytes += batch.jsonByteCount
             queueLock.signalAll()
             return nil
         }
         if let refused { completion(.failure(refused)) }
+    }
+
+    /// Appends events prepared one by one; like ``append(_:completion:)-(PreparedBatch,_)``, with each result
+    /// carrying its event id.
+    public func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void) {
+        let batch = PreparedBatch(events)
+        append(batch) { result in
+            completion(result.map { outcomes in
+                outcomes.enumerated().map { AppendResult(seq: $1.seq, eventID: batch.eventID(at: $0), duplicate: $1.duplicate) }
+            })
+        }
     }
 
     /// Appends a batch and waits for it to be durable.
@@ -160,9 +182,17 @@ public final class EventStore: @unchecked Sendable {
 
     /// Appends a batch and blocks the calling thread until it is durable (tests, tools).
     public func appendAndWait(_ events: [PreparedEvent]) throws(StoreError) -> [AppendResult] {
+        let batch = PreparedBatch(events)
+        return try appendAndWait(batch).enumerated().map {
+            AppendResult(seq: $1.seq, eventID: batch.eventID(at: $0), duplicate: $1.duplicate)
+        }
+    }
+
+    /// Appends a batch and blocks the calling thread until it is durable (tests, tools).
+    public func appendAndWait(_ batch: PreparedBatch) throws(StoreError) -> [AppendOutcome] {
         let done = ConditionLock()
-        nonisolated(unsafe) var outcome: Result<[AppendResult], StoreError>? = nil
-        append(events) { result in
+        nonisolated(unsafe) var outcome: Result<[AppendOutcome], StoreError>? = nil
+        append(batch) { result in
             done.withLock {
                 outcome = result
                 done.signalAll()
@@ -250,6 +280,7 @@ public final class EventStore: @unchecked Sendable {
         queueLock.withLock {
             while !writerFinished { queueLock.wait(seconds: 0.1) }
         }
+        stopCheckpointer()
         if !alreadyStopping {
             closeFiles()
             logger.info("store closed", metadata: ["last_seq": "\(lastSeq)"])

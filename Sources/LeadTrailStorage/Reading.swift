@@ -59,12 +59,11 @@ extension EventStore {
     }
 
     /// The seq of the stored event with this id, if any (writer thread: reads the table without the lock).
-    func storedSeq(ofEventID id: String, hash: UInt64) -> UInt64? {
+    func storedSeq(ofEventID idBytes: some Collection<UInt8>, hash: UInt64) -> UInt64? {
         var candidates: [UInt64] = []
         eventIDs.candidates(hash: hash) { candidates.append($0); return false }
         guard !candidates.isEmpty else { return nil }
         let views = snapshot().views
-        let idBytes = Array(id.utf8)
         for seq in candidates {
             if let (header, body) = try? record(seq: seq, in: views) {
                 if body.withUnsafeBufferPointer({ header.fields[.eventID].equals(idBytes, in: $0) }) { return seq }

@@ -197,6 +197,7 @@ extension EventStore {
         // Loading freed tens of MB of footer buffers, some in the loader thread's malloc arena: hand them back.
         _ = leadtrailMallocTrim(0)
         #endif
+        noteDurable()
         try writeCheckpoint(force: true)
     }
 

@@ -120,41 +120,47 @@ struct RecordHeader {
     /// Appends a whole record (header, then payload) to `out`; the CRC covers everything after itself.
     static func append(
         seq: UInt64, timestampMs: Int64, leadHash: UInt32, flags: UInt8, fields: EventFieldRefs,
+        payload: UnsafeRawBufferPointer, to out: inout [UInt8]
+    ) {
+        withUnsafeTemporaryAllocation(byteCount: SegmentFormat.recordHeaderSize, alignment: 8) { h in
+            h.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 4, as: UInt32.self)
+            h[8] = SegmentFormat.kindEvent
+            h[9] = flags
+            h.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)  // reserved
+            h.storeBytes(of: leadHash.littleEndian, toByteOffset: 12, as: UInt32.self)
+            h.storeBytes(of: seq.littleEndian, toByteOffset: 16, as: UInt64.self)
+            h.storeBytes(of: timestampMs.littleEndian, toByteOffset: 24, as: Int64.self)
+            for k in 0..<EventFieldRefs.count {
+                h.storeBytes(of: fields[k].offset.littleEndian, toByteOffset: 32 + 4 * k, as: UInt32.self)  // 7 offsets
+                h.storeBytes(of: fields[k].packedLength.littleEndian, toByteOffset: 60 + 2 * k, as: UInt16.self)  // 7 lengths
+            }
+            h.storeBytes(of: UInt16(0), toByteOffset: 74, as: UInt16.self)  // reserved
+            let crc = CRC32C.mask(CRC32C.checksum(payload, extending: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: h[4...]))))
+            h.storeBytes(of: crc.littleEndian, toByteOffset: 0, as: UInt32.self)
+            out.append(contentsOf: UnsafeRawBufferPointer(h))
+        }
+        out.append(contentsOf: payload)
+    }
+
+    /// Appends a whole record for `payload` given as an array (tests, tools).
+    static func append(
+        seq: UInt64, timestampMs: Int64, leadHash: UInt32, flags: UInt8, fields: EventFieldRefs,
         payload: [UInt8], to out: inout [UInt8]
     ) {
-        let start = out.count
-        var w = ByteWriter(capacity: SegmentFormat.recordHeaderSize)
-        w.u32(0)                                // 0 crc, filled below
-        w.u32(UInt32(payload.count))            // 4
-        w.u8(SegmentFormat.kindEvent)           // 8
-        w.u8(flags)                             // 9
-        w.u16(0)                                // 10 reserved
-        w.u32(leadHash)                         // 12
-        w.u64(seq)                              // 16
-        w.i64(timestampMs)                      // 24
-        for ref in fields.refs { w.u32(ref.offset) }  // 32: 7 offsets
-        for ref in fields.refs { w.u16(ref.packedLength) }  // 60: 7 lengths
-        w.u16(0)                                // 74 reserved
-        out.append(contentsOf: w.bytes)
-        out.append(contentsOf: payload)
-        let crc = out.withUnsafeBytes { all in
-            CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[(start + 4)...])))
-        }
-        withUnsafeBytes(of: crc.littleEndian) { crcBytes in
-            for k in 0..<4 { out[start + k] = crcBytes[k] }
+        payload.withUnsafeBytes {
+            append(seq: seq, timestampMs: timestampMs, leadHash: leadHash, flags: flags, fields: fields, payload: $0, to: &out)
         }
     }
 
     /// Decodes the header at the start of `b` (at least `recordHeaderSize` bytes). The CRC is not checked here.
     static func decode(_ b: UnsafeRawBufferPointer) -> RecordHeader {
-        var refs = [FieldRef]()
-        refs.reserveCapacity(EventFieldRefs.count)
+        var fields = EventFieldRefs()
         for k in 0..<EventFieldRefs.count {
-            refs.append(FieldRef(offset: b.u32(at: 32 + 4 * k), packedLength: b.u16(at: 60 + 2 * k)))
+            fields[k] = FieldRef(offset: b.u32(at: 32 + 4 * k), packedLength: b.u16(at: 60 + 2 * k))
         }
         return RecordHeader(
             payloadLength: Int(b.u32(at: 4)), kind: b[8], flags: b[9], leadHash: b.u32(at: 12),
-            seq: b.u64(at: 16), timestampMs: b.i64(at: 24), fields: EventFieldRefs(refs: refs))
+            seq: b.u64(at: 16), timestampMs: b.i64(at: 24), fields: fields)
     }
 
     /// Whether the whole record at the start of `b` (header and payload) matches its CRC.
@@ -166,7 +172,8 @@ struct RecordHeader {
 
     /// Field references must lie inside the payload; a record whose do not is corrupt.
     func fieldsAreConsistent() -> Bool {
-        for ref in fields.refs where ref.isPresent {
+        for k in 0..<EventFieldRefs.count where fields[k].isPresent {
+            let ref = fields[k]
             if ref.range.upperBound > payloadLength || ref.offset == 0 { return false }
         }
         return fields[.type].isPresent && fields[.leadID].isPresent && fields[.eventID].isPresent

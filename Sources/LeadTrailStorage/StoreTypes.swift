@@ -67,6 +67,19 @@ public struct AppendResult: Sendable, Equatable {
     }
 }
 
+/// What an append did with one event of its batch.
+public struct AppendOutcome: Sendable, Equatable {
+    /// The event's seq: a new one, or the original one for a duplicate.
+    public var seq: UInt64
+    /// True when the event id was already stored (nothing new was stored for it).
+    public var duplicate: Bool
+
+    public init(seq: UInt64, duplicate: Bool) {
+        self.seq = seq
+        self.duplicate = duplicate
+    }
+}
+
 /// A stored event read back from the log: what the producer's JSON became, plus its position.
 public struct StoredEvent: Sendable, Equatable {
     public var seq: UInt64

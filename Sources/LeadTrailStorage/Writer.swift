@@ -24,8 +24,8 @@ extension EventStore {
                 var bytes = 0
                 var taken = 0
                 for command in pending {
-                    if case .append(let events, _) = command {
-                        let size = events.reduce(0) { $0 + $1.json.count }
+                    if case .append(let batch, _) = command {
+                        let size = batch.jsonByteCount
                         if taken > 0 && bytes + size > Self.maximumGroupBytes { break }
                         bytes += size
                     }
@@ -36,11 +36,11 @@ extension EventStore {
                 pendingBytes -= bytes
                 return stopping && pending.isEmpty
             }
-            var group: [(events: [PreparedEvent], completion: @Sendable (Result<[AppendResult], StoreError>) -> Void)] = []
+            var group: [PendingBatch] = []
             for command in commands {
                 switch command {
-                case .append(let events, let completion):
-                    group.append((events, completion))
+                case .append(let batch, let completion):
+                    group.append(PendingBatch(batch: batch, completion: completion))
                 case .rotate(let completion):
                     if !group.isEmpty {
                         commitGroup(group)
@@ -87,12 +87,18 @@ extension EventStore {
                 stateLock.withLock { counters.syncs += 1 }
                 dirtySinceSync = false
                 lastSyncMonotonicMs = now
+                noteDurable()
             } catch {
                 fail(StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged"))
             }
         }
-        if !dirtySinceSync && now - lastCheckpointMonotonicMs >= 1000 {
-            try? writeCheckpoint(force: false)
+    }
+
+    /// Records that everything written so far is on stable storage (the checkpointer writes it down).
+    func noteDurable() {
+        stateLock.withLock {
+            guard let segment = segments.last else { return }
+            durablePosition = Checkpoint(segmentID: segment.id, durableOffset: UInt64(segment.dataEnd), lastSeq: committedLastSeq)
         }
     }
 
@@ -107,6 +113,7 @@ extension EventStore {
                 return
             }
         }
+        noteDurable()
         try? writeCheckpoint(force: true)
     }
 
@@ -116,16 +123,18 @@ extension EventStore {
         stateLock.withLock { fatalError_ = error }
     }
 
-    /// Writes the checkpoint (durable position) when it moved, at most once a second unless forced.
+    /// Writes the newest durable position to the checkpoint file when it moved (always when forced).
+    ///
+    /// Runs on the checkpointer thread about once a second, and at open and close; never on the
+    /// writer's path, so its syncs do not delay acknowledgements.
     func writeCheckpoint(force: Bool) throws(StoreError) {
-        guard hasSegments else { return }
-        let segment = active
-        let checkpoint = Checkpoint(segmentID: segment.id, durableOffset: UInt64(segment.dataEnd), lastSeq: committedLastSeq)
+        checkpointWriteLock.lock()
+        defer { checkpointWriteLock.unlock() }
+        guard let checkpoint = stateLock.withLock({ fatalError_ == nil ? durablePosition : nil }) else { return }
         guard force || checkpoint != lastCheckpoint else { return }
         try io.writeAtomically(checkpoint.encode(), to: configuration.directory + "/checkpoint", directory: configuration.directory,
             crashPoint: .checkpointBeforeRename)
         lastCheckpoint = checkpoint
-        lastCheckpointMonotonicMs = monotonicMilliseconds()
     }
 
     struct EncodedRecord {
@@ -137,58 +146,99 @@ extension EventStore {
         var eventIDHash: UInt64
     }
 
+    /// A batch waiting in a group commit, with whom to tell.
+    struct PendingBatch {
+        var batch: PreparedBatch
+        var completion: @Sendable (Result<[AppendOutcome], StoreError>) -> Void
+    }
+
+    /// Where the first event of the group with a given id hash is.
+    struct GroupEventID {
+        var batch: Int
+        var entry: Int
+        var seq: UInt64
+    }
+
     /// Commits a group of batches: dedupe, assign seqs, one write, one sync, then publish and acknowledge.
-    func commitGroup(_ group: [(events: [PreparedEvent], completion: @Sendable (Result<[AppendResult], StoreError>) -> Void)]) {
+    ///
+    /// Costs no allocation per event: the records are encoded straight from each batch's buffer
+    /// into one group buffer.
+    func commitGroup(_ group: [PendingBatch]) {
         if let failure = stateLock.withLock({ fatalError_ }) {
-            for batch in group { batch.completion(.failure(failure)) }
+            for pending in group { pending.completion(.failure(failure)) }
             return
         }
+        let eventCount = group.reduce(0) { $0 + $1.batch.count }
         var buffer: [UInt8] = []
-        buffer.reserveCapacity(group.reduce(0) { $0 + $1.events.reduce(0) { $0 + $1.json.count + SegmentFormat.recordHeaderSize } })
+        buffer.reserveCapacity(group.reduce(0) { $0 + $1.batch.jsonByteCount } + eventCount * SegmentFormat.recordHeaderSize)
         var records: [EncodedRecord] = []
-        var results: [[AppendResult]] = []
-        var groupIDs: [UInt64: [(id: String, seq: UInt64)]] = [:]
+        records.reserveCapacity(eventCount)
+        var outcomes: [[AppendOutcome]] = []
+        outcomes.reserveCapacity(group.count)
+        // The group's own ids, so a resend inside one group is caught too (the table only learns them after the sync).
+        var groupIDs: [UInt64: GroupEventID] = [:]
+        groupIDs.reserveCapacity(eventCount)
+        var collidingIDs: [(hash: UInt64, id: GroupEventID)] = []
         var seq = nextSeq
 
-        for batch in group {
+        func idBytes(_ b: Int, _ e: Int) -> ArraySlice<UInt8> {
+            let batch = group[b].batch
+            return batch.bytes[batch.entries[e].eventIDRange]
+        }
+        /// The seq the group already gave this id, if any.
+        func seqInGroup(_ hash: UInt64, _ id: ArraySlice<UInt8>) -> UInt64? {
+            guard let first = groupIDs[hash] else { return nil }
+            if idBytes(first.batch, first.entry) == id { return first.seq }
+            return collidingIDs.first { $0.hash == hash && idBytes($0.id.batch, $0.id.entry) == id }?.id.seq
+        }
+
+        for (b, pending) in group.enumerated() {
+            let batch = pending.batch
             // First decide which events are new, so the last new one can carry the batch-end flag.
-            var batchResults: [AppendResult] = []
-            var isNew: [Bool] = []
-            for event in batch.events {
+            var batchOutcomes: [AppendOutcome] = []
+            batchOutcomes.reserveCapacity(batch.count)
+            var lastNew = -1
+            for (e, entry) in batch.entries.enumerated() {
                 var original: UInt64? = nil
-                if !event.eventIDAssigned {
-                    original = groupIDs[event.eventIDHash]?.first(where: { $0.id == event.eventID })?.seq
-                    if original == nil { original = storedSeq(ofEventID: event.eventID, hash: event.eventIDHash) }
+                if !entry.eventIDAssigned {
+                    let id = batch.bytes[entry.eventIDRange]
+                    original = seqInGroup(entry.eventIDHash, id) ?? storedSeq(ofEventID: id, hash: entry.eventIDHash)
                 }
                 if let original {
-                    batchResults.append(AppendResult(seq: original, eventID: event.eventID, duplicate: true))
-                    isNew.append(false)
+                    batchOutcomes.append(AppendOutcome(seq: original, duplicate: true))
                 } else {
-                    batchResults.append(AppendResult(seq: seq, eventID: event.eventID, duplicate: false))
-                    groupIDs[event.eventIDHash, default: []].append((event.eventID, seq))
-                    isNew.append(true)
+                    batchOutcomes.append(AppendOutcome(seq: seq, duplicate: false))
+                    let here = GroupEventID(batch: b, entry: e, seq: seq)
+                    if groupIDs[entry.eventIDHash] == nil {
+                        groupIDs[entry.eventIDHash] = here
+                    } else {
+                        collidingIDs.append((entry.eventIDHash, here))
+                    }
+                    lastNew = e
                     seq += 1
                 }
             }
-            let lastNew = isNew.lastIndex(of: true)
-            for (i, event) in batch.events.enumerated() where isNew[i] {
-                let start = buffer.count
-                let leadHash = UInt32(truncatingIfNeeded: event.leadHash)
-                RecordHeader.append(
-                    seq: batchResults[i].seq, timestampMs: event.timestampMs, leadHash: leadHash,
-                    flags: i == lastNew ? SegmentFormat.flagBatchEnd : 0, fields: event.fields, payload: event.json, to: &buffer)
-                records.append(EncodedRecord(
-                    offsetInBuffer: start, size: buffer.count - start, seq: batchResults[i].seq,
-                    timestampMs: event.timestampMs, leadHash: leadHash, eventIDHash: event.eventIDHash))
+            batch.bytes.withUnsafeBytes { bytes in
+                for (e, entry) in batch.entries.enumerated() where !batchOutcomes[e].duplicate {
+                    let start = buffer.count
+                    let leadHash = UInt32(truncatingIfNeeded: entry.leadHash)
+                    RecordHeader.append(
+                        seq: batchOutcomes[e].seq, timestampMs: entry.timestampMs, leadHash: leadHash,
+                        flags: e == lastNew ? SegmentFormat.flagBatchEnd : 0, fields: entry.fields,
+                        payload: UnsafeRawBufferPointer(rebasing: bytes[entry.range]), to: &buffer)
+                    records.append(EncodedRecord(
+                        offsetInBuffer: start, size: buffer.count - start, seq: batchOutcomes[e].seq,
+                        timestampMs: entry.timestampMs, leadHash: leadHash, eventIDHash: entry.eventIDHash))
+                }
             }
-            results.append(batchResults)
+            outcomes.append(batchOutcomes)
         }
 
         if !buffer.isEmpty {
             do throws(StoreError) {
                 try writeAndSync(buffer, records: records)
             } catch {
-                for batch in group { batch.completion(.failure(error)) }
+                for pending in group { pending.completion(.failure(error)) }
                 return
             }
             nextSeq = seq
@@ -197,7 +247,7 @@ extension EventStore {
             counters.batches += UInt64(group.count)
             return observers
         }
-        for (i, batch) in group.enumerated() { batch.completion(.success(results[i])) }
+        for (b, pending) in group.enumerated() { pending.completion(.success(outcomes[b])) }
         if !buffer.isEmpty {
             let last = seq - 1
             for observer in observersNow { observer(last) }
@@ -257,6 +307,9 @@ extension EventStore {
             segment.dataEnd = writeOffset + buffer.count
             segment.fileSize = segment.dataEnd
             committedLastSeq = records.last?.seq ?? committedLastSeq
+            if configuration.durability == .fsync {
+                durablePosition = Checkpoint(segmentID: segment.id, durableOffset: UInt64(segment.dataEnd), lastSeq: committedLastSeq)
+            }
         }
         if segment.firstRecordMonotonicMs == nil { segment.firstRecordMonotonicMs = monotonicMilliseconds() }
         if eventIDs.needsGrowth { growEventIDTable() }
@@ -309,6 +362,7 @@ extension EventStore {
         }
         try seal(segment)
         try createActiveSegment()
+        noteDurable()
         return SealedSegment(segmentID: segment.id, firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, events: segment.count)
     }
 

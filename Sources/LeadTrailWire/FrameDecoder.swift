@@ -54,13 +54,20 @@ public struct FrameDecoder: Sendable {
     private var buffer: [UInt8] = []
     private var readIndex = 0
     private var failed: WireError?
+    /// A large frame whose header was taken by ``next()`` before its body was complete: its body
+    /// is filled here directly and handed over without another copy.
+    private var body: [UInt8] = []
+    private var bodyLength: Int?
+
+    /// Frames at least this long are received straight into their own array once their header is read.
+    static let directBodyThreshold = 64 << 10
 
     public init(maximumLength: Int = Frame.defaultMaximumLength) {
         self.maximumLength = maximumLength
     }
 
     /// Bytes received and not yet returned as frames.
-    public var bufferedByteCount: Int { buffer.count - readIndex }
+    public var bufferedByteCount: Int { buffer.count - readIndex + (bodyLength == nil ? 0 : Frame.headerSize + body.count) }
 
     /// Whether part of a frame has been received (so the peer owes us more bytes).
     public var hasPartialFrame: Bool { bufferedByteCount > 0 }
@@ -68,31 +75,46 @@ public struct FrameDecoder: Sendable {
     /// Whether a frame was refused as too large (the decoder then takes no more input).
     public var hasFailed: Bool { failed != nil || headerIsOversized }
 
-    private var headerIsOversized: Bool {
+    /// Whether the first pending frame declares too large a length.
+    private var headerIsOversized: Bool { bodyLength == nil && bufferedHeaderIsOversized }
+
+    /// Whether the first frame in `buffer` declares too large a length.
+    private var bufferedHeaderIsOversized: Bool {
         guard let length = Frame.readHeader(buffer[readIndex...]) else { return false }
         return length > maximumLength
     }
 
     /// Adds received bytes. Bytes after an oversized header are dropped, never buffered.
     public mutating func append<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        let appended: Void? = bytes.withContiguousStorageIfAvailable { append(UnsafeRawBufferPointer($0)) }
+        if appended == nil { Array(bytes).withUnsafeBytes { append($0) } }
+    }
+
+    /// Adds received bytes. Bytes after an oversized header are dropped, never buffered.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         guard failed == nil, !headerIsOversized else { return }
+        var input = bytes[...]
+        if let length = bodyLength, body.count < length {
+            let take = min(length - body.count, input.count)
+            body.append(contentsOf: UnsafeRawBufferPointer(rebasing: input.prefix(take)))
+            input = input.dropFirst(take)
+            if input.isEmpty { return }
+        }
         if readIndex > 0, readIndex >= buffer.count / 2 {
             buffer.removeSubrange(0..<readIndex)
             readIndex = 0
         }
         // Frames whose header is complete were checked already: keep everything.
-        guard bufferedByteCount < Frame.headerSize else {
-            buffer.append(contentsOf: bytes)
+        guard buffer.count - readIndex < Frame.headerSize else {
+            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: input))
             return
         }
-        // Otherwise take bytes one at a time until the header is complete, check it, then keep the rest.
-        var iterator = bytes.makeIterator()
-        while bufferedByteCount < Frame.headerSize {
-            guard let byte = iterator.next() else { return }
-            buffer.append(byte)
-        }
-        if headerIsOversized { return }
-        while let byte = iterator.next() { buffer.append(byte) }
+        // Otherwise take bytes until the header is complete, check it, then keep the rest.
+        let missing = min(Frame.headerSize - (buffer.count - readIndex), input.count)
+        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: input.prefix(missing)))
+        input = input.dropFirst(missing)
+        if input.isEmpty || bufferedHeaderIsOversized { return }
+        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: input))
     }
 
     /// The next complete frame body, or nil when more bytes are needed.
@@ -102,6 +124,12 @@ public struct FrameDecoder: Sendable {
     /// the same `append` is checked here, before it is returned.
     public mutating func next() throws(WireError) -> [UInt8]? {
         if let failed { throw failed }
+        if let length = bodyLength {
+            guard body.count == length else { return nil }
+            bodyLength = nil
+            defer { body = [] }
+            return body
+        }
         guard let length = Frame.readHeader(buffer[readIndex...]) else { return nil }
         guard length <= maximumLength else {
             let error = WireError(.frameTooLarge, "frame of \(length) bytes is larger than the maximum of \(maximumLength)")
@@ -111,13 +139,24 @@ public struct FrameDecoder: Sendable {
             throw error
         }
         let start = readIndex + Frame.headerSize
-        guard buffer.count - start >= length else { return nil }
-        let body = Array(buffer[start..<(start + length)])
+        guard buffer.count - start >= length else {
+            if length >= Self.directBodyThreshold {
+                // Receive the rest straight into the frame's own array: the buffer holds nothing after it.
+                body = []
+                body.reserveCapacity(length)
+                body.append(contentsOf: buffer[start...])
+                bodyLength = length
+                buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
+                readIndex = 0
+            }
+            return nil
+        }
+        let frame = Array(buffer[start..<(start + length)])
         readIndex = start + length
         if readIndex == buffer.count {
             buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
             readIndex = 0
         }
-        return body
+        return frame
     }
 }

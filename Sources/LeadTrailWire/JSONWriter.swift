@@ -33,11 +33,17 @@ public struct JSONObjectWriter: Sendable {
     }
 
     public mutating func bool(_ name: String, _ value: Bool) {
-        raw(name, value ? Array("true".utf8) : Array("false".utf8))
+        key(name)
+        bytes.append(contentsOf: value ? "true".utf8 : "false".utf8)
     }
 
     public mutating func int<I: BinaryInteger>(_ name: String, _ value: I) {
-        raw(name, Array(String(value).utf8))
+        key(name)
+        if let unsigned = UInt64(exactly: value) {
+            JSONNumber.append(unsigned, to: &bytes)
+        } else {
+            bytes.append(contentsOf: String(value).utf8)
+        }
     }
 
     /// A finite number; non-finite values are written as `null`.
@@ -64,6 +70,17 @@ public struct JSONObjectWriter: Sendable {
         bytes.append(UInt8(ascii: "]"))
     }
 
+    /// An array of `count` values, each written as valid JSON by `element` straight into the output.
+    public mutating func rawArray(_ name: String, count: Int, _ element: (Int, inout [UInt8]) -> Void) {
+        key(name)
+        bytes.append(UInt8(ascii: "["))
+        for index in 0..<count {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            element(index, &bytes)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
     /// An array of strings.
     public mutating func stringArray(_ name: String, _ elements: [String]) {
         rawArray(name, elements.map { value in
@@ -74,10 +91,33 @@ public struct JSONObjectWriter: Sendable {
     }
 
     /// The object's bytes, closing brace included.
-    public func finished() -> [UInt8] {
-        var out = bytes
-        out.append(UInt8(ascii: "}"))
-        return out
+    public consuming func finished() -> [UInt8] {
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
+}
+
+/// Writes JSON numbers.
+public enum JSONNumber {
+    /// Appends the decimal digits of `value` to `out` (no allocation).
+    public static func append(_ value: UInt64, to out: inout [UInt8]) {
+        guard value >= 10 else {
+            out.append(UInt8(ascii: "0") + UInt8(value))
+            return
+        }
+        var digits = 0
+        var rest = value
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        let start = out.count
+        out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: digits))
+        rest = value
+        for index in stride(from: start + digits - 1, through: start, by: -1) {
+            out[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+        }
     }
 }
 

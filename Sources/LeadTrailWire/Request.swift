@@ -52,7 +52,7 @@ public struct ScanRequest: Sendable, Equatable {
 public enum Request: Sendable {
     case ping
     /// Events already validated and prepared for storage, in batch order.
-    case append([PreparedEvent])
+    case append(PreparedBatch)
     case get(eventID: String)
     case timeline(leadID: String)
     case scan(ScanRequest)
@@ -220,7 +220,7 @@ public struct RequestParser: Sendable {
         }
     }
 
-    private func prepareEvents(fields: Fields, scanned: ExpandedArray?, now: Int64, newEventID: () -> String) throws(WireError) -> [PreparedEvent] {
+    private func prepareEvents(fields: Fields, scanned: ExpandedArray?, now: Int64, newEventID: () -> String) throws(WireError) -> PreparedBatch {
         guard let span = fields.spans["events"] else { throw WireError(.badRequest, "missing field 'events'") }
         guard span.kind == .array else { throw WireError(.badRequest, "field 'events' must be an array of events") }
         // The envelope's pass found the events and their members already; re-read them only if it did not.
@@ -235,22 +235,22 @@ public struct RequestParser: Sendable {
         guard elements.count <= maxBatchEvents else {
             throw WireError(.batchTooLarge, "batch of \(elements.count) events is larger than the maximum of \(maxBatchEvents)")
         }
-        var prepared: [PreparedEvent] = []
-        prepared.reserveCapacity(elements.count)
+        // Room for the events as sent, plus an assigned id and timestamp for each.
+        var batch = PreparedBatch(reservingBytes: span.range.count + elements.count * 96, events: elements.count)
         for (index, element) in elements.enumerated() {
             guard element.kind == .object else {
                 throw WireError(.invalidEvent, "event \(index) is not a JSON object", index: index)
             }
             do {
-                let members = try scanned?.members[index] ?? JSONScanner.members(of: element, in: fields.buffer)
-                prepared.append(try preparer.prepare(fields.buffer, object: element, members: members, now: now, newEventID: newEventID))
+                let members = try scanned?.members(of: index) ?? JSONScanner.members(of: element, in: fields.buffer)[...]
+                try preparer.prepare(fields.buffer, object: element, members: members, now: now, newEventID: newEventID, into: &batch)
             } catch let error as EventValidationError {
                 throw WireError(.invalidEvent, "event \(index): \(error.message)", index: index)
             } catch {
                 throw WireError(.invalidEvent, "event \(index): \(error)", index: index)
             }
         }
-        return prepared
+        return batch
     }
 }
 

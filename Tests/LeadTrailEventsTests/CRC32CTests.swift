@@ -21,6 +21,21 @@ import Testing
         }
     }
 
+    /// Long buffers take the three-stream paths (runs of 3 × 256 and 3 × 8192 bytes, then the rest).
+    @Test func hardwareAndPortableAgreeOnLongBuffers() {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<80_000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        data.withUnsafeBytes { all in
+            for length in [767, 768, 769, 1_300, 24_575, 24_576, 24_577, 25_344, 49_152 + 800, 79_993] {
+                for alignment in [0, 3] {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[alignment..<(alignment + length)])
+                    #expect(CRC32C.checksum(slice) == CRC32C.portableChecksum(slice), "length \(length)")
+                    #expect(CRC32C.checksum(slice, extending: 0x1234_5678) == CRC32C.portableChecksum(slice, extending: 0x1234_5678))
+                }
+            }
+        }
+    }
+
     @Test func extendingEqualsWhole() {
         let a = Array("hello, ".utf8), b = Array("world".utf8)
         #expect(CRC32C.checksum(b, extending: CRC32C.checksum(a)) == CRC32C.checksum(a + b))

@@ -368,6 +368,7 @@ private func expectFieldRefsMatchRescan(_ prepared: PreparedEvent, sourceLocatio
     /// Random events: every accepted event's references point at the right bytes, its JSON is valid, and
     /// everything but event_id and timestamp is unchanged.
     @Test func randomEventsPrepareConsistently() throws {
+        var batchInputs: [String] = []
         var rng = SplitMix64(seed: 0x5EED_0003)
         let fields = ["flow_id", "entity_id", "step_id", "outcome", "x", "metadata", "duration_ms"]
         for _ in 0..<(Environment.longTests ? 50_000 : 3_000) {
@@ -385,11 +386,41 @@ private func expectFieldRefsMatchRescan(_ prepared: PreparedEvent, sourceLocatio
             let input = "{" + members.joined(separator: Bool.random(using: &rng) ? "," : " , ") + "}"
             let prepared = try prepare(input).get()
             try expectFieldRefsMatchRescan(prepared)
+            batchInputs.append(input)
             // Unknown and optional members keep their exact bytes.
             let output = text(prepared.json)
             for member in members where !member.hasPrefix("\"event_id\"") && !member.hasPrefix("\"timestamp\"") {
                 #expect(output.contains(member), "\(member) in \(output)")
             }
+        }
+        try expectBatchMatchesSingleEvents(batchInputs)
+    }
+
+    /// Events prepared into one shared batch (so each starts at a non-zero offset, after edits of the
+    /// events before it) come out exactly as when prepared one by one.
+    private func expectBatchMatchesSingleEvents(_ inputs: [String]) throws {
+        let preparer = EventPreparer()
+        var batch = PreparedBatch()
+        for input in inputs {
+            let bytes = Array(input.utf8)
+            try bytes.withUnsafeBufferPointer { (b) throws in
+                let (object, members) = try JSONScanner.topLevelMembers(b)
+                try preparer.prepare(b, object: object, members: members[...], now: 1_700_000_000_123,
+                    newEventID: { "evt_0123456789ABCDEFGHIJ" }, into: &batch)
+            }
+        }
+        #expect(batch.count == inputs.count)
+        for (index, input) in inputs.enumerated() {
+            let single = try prepare(input).get()
+            let fromBatch = batch[index]
+            #expect(fromBatch.json == single.json)
+            #expect(fromBatch.fields == single.fields)
+            #expect(fromBatch.eventID == single.eventID)
+            #expect(batch.eventID(at: index) == single.eventID)
+            #expect(fromBatch.eventIDHash == single.eventIDHash)
+            #expect(fromBatch.leadHash == single.leadHash)
+            #expect(fromBatch.timestampMs == single.timestampMs)
+            #expect(fromBatch.eventIDAssigned == single.eventIDAssigned)
         }
     }
 }

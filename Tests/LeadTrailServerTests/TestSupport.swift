@@ -114,7 +114,7 @@ func int(_ value: Any?) -> Int? {
 final class FailingBackend: StoreBackend, @unchecked Sendable {
     let error: StoreError
     init(_ error: StoreError) { self.error = error }
-    func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void) {
+    func append(_ batch: PreparedBatch, completion: @escaping @Sendable (Result<[AppendOutcome], StoreError>) -> Void) {
         completion(.failure(error))
     }
     func event(withID id: String) throws(StoreError) -> StoredEvent? { throw error }

@@ -127,4 +127,25 @@ func stream(_ bodies: [[UInt8]]) -> [UInt8] {
         #expect(try decoder.next() == [1, 2])
         #expect(throws: WireError.self) { try decoder.next() }
     }
+
+    /// A large frame is received straight into its own array once its header is read; what follows it
+    /// (a small frame, then an oversized header) is handled as before: the oversized one is refused
+    /// after the frames before it are returned.
+    @Test func largeFrameReceivedDirectlyThenOversizedHeader() throws {
+        let large = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        var decoder = FrameDecoder(maximumLength: 300_000)
+        let bytes = Frame.encode(large)
+        decoder.append(bytes[0..<1000])
+        #expect(try decoder.next() == nil)  // header read: the body now fills its own array
+        #expect(decoder.bufferedByteCount == 1000)
+        #expect(decoder.hasPartialFrame)
+        decoder.append(bytes[1000..<150_000])
+        #expect(try decoder.next() == nil)
+        // The rest of the body, a small frame, and an oversized header with bytes after it, in one chunk.
+        decoder.append(Array(bytes[150_000...]) + Frame.encode([5]) + [0x7F, 0, 0, 0] + [UInt8](repeating: 1, count: 500))
+        #expect(try decoder.next() == large)
+        #expect(try decoder.next() == [5])
+        #expect(decoder.hasFailed)
+        #expect(throws: WireError.self) { try decoder.next() }
+    }
 }

@@ -10,6 +10,7 @@ import Foundation
 import LeadTrailEvents
 import LeadTrailQuery
 import LeadTrailStorage
+import LeadTrailWire
 
 struct Options {
     var events = 1_000_000
@@ -271,6 +272,70 @@ func runPrepare(_ count: Int) {
     print(String(format: "prepared %d events (%d bytes) in %.3f s: %.0f events/s", count * 5, total, seconds, Double(count * 5) / seconds))
 }
 
+/// The daemon's CPU work per append frame, stage by stage, in one thread:
+/// `leadtrail-bench append-path EVENTS.ndjson [--batch 1000] [--rounds 3]`.
+///
+/// Frames are built from the file's lines as `leadtrail-load` builds them; each
+/// stage is timed over all frames: a plain validation of the JSON, the envelope
+/// pass (which also finds every event and its members), and the whole parse
+/// (envelope, validation and preparation of every event).
+func runAppendPath(_ arguments: [String]) {
+    guard let path = arguments.first, let data = FileManager.default.contents(atPath: path) else {
+        FileHandle.standardError.write("usage: leadtrail-bench append-path EVENTS.ndjson [--batch N] [--rounds R]\n".data(using: .utf8)!)
+        exit(2)
+    }
+    var batch = 1000
+    var rounds = 3
+    var iterator = arguments.dropFirst().makeIterator()
+    while let argument = iterator.next() {
+        if argument == "--batch" { batch = Int(iterator.next() ?? "") ?? batch }
+        if argument == "--rounds" { rounds = Int(iterator.next() ?? "") ?? rounds }
+    }
+    // Split by hand: this runs once, before any clock, but must stay cheap under callgrind too.
+    let all = [UInt8](data)
+    var lines: [ArraySlice<UInt8>] = []
+    var lineStart = 0
+    for index in all.indices where all[index] == UInt8(ascii: "\n") {
+        if index > lineStart { lines.append(all[lineStart..<index]) }
+        lineStart = index + 1
+    }
+    if lineStart < all.count { lines.append(all[lineStart...]) }
+    var frames: [[UInt8]] = []
+    for start in stride(from: 0, to: lines.count, by: batch) {
+        var frame = Array(#"{"op":"append","events":["#.utf8)
+        for (i, line) in lines[start..<min(lines.count, start + batch)].enumerated() {
+            if i > 0 { frame.append(UInt8(ascii: ",")) }
+            frame.append(contentsOf: line)
+        }
+        frame.append(contentsOf: Array("]}".utf8))
+        frames.append(frame)
+    }
+    let bytes = frames.reduce(0) { $0 + $1.count }
+    func stage(_ name: String, _ body: ([UInt8]) -> Int) {
+        var best = Double.infinity
+        var check = 0
+        for _ in 0..<rounds {
+            let start = now()
+            for frame in frames { check &+= body(frame) }
+            best = min(best, now() - start)
+        }
+        row(name, String(format: "%.0f events/s, %.0f MB/s, %.2f us/event (check %d)",
+            Double(lines.count) / best, Double(bytes) / best / 1e6, best / Double(lines.count) * 1e6, check))
+    }
+    print("append path, \(lines.count) events in \(frames.count) frames, best of \(rounds) rounds, 1 thread")
+    stage("JSONScanner.validate (whole frame)") { frame in
+        frame.withUnsafeBufferPointer { (try? JSONScanner.validate($0))?.range.count ?? -1 }
+    }
+    stage("RequestEnvelope.parse (envelope + events found)") { frame in
+        RequestEnvelope.parse(frame).id?.count ?? 0
+    }
+    let parser = RequestParser()
+    stage("RequestParser.parse (validated + prepared)") { frame in
+        guard case .append(let events)? = try? parser.parse(frame: frame, now: 0) else { return -1 }
+        return events.count
+    }
+}
+
 /// Opens an existing store in a fresh process: startup time, timeline lookups and
 /// resident memory without the loader's allocations: `leadtrail-bench reopen --dir DIR`.
 func runReopen(_ options: Options) throws {
@@ -449,6 +514,8 @@ case "reopen":
         FileHandle.standardError.write("leadtrail-bench: \(error)\n".data(using: .utf8)!)
         exit(1)
     }
+case "append-path":
+    runAppendPath(Array(CommandLine.arguments.dropFirst(2)))
 case "prepare":
     runPrepare(Int(CommandLine.arguments.dropFirst(2).first ?? "") ?? 100_000)
 case "store":
