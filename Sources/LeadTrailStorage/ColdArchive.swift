@@ -29,6 +29,11 @@ struct ColdMember: Sendable, Equatable {
     /// covers only the inflated bytes, so a flipped bit in the header or in the deflate stream's
     /// padding would go unnoticed. Absent in manifests written before it existed.
     var memberCRC: UInt32? = nil
+    /// Set for members that hold the segment without its lead and event-id index sections (member
+    /// format 2): how many bytes the member inflates to. The lead section is rebuilt from the records
+    /// and the event-id section comes from the day's `.ids` file; the rebuilt file must match
+    /// `rawLength` and `rawCRC`. Nil for members holding the whole hot file (format 1).
+    var inflatedLength: Int? = nil
 
     static let filterHashes = 7
 
@@ -60,6 +65,7 @@ struct ColdMember: Sendable, Equatable {
             "min_ts": minTs, "max_ts": maxTs, "events": events, "lead_filter": Data(leadFilter).base64EncodedString(),
         ]
         if let memberCRC { out["member_crc32c"] = memberCRC }
+        if let inflatedLength { out["inflated_length"] = inflatedLength }
         return out
     }
 
@@ -70,7 +76,8 @@ struct ColdMember: Sendable, Equatable {
     }
 
     init(segmentID: UInt64, offset: Int, length: Int, rawLength: Int, rawCRC: UInt32, idsOffset: Int, idsCount: Int, idsCRC: UInt32,
-         firstSeq: UInt64, lastSeq: UInt64, minTs: Int64, maxTs: Int64, events: UInt64, leadFilter: [UInt8], memberCRC: UInt32? = nil) {
+         firstSeq: UInt64, lastSeq: UInt64, minTs: Int64, maxTs: Int64, events: UInt64, leadFilter: [UInt8], memberCRC: UInt32? = nil,
+         inflatedLength: Int? = nil) {
         self.segmentID = segmentID
         self.offset = offset
         self.length = length
@@ -86,6 +93,7 @@ struct ColdMember: Sendable, Equatable {
         self.events = events
         self.leadFilter = leadFilter
         self.memberCRC = memberCRC
+        self.inflatedLength = inflatedLength
     }
 
     init?(json: [String: Any]) {
@@ -109,6 +117,61 @@ struct ColdMember: Sendable, Equatable {
             idsOffset: idsOffset, idsCount: idsCount, idsCRC: UInt32(truncatingIfNeeded: idsCRC), firstSeq: firstSeq,
             lastSeq: lastSeq, minTs: minTs, maxTs: maxTs, events: events, leadFilter: [UInt8](filter))
         if let crc = u64("member_crc32c") { memberCRC = UInt32(truncatingIfNeeded: crc) }
+        if json["inflated_length"] != nil {
+            guard let inflated = int("inflated_length"), (0...limit).contains(inflated) else { return nil }
+            inflatedLength = inflated
+        }
+    }
+
+    /// The hot segment file without its lead and event-id index sections: what a format 2 member holds.
+    static func reducedHotFile(_ raw: [UInt8], trailer: SegmentTrailer) -> [UInt8] {
+        let sparseEnd = Int(trailer.dataEnd) + Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize
+        return Array(raw[0..<sparseEnd]) + Array(raw[(raw.count - SegmentFormat.trailerSize)...])
+    }
+
+    /// Inflates this member and gives back the exact hot segment file it was made from, or nil when
+    /// anything fails its checks (gzip CRC-32 and size, the event-id index's CRC, the whole file's CRC32C).
+    /// `ids` reads `count` bytes at `offset` of the day's `.ids` file (format 2 members only).
+    func hotFile(fromStored stored: [UInt8], ids: (_ offset: Int, _ count: Int) -> [UInt8]?) -> [UInt8]? {
+        guard stored.count == length, matchesStoredBytes(stored) else { return nil }
+        guard let inflatedLength else {
+            guard let raw = Gzip.decompress(stored, rawLength: rawLength), CRC32C.checksum(raw) == rawCRC else { return nil }
+            return raw
+        }
+        guard let reduced = Gzip.decompress(stored, rawLength: inflatedLength),
+              reduced.count >= SegmentFormat.headerSize + SegmentFormat.trailerSize,
+              let trailer = reduced.withUnsafeBytes({ SegmentTrailer.decode(UnsafeRawBufferPointer(rebasing: $0[(reduced.count - SegmentFormat.trailerSize)...])) })
+        else { return nil }
+        let dataEnd = Int(trailer.dataEnd), records = Int(trailer.recordCount)
+        let sparseEnd = dataEnd + Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize
+        guard dataEnd >= SegmentFormat.headerSize, sparseEnd + SegmentFormat.trailerSize == reduced.count, records == idsCount,
+              dataEnd + trailer.indexSize + SegmentFormat.trailerSize == rawLength,
+              let eventSection = ids(idsOffset, idsCount * 16), eventSection.count == idsCount * 16, CRC32C.checksum(eventSection) == idsCRC
+        else { return nil }
+        // The lead section: one `lead_hash << 32 | offset` per record, sorted (as sealing writes it).
+        var leads: [UInt64] = []
+        leads.reserveCapacity(records)
+        let walked: Bool = reduced.withUnsafeBytes { b in
+            var offset = SegmentFormat.headerSize
+            while offset < dataEnd {
+                guard dataEnd - offset >= SegmentFormat.recordHeaderSize else { return false }
+                let total = SegmentFormat.recordHeaderSize + Int(b.u32(at: offset + 4))
+                guard total <= dataEnd - offset, leads.count < records else { return false }
+                leads.append(UInt64(b.u32(at: offset + 12)) << 32 | UInt64(offset))
+                offset += total
+            }
+            return leads.count == records
+        }
+        guard walked else { return nil }
+        leads.sort()
+        var raw = [UInt8]()
+        raw.reserveCapacity(rawLength)
+        raw.append(contentsOf: reduced[0..<sparseEnd])
+        for entry in leads { withUnsafeBytes(of: entry.littleEndian) { raw.append(contentsOf: $0) } }
+        raw.append(contentsOf: eventSection)
+        raw.append(contentsOf: reduced[sparseEnd...])
+        guard raw.count == rawLength, CRC32C.checksum(raw) == rawCRC else { return nil }
+        return raw
     }
 }
 
@@ -122,16 +185,19 @@ struct ColdArchive: Sendable {
 
     /// The manifest: a checksummed header line, then the JSON body.
     func encodeManifest() -> [UInt8] {
-        let body: [String: Any] = ["version": 1, "day": day, "members": members.map(\.json)]
+        // Version 2 once any member holds a segment without its lead and event-id sections (older readers
+        // must refuse such a manifest rather than take those members for damaged whole files).
+        let version = members.contains { $0.inflatedLength != nil } ? 2 : 1
+        let body: [String: Any] = ["version": version, "day": day, "members": members.map(\.json)]
         let json = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])).map { [UInt8]($0) } ?? []
         let crc = String(CRC32C.mask(CRC32C.checksum(json)), radix: 16)
-        return Array("leadtrail-manifest v1 crc32c=\(crc) length=\(json.count)\n".utf8) + json
+        return Array("leadtrail-manifest v\(version) crc32c=\(crc) length=\(json.count)\n".utf8) + json
     }
 
     static func decodeManifest(_ bytes: [UInt8]) -> ColdArchive? {
         guard let newline = bytes.firstIndex(of: 0x0A) else { return nil }
         let line = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ")
-        guard line.count == 4, line[0] == "leadtrail-manifest", line[1] == "v1",
+        guard line.count == 4, line[0] == "leadtrail-manifest", line[1] == "v1" || line[1] == "v2",
               line[2].hasPrefix("crc32c="), let crc = UInt32(line[2].dropFirst(7), radix: 16),
               line[3].hasPrefix("length="), let length = Int(line[3].dropFirst(7))
         else { return nil }
@@ -215,7 +281,10 @@ extension EventStore {
     func moveToCold(_ segment: Segment) throws(StoreError) -> SegmentMove {
         let raw = try rebuildHotFile(segment)
         let (trailer, _) = try checkedHotFile(raw, name: segment.fileName)
-        let member = try Gzip.compress(raw)
+        // The member leaves out the lead and event-id sections: the first is rebuilt from the records on restore,
+        // the second is the day's `.ids` entries written below (together a seventh of a compressed member).
+        let reduced = ColdMember.reducedHotFile(raw, trailer: trailer)
+        let member = try Gzip.compress(reduced)
         let day = Self.day(of: segment.maxTs)
         var archive = stateLock.withLock { coldCatalog.archives[day] } ?? ColdArchive(day: day, members: [])
         if archive.members.contains(where: { $0.segmentID == segment.id }) {
@@ -259,7 +328,8 @@ extension EventStore {
             segmentID: segment.id, offset: offset, length: member.count, rawLength: raw.count, rawCRC: CRC32C.checksum(raw),
             idsOffset: idsOffset, idsCount: eventSection.count / 16, idsCRC: CRC32C.checksum(eventSection),
             firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, minTs: segment.minTs, maxTs: segment.maxTs,
-            events: segment.count, leadFilter: ColdMember.makeFilter(leadHashes: leadHashes), memberCRC: CRC32C.checksum(member)))
+            events: segment.count, leadFilter: ColdMember.makeFilter(leadHashes: leadHashes), memberCRC: CRC32C.checksum(member),
+            inflatedLength: reduced.count))
         try io.writeAtomically(archive.encodeManifest(), to: coldDirectory + "/\(day).manifest", directory: coldDirectory, crashPoint: .coldBeforeManifestRename)
         stateLock.withLock { coldCatalog.archives[day] = archive }
         CrashPoint.coldBeforeSourceDelete.reached()
@@ -301,9 +371,13 @@ extension EventStore {
             let fd = try io.open(archivePath, flags: O_RDONLY, mode: 0)
             let bytes = try io.read(fd, count: m.length, at: m.offset)
             io.close(fd)
-            guard bytes.count == m.length, m.matchesStoredBytes(bytes), let raw = Gzip.decompress(bytes, rawLength: m.rawLength),
-                  CRC32C.checksum(raw) == m.rawCRC
-            else {
+            let idsPath = coldDirectory + "/\(entry.day).ids"
+            let raw = m.hotFile(fromStored: bytes) { offset, count in
+                guard let idsFD = try? io.open(idsPath, flags: O_RDONLY, mode: 0) else { return nil }
+                defer { io.close(idsFD) }
+                return try? io.read(idsFD, count: count, at: offset)
+            }
+            guard let raw else {
                 let report = CorruptionReport(file: "\(entry.day).ltz", offset: m.offset, reason: "archived segment \(m.segmentID) is damaged; not restored")
                 stateLock.withLock { if !damage.contains(report) { damage.append(report) } }
                 logger.error("\(report)")

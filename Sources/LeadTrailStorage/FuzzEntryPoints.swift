@@ -138,6 +138,21 @@ import LeadTrailEvents
                     }
                 }
             }
+            // Version 2: the two dictionary copies' block CRCs.
+            let (storedLength, dictionaryOffset) = bytes.withUnsafeBytes { b in
+                (Int(b.u32(at: trailerStart + 36)), Int(truncatingIfNeeded: b.u64(at: trailerStart + 40)))
+            }
+            if bytes[trailerStart + 7] == 2, storedLength > 0, dictionaryOffset >= SegmentFormat.headerSize,
+               dictionaryOffset <= footerStart, storedLength <= (footerStart - dictionaryOffset) / 2 - WarmFormat.blockHeaderSize {
+                for copy in 0..<2 {
+                    let at = dictionaryOffset + copy * (WarmFormat.blockHeaderSize + storedLength)
+                    bytes.withUnsafeMutableBytes { b in
+                        let start = at + WarmFormat.blockHeaderSize
+                        let crc = CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[start..<(start + storedLength)])))
+                        b.storeBytes(of: crc.littleEndian, toByteOffset: at + 8, as: UInt32.self)
+                    }
+                }
+            }
             bytes.withUnsafeMutableBytes { b in
                 let crc = CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[footerStart..<trailerStart])))
                 b.storeBytes(of: crc.littleEndian, toByteOffset: trailerStart + 32, as: UInt32.self)

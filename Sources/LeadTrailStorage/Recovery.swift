@@ -82,20 +82,37 @@ extension EventStore {
         for id in warmIDs { expected += recordCount(warmPath: warmDirectory + "/" + Self.warmFileName(id)) }
         for id in openIDs { expected += recordCount(openPath: hotDirectory + "/" + Segment.fileName(id: id, sealed: false)) }
         eventIDs = EventIDTable(minimumCapacity: expected + expected / 16)
+        // Entries go in one segment at a time (each footer's event-id index is sorted by hash, and the table's
+        // slots follow hash order, so each pass streams through the table). Should the trailers have
+        // undercounted (damaged ones are guessed from file sizes), the table is rebuilt at the end, sized by the count.
+        var indexedEntries = 0
+        var tableOverflowed = false
         func index(_ entries: [(hash: UInt64, seq: UInt64)]) {
-            for entry in entries { eventIDs.insert(hash: entry.hash, seq: entry.seq) }
+            indexedEntries += entries.count
+            guard !tableOverflowed else { return }
+            if Double(eventIDs.count + entries.count) > Double(eventIDs.capacity) * EventIDTable.maximumLoad || !eventIDs.insert(contentsOf: entries) {
+                tableOverflowed = true
+            }
         }
 
         var loaded: [Segment] = []
         index(try coldEventEntries())
-        for id in warmIDs {
+        // Warm and sealed hot segments: a second thread reads, checks and parses the next footer while this one
+        // fills the event-id table from the previous one (the two largest costs of a start, on two cores).
+        try pipelined(warmIDs, load: { (id: UInt64) -> Result<(Segment, [(hash: UInt64, seq: UInt64)]), StoreError> in
             do throws(StoreError) {
-                let (segment, entries) = try loadWarm(path: warmDirectory + "/" + Self.warmFileName(id), id: id)
+                return .success(try self.loadWarm(path: self.warmDirectory + "/" + Self.warmFileName(id), id: id))
+            } catch {
+                return .failure(error)
+            }
+        }) { (id: UInt64, result: Result<(Segment, [(hash: UInt64, seq: UInt64)]), StoreError>) throws(StoreError) in
+            switch result {
+            case .success(let (segment, entries)):
                 loaded.append(segment)
                 index(entries)
-            } catch {
+            case .failure(let error):
                 let report = CorruptionReport(file: Self.warmFileName(id), offset: nil, reason: "\(error.message); not served")
-                damage.append(report)
+                stateLock.withLock { damage.append(report) }
                 logger.critical("warm segment is damaged: \(report)")
             }
         }
@@ -107,8 +124,14 @@ extension EventStore {
             segment.expiresMs = Self.modificationMs(path).map { $0 + Int64(configuration.tiers.restoreExpirySeconds) * 1000 }
             loaded.append(segment)
         }
-        for id in sealedIDs {
-            let (segment, entries) = try loadSealed(id: id)
+        try pipelined(sealedIDs, load: { (id: UInt64) -> Result<(Segment, [(hash: UInt64, seq: UInt64)]), StoreError> in
+            do throws(StoreError) {
+                return .success(try self.loadSealed(id: id))
+            } catch {
+                return .failure(error)
+            }
+        }) { (_: UInt64, result: Result<(Segment, [(hash: UInt64, seq: UInt64)]), StoreError>) throws(StoreError) in
+            let (segment, entries) = try result.get()
             loaded.append(segment)
             index(entries)
         }
@@ -166,6 +189,14 @@ extension EventStore {
         } else {
             try createActiveSegment()
         }
+        if tableOverflowed {
+            logger.warning("the event-id table was sized too small at start; rebuilding it", metadata: ["entries": "\(indexedEntries)"])
+            rebuildEventIDTable(minimumCapacity: indexedEntries * 2)
+        }
+        #if canImport(Glibc)
+        // Loading freed tens of MB of footer buffers, some in the loader thread's malloc arena: hand them back.
+        _ = leadtrailMallocTrim(0)
+        #endif
         noteDurable()
         try writeCheckpoint(force: true)
     }
@@ -194,7 +225,7 @@ extension EventStore {
         case .failure(let failure):
             // Without a header the file cannot be trusted at all: report, keep it out of reads.
             let report = CorruptionReport(file: Segment.fileName(id: id, sealed: true), offset: 0, reason: failure.reason)
-            damage.append(report)
+            stateLock.withLock { damage.append(report) }
             logger.critical("sealed segment is damaged and will not be served: \(report)")
             let placeholder = SegmentHeader(segmentID: id, baseSeq: 0, createdMs: 0, previousLastSeq: 0, previousChainCRC: 0)
             let segment = Segment(
@@ -381,6 +412,70 @@ extension EventStore {
         quarantined.append(target)
         return target
     }
+}
+
+extension EventStore {
+    /// Calls `load` for each item on a helper thread, one item ahead of `consume`, which runs on the calling
+    /// thread in order. `load` must not touch what `consume` touches.
+    func pipelined<Item, Output>(
+        _ items: [Item], load: @escaping (Item) -> Output, consume: (Item, Output) throws(StoreError) -> Void
+    ) throws(StoreError) {
+        guard !items.isEmpty else { return }
+        let queue = DispatchQueue(label: "leadtrail.recovery.loader")
+        var next = PipelineSlot<Output>()
+        var group = DispatchGroup()
+        queue.async(group: group) { [next] in next.value = load(items[0]) }
+        for i in items.indices {
+            group.wait()
+            let current = next
+            if i + 1 < items.count {
+                next = PipelineSlot<Output>()
+                group = DispatchGroup()
+                queue.async(group: group) { [next] in next.value = load(items[i + 1]) }
+            }
+            guard let output = current.value else { continue }
+            current.value = nil
+            do throws(StoreError) {
+                try consume(items[i], output)
+            } catch {
+                group.wait()
+                throw error
+            }
+        }
+    }
+
+    /// Builds a new event-id table of at least `minimumCapacity` entries from every segment's footer, the archives'
+    /// id indexes and the active segment's entries, and swaps it in.
+    func rebuildEventIDTable(minimumCapacity: Int) {
+        var table = EventIDTable(minimumCapacity: minimumCapacity)
+        table.insert(contentsOf: (try? coldEventEntries()) ?? [])
+        for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
+            let entries: [(hash: UInt64, seq: UInt64)]
+            if segment.isSealed {
+                guard let loaded = try? footerEventEntries(segment) else { continue }
+                entries = loaded
+            } else {
+                entries = stateLock.withLock { segment.eventEntries }
+            }
+            if !table.insert(contentsOf: entries) {
+                logger.critical("the event-id table could not hold every stored id; resent duplicates may be stored again")
+                break
+            }
+        }
+        stateLock.withLock { eventIDs = table }
+    }
+}
+
+#if canImport(Glibc)
+/// glibc's `malloc_trim` (declared in `malloc.h`, which the Glibc module does not export).
+@_silgen_name("malloc_trim")
+func leadtrailMallocTrim(_ pad: Int) -> Int32
+#endif
+
+/// One result handed from the loader thread to the consumer (the dispatch group orders the two accesses).
+final class PipelineSlot<Value>: @unchecked Sendable {
+    var value: Value?
+    init() {}
 }
 
 extension FileOperations {

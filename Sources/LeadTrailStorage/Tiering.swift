@@ -111,15 +111,9 @@ extension EventStore {
         return (trailer, sparse)
     }
 
-    struct WarmFooter {
-        var trailer: WarmFormat.Trailer
-        var hotHeader: [UInt8]
-        var hotIndex: [UInt8]
-        var hotTrailer: SegmentTrailer
-        var blocks: [WarmFormat.BlockEntry]
-    }
+    typealias WarmFooter = WarmFormat.Footer
 
-    /// Reads and checks a warm file's footer.
+    /// Reads and checks a warm file's footer (either version); the hot index sections come back decoded and checked.
     func readWarmFooter(fd: Int32, name: String) throws(StoreError) -> WarmFooter {
         let size = try io.fileSize(fd)
         guard size >= SegmentFormat.headerSize + WarmFormat.trailerSize else { throw StoreError(.corrupt, "\(name): too short for a warm file") }
@@ -128,27 +122,16 @@ extension EventStore {
             throw StoreError(.corrupt, "\(name): warm trailer missing or damaged")
         }
         let footerLength = size - WarmFormat.trailerSize - Int(trailer.footerStart)
-        guard trailer.footerStart >= UInt64(SegmentFormat.headerSize), footerLength == Int(trailer.hotFooterLength) + Int(trailer.blockCount) * WarmFormat.directoryEntrySize else {
+        guard trailer.footerStart >= UInt64(SegmentFormat.headerSize), footerLength == Int(trailer.hotFooterLength) + Int(trailer.blockCount) * WarmFormat.directoryEntrySize,
+              trailer.blocksEnd >= SegmentFormat.headerSize, (trailer.dictionary?.end ?? Int(trailer.footerStart)) == Int(trailer.footerStart)
+        else {
             throw StoreError(.corrupt, "\(name): warm trailer sizes do not match the file")
         }
         let footer = try io.read(fd, count: footerLength, at: Int(trailer.footerStart))
-        guard CRC32C.mask(CRC32C.checksum(footer)) == trailer.directoryCRC else {
-            throw StoreError(.corrupt, "\(name): warm footer checksum mismatch")
+        switch WarmFormat.decodeFooter(footer, trailer: trailer) {
+        case .success(let decoded): return decoded
+        case .failure(let failure): throw StoreError(.corrupt, "\(name): \(failure.reason)")
         }
-        let hotFooterLength = Int(trailer.hotFooterLength)
-        guard hotFooterLength >= SegmentFormat.headerSize + SegmentFormat.trailerSize,
-              let hotTrailer = footer.withUnsafeBytes({ SegmentTrailer.decode(UnsafeRawBufferPointer(rebasing: $0[(hotFooterLength - SegmentFormat.trailerSize)..<hotFooterLength])) })
-        else { throw StoreError(.corrupt, "\(name): the hot trailer inside the warm footer is damaged") }
-        let blocks: [WarmFormat.BlockEntry] = footer.withUnsafeBytes { b in
-            (0..<Int(trailer.blockCount)).map { i in
-                let at = hotFooterLength + i * WarmFormat.directoryEntrySize
-                return WarmFormat.BlockEntry(rawOffset: b.u64(at: at), fileOffset: b.u64(at: at + 8), compressedLength: b.u32(at: at + 16), rawLength: b.u32(at: at + 20))
-            }
-        }
-        return WarmFooter(
-            trailer: trailer, hotHeader: Array(footer[0..<SegmentFormat.headerSize]),
-            hotIndex: Array(footer[SegmentFormat.headerSize..<(hotFooterLength - SegmentFormat.trailerSize)]),
-            hotTrailer: hotTrailer, blocks: blocks)
     }
 
     /// Opens a warm file as a queryable segment. With `reuse`, the in-memory
@@ -176,7 +159,7 @@ extension EventStore {
             io.close(fd)
             throw StoreError(.corrupt, "\(name): \(failure.reason)")
         }
-        let file = WarmFile(io: io, fd: fd, name: name, blocks: footer.blocks)
+        let file = WarmFile(io: io, fd: fd, name: name, blocks: footer.blocks, version: footer.trailer.version, dictionary: footer.trailer.dictionary)
         file.onDamage = { [weak self] report in self?.noteDamage(segmentID: id, report) }
         let hot = footer.hotTrailer
         let segment = Segment(id: id, path: path, data: file, header: header, isSealed: true, dataEnd: Int(hot.dataEnd), fileSize: size)
@@ -193,37 +176,42 @@ extension EventStore {
             segment.leadIndex = reuse.leadIndex
             return (segment, [])
         }
-        guard CRC32C.mask(CRC32C.checksum(footer.hotIndex)) == hot.indexCRC, footer.hotIndex.count == hot.indexSize else {
-            throw StoreError(.corrupt, "\(name): the hot index inside the warm footer is damaged")
-        }
+        // (The footer's hot index sections were checked against the hot trailer's index CRC when decoded.)
         let entries = Self.parseIndex(footer.hotIndex, trailer: hot, into: segment)
         return (segment, entries)
     }
 
     /// Fills a segment's sparse and lead indexes from index-section bytes; returns the event-id entries.
     static func parseIndex(_ index: [UInt8], trailer: SegmentTrailer, into segment: Segment) -> [(hash: UInt64, seq: UInt64)] {
-        var entries: [(hash: UInt64, seq: UInt64)] = []
-        index.withUnsafeBytes { b in
-            var at = 0
-            segment.sparse.reserveCapacity(Int(trailer.sparseCount))
-            for _ in 0..<trailer.sparseCount {
-                segment.sparse.append(SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24)))
-                at += SegmentFormat.sparseEntrySize
+        let sparseCount = Int(trailer.sparseCount), records = Int(trailer.recordCount)
+        guard index.count >= sparseCount * SegmentFormat.sparseEntrySize + records * (SegmentFormat.leadEntrySize + SegmentFormat.eventEntrySize) else { return [] }
+        // Local arrays filled through buffers, then assigned once (appending to the segment's properties one
+        // entry at a time costs an exclusivity and uniqueness check per entry).
+        let leadStart = sparseCount * SegmentFormat.sparseEntrySize
+        let eventStart = leadStart + records * SegmentFormat.leadEntrySize
+        return index.withUnsafeBytes { b in
+            let sparse = [SparseEntry](unsafeUninitializedCapacity: sparseCount) { out, initialized in
+                for i in 0..<sparseCount {
+                    let at = i * SegmentFormat.sparseEntrySize
+                    out.initializeElement(at: i, to: SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24)))
+                }
+                initialized = sparseCount
             }
-            var leads = [UInt64]()
-            leads.reserveCapacity(Int(trailer.recordCount))
-            for _ in 0..<trailer.recordCount {
-                leads.append(b.u64(at: at))
-                at += SegmentFormat.leadEntrySize
+            let leads = [UInt64](unsafeUninitializedCapacity: records) { out, initialized in
+                for i in 0..<records { out.initializeElement(at: i, to: b.u64(at: leadStart + i * SegmentFormat.leadEntrySize)) }
+                initialized = records
             }
+            let entries = [(hash: UInt64, seq: UInt64)](unsafeUninitializedCapacity: records) { out, initialized in
+                for i in 0..<records {
+                    let at = eventStart + i * SegmentFormat.eventEntrySize
+                    out.initializeElement(at: i, to: (b.u64(at: at), b.u64(at: at + 8)))
+                }
+                initialized = records
+            }
+            segment.sparse = sparse
             segment.leadIndex = LeadIndex(sorted: leads)
-            entries.reserveCapacity(Int(trailer.recordCount))
-            for _ in 0..<trailer.recordCount {
-                entries.append((b.u64(at: at), b.u64(at: at + 8)))
-                at += SegmentFormat.eventEntrySize
-            }
+            return entries
         }
-        return entries
     }
 
     func noteDamage(segmentID: UInt64, _ report: CorruptionReport) {
@@ -245,7 +233,7 @@ extension EventStore {
             bytes.append(contentsOf: block)
         }
         bytes.append(contentsOf: footer.hotIndex)
-        bytes.append(contentsOf: footer.hotTrailer.encode())
+        bytes.append(contentsOf: footer.hotTrailerBytes)
         return bytes
     }
 

@@ -98,9 +98,10 @@ extension EventStore {
                         report.corrupt.append(CorruptionReport(file: "cold/\(day).ids", offset: member.idsOffset, reason: "event-id index of segment \(member.segmentID) damaged"))
                     }
                     let stored = member.offset + member.length <= archiveBytes.count ? Array(archiveBytes[member.offset..<(member.offset + member.length)]) : []
-                    guard member.offset + member.length <= archiveBytes.count, member.matchesStoredBytes(stored),
-                          let raw = Gzip.decompress(stored, rawLength: member.rawLength),
-                          CRC32C.checksum(raw) == member.rawCRC
+                    guard member.offset + member.length <= archiveBytes.count,
+                          let raw = member.hotFile(fromStored: stored, ids: { offset, count in
+                              offset + count <= ids.count ? Array(ids[offset..<(offset + count)]) : nil
+                          })
                     else {
                         report.corrupt.append(CorruptionReport(file: file, offset: member.offset, reason: "gzip member of segment \(member.segmentID) is damaged"))
                         return FileSummary(lastSeq: member.lastSeq, chainCRC: 0, records: 0)

@@ -318,19 +318,7 @@ extension EventStore {
         // No segment changes tier while the table is rebuilt.
         tierLock.lock()
         defer { tierLock.unlock() }
-        var table = eventIDs.grown()
-        for entry in (try? coldEventEntries()) ?? [] { table.insert(hash: entry.hash, seq: entry.seq) }
-        for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
-            let entries: [(hash: UInt64, seq: UInt64)]
-            if segment.isSealed {
-                guard let loaded = try? footerEventEntries(segment) else { continue }
-                entries = loaded
-            } else {
-                entries = segment.eventEntries
-            }
-            for entry in entries { table.insert(hash: entry.hash, seq: entry.seq) }
-        }
-        stateLock.withLock { eventIDs = table }
+        rebuildEventIDTable(minimumCapacity: max(eventIDs.count, 1) * 2)
     }
 
     func footerEventEntries(_ segment: Segment) throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {

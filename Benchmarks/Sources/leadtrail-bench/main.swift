@@ -19,6 +19,48 @@ struct Options {
     var directory = NSTemporaryDirectory() + "leadtrail-bench-\(getpid())"
     var keep = false
     var lookups = 2000
+    /// Events from a file (one JSON object a line) instead of the synthetic ones: `--ndjson FILE`.
+    var ndjson: String? = nil
+    /// `reopen --append-forever`: after the measurements, append batches until killed (for kill -9 starts).
+    var appendForever = false
+}
+
+/// Realistic events read from `--ndjson FILE` (each line once; ids stay unique while N <= lines).
+nonisolated(unsafe) var fileEvents: [[UInt8]] = []
+nonisolated(unsafe) var fileLeadIDs: [String] = []
+
+func loadNDJSON(_ path: String, limit: Int) {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        FileHandle.standardError.write("cannot read \(path)\n".data(using: .utf8)!)
+        exit(2)
+    }
+    let key = Array("\"lead_id\":\"".utf8)
+    data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        let bytes = raw.bindMemory(to: UInt8.self)
+        var start = 0
+        while start < bytes.count && fileEvents.count < limit {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            if end > start {
+                let line = Array(bytes[start..<end])
+                fileEvents.append(line)
+                var lead = ""
+                var at = 0
+                search: while at + key.count <= line.count {
+                    for k in 0..<key.count where line[at + k] != key[k] {
+                        at += 1
+                        continue search
+                    }
+                    var e = at + key.count
+                    while e < line.count && line[e] != 0x22 { e += 1 }
+                    lead = String(decoding: line[(at + key.count)..<e], as: UTF8.self)
+                    break
+                }
+                fileLeadIDs.append(lead)
+            }
+            start = end + 1
+        }
+    }
 }
 
 func parseOptions() -> Options {
@@ -32,10 +74,16 @@ func parseOptions() -> Options {
         case "--dir": options.directory = arguments.next() ?? options.directory
         case "--keep": options.keep = true
         case "--lookups": options.lookups = Int(arguments.next() ?? "") ?? options.lookups
+        case "--ndjson": options.ndjson = arguments.next()
+        case "--append-forever": options.appendForever = true
         default:
             FileHandle.standardError.write("unknown option \(argument)\n".data(using: .utf8)!)
             exit(2)
         }
+    }
+    if let path = options.ndjson {
+        loadNDJSON(path, limit: options.events)
+        options.events = min(options.events, fileEvents.count)
     }
     return options
 }
@@ -50,9 +98,13 @@ struct EventFactory {
     let runID: String
 
     /// Events of a lead are spread over 8,000 consecutive events, like interleaved live traffic.
-    func leadID(for index: Int) -> String { "lead_\(runID)_\((index / 8000) * 1000 + index % 1000)" }
+    func leadID(for index: Int) -> String {
+        if !fileLeadIDs.isEmpty { return fileLeadIDs[index % fileLeadIDs.count] }
+        return "lead_\(runID)_\((index / 8000) * 1000 + index % 1000)"
+    }
 
     func json(_ index: Int) -> [UInt8] {
+        if !fileEvents.isEmpty { return fileEvents[index % fileEvents.count] }
         let type = Self.types[(index / 1000) % Self.types.count]
         let ts = Timestamp.format(1_735_689_600_000 + Int64(index) * 37)
         let text = """
@@ -313,6 +365,22 @@ func runReopen(_ options: Options) throws {
     times.sort()
     row("timeline lookup (\(options.lookups) random leads)", String(format: "p50 %.3f ms, p99 %.3f ms, avg %.1f events", percentile(times, 0.5), percentile(times, 0.99), Double(found) / Double(max(times.count, 1))))
     row("resident memory after lookups", String(format: "%.0f MB", residentMegabytes()))
+    if options.appendForever {
+        // Until killed: batches of fresh events (ids past the loaded ones), two writers.
+        print("appending until killed")
+        fflush(stdout)
+        let base = Int(stats.lastSeq) + 1_000_000_000
+        for w in 0..<2 {
+            Thread {
+                var b = w
+                while true {
+                    _ = try? store.appendAndWait((0..<options.batch).map { factory.prepared(base + b * options.batch + $0) })
+                    b += 2
+                }
+            }.start()
+        }
+        while true { sleep(1) }
+    }
     store.close()
 }
 
@@ -399,7 +467,7 @@ func runTiers(_ options: Options) throws {
     timelines("hot")
 
     // Warm: everything sealed is past hot_days but not warm_days.
-    let newest = 1_735_689_600_000 + Int64(options.events) * 37
+    let newest = hot.newestMs ?? (1_735_689_600_000 + Int64(options.events) * 37)
     var start = now()
     _ = try store.tier(now: newest + 31 * 86_400_000)
     var seconds = now() - start
@@ -418,6 +486,11 @@ func runTiers(_ options: Options) throws {
     seconds = now() - start
     let cold = store.stats().cold
     row("cold move (gzip -6 members)", String(format: "ratio %.2f, %.0f MB/s compress (warm decompress + checks included)", cold.compressionRatio, Double(cold.rawBytes) / seconds / 1e6))
+    let coldDir = options.directory + "/cold"
+    let idsBytes = ((try? FileManager.default.contentsOfDirectory(atPath: coldDir)) ?? []).filter { $0.hasSuffix(".ids") }.reduce(0) {
+        $0 + (((try? FileManager.default.attributesOfItem(atPath: coldDir + "/" + $1)[.size]) as? Int) ?? 0)
+    }
+    row("cold with its event-id files (.ids)", String(format: "ratio %.2f (%d bytes of .ids)", Double(cold.rawBytes) / Double(max(1, Int(cold.bytes) + idsBytes)), idsBytes))
     start = now()
     let restored = try store.restore(fromMs: nil, toMs: nil)
     seconds = now() - start

@@ -1,0 +1,357 @@
+import Foundation
+import LeadTrailEvents
+import LeadTrailQuery
+import Testing
+@testable import LeadTrailStorage
+
+/// Warm files with a dictionary (format 2), warm files of format 1, cold members without index
+/// sections, the event-id table's bulk fill, and the dedupe they keep working after a start.
+@Suite struct CompressionFormatTests {
+    static let day: Int64 = 86_400_000
+    static let now: Int64 = 1_767_225_600_000  // 2026-01-01T00:00:00Z
+
+    /// Lead events of ~600 bytes with realistic repetition (so segments are large enough to get a dictionary).
+    static func events(_ range: Range<Int>, baseMs: Int64) throws -> [PreparedEvent] {
+        try range.map { i in
+            try Events.make(
+                lead: "lead_\(i % 40)", id: "ev_\(i)", type: i % 3 == 0 ? "recipient.delivered" : "source.submitted",
+                timestampMs: baseMs + Int64(i) * 1000,
+                extra: """
+                "outcome":"\(i % 2 == 0 ? "success" : "failure")","flow_id":"flow_auto_\(i % 5)","metadata":{"campaign":"spring_\(i % 7)",\
+                "sub_id":"sub_\(i * 7919 % 100_000)","notes":"lead moved through step \(i % 11) of the flow; buyer \(i % 13) answered"},\
+                "lead_snapshot":{"first_name":"Name\(i % 97)","last_name":"Family\(i % 89)","email":"person\(i)@example.net",\
+                "phone":"555-01\(i % 100)","address":"\(i % 999) Foundry Street","state":"CT","zip":"0\(6000 + i % 999)"}
+                """)
+        }
+    }
+
+    /// A store with two sealed segments of old events (60 and 45 days by default: both go warm at `now`, cold
+    /// at `now + 200 days`) and one fresh event in the active segment.
+    static func makeStore(_ dir: TemporaryDirectory, ages: [Int] = [60, 45]) throws -> EventStore {
+        var configuration = StoreConfiguration(directory: dir.path)
+        configuration.tiers.intervalSeconds = 0
+        let store = try EventStore.open(configuration)
+        for (index, age) in ages.enumerated() {
+            _ = try store.appendAndWait(try events((index * 600)..<((index + 1) * 600), baseMs: now - Int64(age) * day))
+            _ = try store.rotate()
+        }
+        _ = try store.appendAndWait([try Events.make(lead: "lead_1", id: "fresh", timestampMs: now)])
+        return store
+    }
+
+    static func reopen(_ dir: TemporaryDirectory) throws -> EventStore {
+        var configuration = StoreConfiguration(directory: dir.path)
+        configuration.tiers.intervalSeconds = 0
+        return try EventStore.open(configuration)
+    }
+
+    static func everything(_ store: EventStore) throws -> [StoredEvent] {
+        var all: [StoredEvent] = []
+        try store.scan(ScanHints()) { all.append($0.copy()); return true }
+        return all
+    }
+
+    static func warmFiles(_ dir: TemporaryDirectory) -> [String] {
+        Files.list(dir.path + "/warm").filter { $0.hasSuffix(".lz4s") }.sorted().map { dir.path + "/warm/" + $0 }
+    }
+
+    static func trailer(_ path: String) throws -> WarmFormat.Trailer {
+        let bytes = try Files.read(path)
+        return try #require(bytes.withUnsafeBytes { WarmFormat.Trailer.decode(UnsafeRawBufferPointer(rebasing: $0[(bytes.count - WarmFormat.trailerSize)...])) })
+    }
+
+    @Test func dictionaryBlocksRoundTripAndRebuildTheHotFileByteForByte() throws {
+        let dir = TemporaryDirectory()
+        let store = try Self.makeStore(dir)
+        let hotFiles = Files.list(dir.path + "/hot").filter { $0.hasSuffix(".seg") }.sorted()
+        let originals = try hotFiles.map { try Files.read(dir.path + "/hot/" + $0) }
+        let before = try Self.everything(store)
+        let timeline = try QueryEngine(store: store).timeline(leadID: "lead_7").events
+
+        _ = try store.tier(now: Self.now)  // both sealed segments to warm
+        let warm = Self.warmFiles(dir)
+        #expect(warm.count == 2)
+        for path in warm {
+            let trailer = try Self.trailer(path)
+            #expect(trailer.version == 2)
+            #expect(trailer.dictionary != nil)
+        }
+        #expect(try Self.everything(store) == before)
+        #expect(try QueryEngine(store: store).timeline(leadID: "lead_7").events == timeline)
+        #expect(store.stats().warm.compressionRatio > 3)
+        #expect(store.verify().isClean)
+
+        // The hot file comes back byte for byte from each warm file.
+        for (i, path) in warm.enumerated() {
+            var report = VerifyReport(segments: 0, records: 0, corrupt: [], warnings: [])
+            let rebuilt = WarmFormat.rebuildHotFile(fromWarm: try Files.read(path), name: "w", report: &report)
+            #expect(report.isClean)
+            #expect(rebuilt == originals[i])
+        }
+        store.close()
+
+        // After a restart (footers decoded from disk, dictionaries read lazily) everything still answers.
+        let reopened = try Self.reopen(dir)
+        defer { reopened.close() }
+        #expect(try Self.everything(reopened) == before)
+        #expect(try reopened.event(withID: "ev_77")?.body == before.first { $0.value(of: .eventID) == "ev_77" }?.body)
+        #expect(try EventStore.verify(directory: dir.path).isClean)
+    }
+
+    @Test func indexCodingRoundTripsEveryColumnShape() throws {
+        var rng = SplitMix64(seed: 42)
+        for (sparse, records) in [(0, 0), (1, 1), (3, 10), (40, 1000)] {
+            let trailer = SegmentTrailer(
+                recordCount: UInt64(records), firstSeq: 1, lastSeq: UInt64(max(records, 1)), minTs: 0, maxTs: 0, dataEnd: 64,
+                sparseCount: UInt32(sparse), indexCRC: 0, dataCRC: 0)
+            var w = ByteWriter()
+            for i in 0..<sparse {
+                w.u64(UInt64(i * 4 + 1)); w.u64(UInt64(64 + i * 4096)); w.i64(Int64(rng.next() % 1000) - 500); w.i64(.max - Int64(i))
+            }
+            for lead in (0..<records).map({ _ in rng.next() }).sorted() { w.u64(lead) }
+            for _ in 0..<records { w.u64(rng.next()); w.u64(rng.next() % 5000) }
+            let index = w.bytes
+            let encoded = index.withUnsafeBytes { IndexCoding.encode($0, trailer: trailer) }
+            let decoded = encoded.withUnsafeBytes { IndexCoding.decode($0, trailer: trailer) }
+            #expect(decoded == index)
+            // Cut short, it does not decode (damage is also caught by the footer CRC and the hot index CRC).
+            if encoded.count > 2 {
+                #expect(encoded.dropLast().withUnsafeBytes { IndexCoding.decode($0, trailer: trailer) } == nil)
+            }
+        }
+    }
+
+    @Test func formatOneWarmFilesStillRead() throws {
+        let dir = TemporaryDirectory()
+        var before: [StoredEvent] = []
+        var originals: [String: [UInt8]] = [:]
+        do {
+            let store = try Self.makeStore(dir)
+            before = try Self.everything(store)
+            store.close()
+        }
+        // Rewrite both sealed segments as format 1 warm files, as the previous release did, and remove the hot files.
+        for name in Files.list(dir.path + "/hot").filter({ $0.hasSuffix(".seg") }) {
+            let path = dir.path + "/hot/" + name
+            let bytes = try Files.read(path)
+            originals[name] = bytes
+            let trailer = try #require(bytes.withUnsafeBytes { SegmentTrailer.decode(UnsafeRawBufferPointer(rebasing: $0[(bytes.count - SegmentFormat.trailerSize)...])) })
+            let sparse: [SparseEntry] = bytes.withUnsafeBytes { b in
+                (0..<Int(trailer.sparseCount)).map { i in
+                    let at = Int(trailer.dataEnd) + i * SegmentFormat.sparseEntrySize
+                    return SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24))
+                }
+            }
+            let warm = WarmFormat.buildVersion1(hotFile: bytes, trailer: trailer, sparse: sparse)
+            let id = try #require(UInt64(name.dropLast(4), radix: 16))
+            try Files.write(warm, to: dir.path + "/warm/" + EventStore.warmFileName(id))
+            try Files.remove(path)
+        }
+        for path in Self.warmFiles(dir) { #expect(try Self.trailer(path).version == 1) }
+        #expect(try EventStore.verify(directory: dir.path).isClean)
+
+        let store = try Self.reopen(dir)
+        defer { store.close() }
+        #expect(store.stats().warm.segments == 2)
+        #expect(try Self.everything(store) == before)
+        // A resent id stored only in a format 1 warm file is still a duplicate.
+        let resent = try store.appendAndWait(try Self.events(5..<6, baseMs: Self.now - 60 * Self.day))
+        #expect(resent.first?.duplicate == true && resent.first?.seq == 6)
+        // Format 1 files still go to cold and come back byte for byte.
+        _ = try store.tier(now: Self.now + 200 * Self.day)
+        #expect(store.stats().cold.segments == 2)
+        _ = try store.restore(fromMs: nil, toMs: nil)
+        for (name, bytes) in originals {
+            #expect(try Files.read(dir.path + "/restored/" + name) == bytes)
+        }
+    }
+
+    @Test func aDamagedDictionaryCopyIsReportedAndTheOtherCopyServes() throws {
+        let dir = TemporaryDirectory()
+        var before: [StoredEvent] = []
+        do {
+            let store = try Self.makeStore(dir)
+            before = try Self.everything(store)
+            _ = try store.tier(now: Self.now)
+            store.close()
+        }
+        let path = try #require(Self.warmFiles(dir).first)
+        let location = try #require(try Self.trailer(path).dictionary)
+        // One bit in the first copy's stored bytes.
+        try Files.flipBit(path, byte: location.offset + WarmFormat.blockHeaderSize + location.storedLength / 2, bit: 3)
+        let report = try EventStore.verify(directory: dir.path)
+        #expect(report.corrupt.contains { $0.file.hasSuffix(".lz4s") && $0.reason.contains("dictionary copy 1") })
+        #expect(!report.corrupt.contains { $0.reason.contains("block") && !$0.reason.contains("dictionary") })
+
+        let store = try Self.reopen(dir)
+        defer { store.close() }
+        #expect(try Self.everything(store) == before)
+        #expect(store.stats().corruptSegments.contains { $0.contains("dictionary copy 1") })
+    }
+
+    @Test func bothDictionaryCopiesDamagedIsDetectedAndNothingWrongIsServed() throws {
+        let dir = TemporaryDirectory()
+        var before: [StoredEvent] = []
+        do {
+            let store = try Self.makeStore(dir)
+            before = try Self.everything(store)
+            _ = try store.tier(now: Self.now)
+            store.close()
+        }
+        let path = try #require(Self.warmFiles(dir).first)
+        let location = try #require(try Self.trailer(path).dictionary)
+        for copy in 0..<2 {
+            try Files.flipBit(path, byte: location.offset + copy * location.copySize + WarmFormat.blockHeaderSize + 5, bit: 1)
+        }
+        let report = try EventStore.verify(directory: dir.path)
+        #expect(report.corrupt.contains { $0.reason.contains("dictionary copy 1") })
+        #expect(report.corrupt.contains { $0.reason.contains("dictionary copy 2") })
+
+        let store = try Self.reopen(dir)
+        defer { store.close() }
+        let after = try Self.everything(store)
+        // The damaged file's events are not served; every event served is exactly as stored.
+        #expect(after.count < before.count)
+        #expect(after.allSatisfy { event in before.contains(event) })
+        #expect(!store.stats().corruptSegments.isEmpty)
+    }
+
+    @Test func aDamagedEncodedIndexIsDetected() throws {
+        let dir = TemporaryDirectory()
+        do {
+            let store = try Self.makeStore(dir)
+            _ = try store.tier(now: Self.now)
+            store.close()
+        }
+        let path = try #require(Self.warmFiles(dir).first)
+        let trailer = try Self.trailer(path)
+        // A bit inside the encoded index sections (just after the hot header kept in the footer).
+        try Files.flipBit(path, byte: Int(trailer.footerStart) + SegmentFormat.headerSize + 3, bit: 2)
+        #expect(!(try EventStore.verify(directory: dir.path).isClean))
+        let store = try Self.reopen(dir)
+        defer { store.close() }
+        #expect(store.stats().corruptSegments.contains { $0.contains(".lz4s") })
+    }
+
+    @Test func coldMembersWithoutIndexSectionsRestoreByteForByte() throws {
+        let dir = TemporaryDirectory()
+        let store = try Self.makeStore(dir)
+        defer { store.close() }
+        let originals = try Files.list(dir.path + "/hot").filter { $0.hasSuffix(".seg") }.map { ($0, try Files.read(dir.path + "/hot/" + $0)) }
+        _ = try store.tier(now: Self.now + 200 * Self.day)
+        let cold = store.stats().cold
+        #expect(cold.segments == 2)
+        // Smaller than gzip of the whole hot files.
+        let wholeFiles = try originals.reduce(0) { $0 + (try Gzip.compress($1.1)).count }
+        #expect(Int(cold.bytes) < wholeFiles)
+        let manifest = try #require(Files.list(dir.path + "/cold").first { $0.hasSuffix(".manifest") })
+        let archive = try #require(ColdArchive.decodeManifest(try Files.read(dir.path + "/cold/" + manifest)))
+        #expect(archive.members.allSatisfy { $0.inflatedLength != nil })
+        #expect(try EventStore.verify(directory: dir.path).isClean)
+
+        _ = try store.restore(fromMs: nil, toMs: nil)
+        for (name, bytes) in originals { #expect(try Files.read(dir.path + "/restored/" + name) == bytes) }
+        // Resent ids of archived events are still duplicates.
+        let resent = try store.appendAndWait(try Self.events(700..<701, baseMs: Self.now - 45 * Self.day))
+        #expect(resent.first?.duplicate == true && resent.first?.seq == 701)
+    }
+
+    @Test func aDamagedIdsFileStopsTheRestoreOfItsMember() throws {
+        let dir = TemporaryDirectory()
+        do {
+            let store = try Self.makeStore(dir)
+            _ = try store.tier(now: Self.now + 200 * Self.day)
+            store.close()
+        }
+        let ids = try #require(Files.list(dir.path + "/cold").first { $0.hasSuffix(".ids") })
+        try Files.flipBit(dir.path + "/cold/" + ids, byte: 40, bit: 0)
+        #expect(!(try EventStore.verify(directory: dir.path).isClean))
+        let store = try Self.reopen(dir)
+        defer { store.close() }
+        #expect(throws: StoreError.self) { _ = try store.restore(fromMs: nil, toMs: nil) }
+    }
+
+    @Test func formatOneColdMembersStillRestore() throws {
+        let dir = TemporaryDirectory()
+        var originals: [(String, [UInt8])] = []
+        do {
+            let store = try Self.makeStore(dir)
+            originals = try Files.list(dir.path + "/hot").filter { $0.hasSuffix(".seg") }.sorted().map { ($0, try Files.read(dir.path + "/hot/" + $0)) }
+            _ = try store.tier(now: Self.now + 200 * Self.day)
+            store.close()
+        }
+        // Rewrite each day's archive as the previous release did: whole hot files as members, a v1 manifest.
+        for manifestName in Files.list(dir.path + "/cold").filter({ $0.hasSuffix(".manifest") }) {
+            let day = String(manifestName.dropLast(9))
+            var archive = try #require(ColdArchive.decodeManifest(try Files.read(dir.path + "/cold/" + manifestName)))
+            var ltz: [UInt8] = []
+            for i in archive.members.indices {
+                let name = Segment.fileName(id: archive.members[i].segmentID, sealed: true)
+                let raw = try #require(originals.first { $0.0 == name }?.1)
+                let member = try Gzip.compress(raw)
+                archive.members[i].offset = ltz.count
+                archive.members[i].length = member.count
+                archive.members[i].memberCRC = CRC32C.checksum(member)
+                archive.members[i].inflatedLength = nil
+                ltz += member
+            }
+            let manifest = archive.encodeManifest()
+            #expect(manifest.starts(with: Array("leadtrail-manifest v1 ".utf8)))
+            try Files.write(ltz, to: dir.path + "/cold/\(day).ltz")
+            try Files.write(manifest, to: dir.path + "/cold/" + manifestName)
+        }
+        #expect(try EventStore.verify(directory: dir.path).isClean)
+        let store = try Self.reopen(dir)
+        defer { store.close() }
+        _ = try store.restore(fromMs: nil, toMs: nil)
+        for (name, bytes) in originals { #expect(try Files.read(dir.path + "/restored/" + name) == bytes) }
+    }
+
+    @Test func resentIdsAreDuplicatesRightAfterAStartInEveryTier() throws {
+        let dir = TemporaryDirectory()
+        do {
+            let store = try Self.makeStore(dir, ages: [120, 45])
+            _ = try store.appendAndWait(try Self.events(2000..<2100, baseMs: Self.now))  // active segment
+            _ = try store.tier(now: Self.now)  // 120 days: cold; 45 days: warm
+            #expect(store.stats().cold.segments == 1 && store.stats().warm.segments == 1)
+            store.close()
+        }
+        let store = try Self.reopen(dir)
+        defer { store.close() }
+        let lastSeq = store.lastSeq
+        // One id from each tier (cold, warm, active), resent right after the start, beside a new one.
+        let batch = try Self.events(3..<4, baseMs: Self.now - 120 * Self.day) + Self.events(650..<651, baseMs: Self.now - 45 * Self.day)
+            + Self.events(2050..<2051, baseMs: Self.now) + [try Events.make(lead: "lead_9", id: "brand_new", timestampMs: Self.now)]
+        let results = try store.appendAndWait(batch)
+        #expect(results.map(\.duplicate) == [true, true, true, false])
+        #expect(results.prefix(3).map(\.seq) == [4, 651, 1202 + 50])
+        #expect(results[3].seq == lastSeq + 1)
+        #expect(store.lastSeq == lastSeq + 1)
+    }
+
+    @Test func eventIDTableBulkFillFindsEveryEntryAndRefusesToOverfill() {
+        var rng = SplitMix64(seed: 7)
+        let entries = (1...50_000).map { (hash: rng.next(), seq: UInt64($0)) }.sorted { $0.hash < $1.hash }
+        var table = EventIDTable(minimumCapacity: 60_000)
+        let filled = table.insert(contentsOf: entries)
+        #expect(filled)
+        #expect(table.count == entries.count)
+        for entry in entries.prefix(5000) {
+            var found = false
+            table.candidates(hash: entry.hash) { seq in
+                found = seq == entry.seq
+                return found
+            }
+            #expect(found)
+        }
+        // The same entries one at a time give the same table.
+        var single = EventIDTable(minimumCapacity: 60_000)
+        for entry in entries { single.insert(hash: entry.hash, seq: entry.seq) }
+        #expect(single.slots == table.slots)
+        // A table that cannot hold them all stops instead of probing forever.
+        var small = EventIDTable(minimumCapacity: 1)
+        let overfilled = small.insert(contentsOf: (1...70_000).map { (hash: UInt64($0) &* 0x9E37_79B9_7F4A_7C15, seq: UInt64($0)) })
+        #expect(!overfilled)
+        #expect(small.count < small.capacity)
+    }
+}
