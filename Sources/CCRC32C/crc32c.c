@@ -105,39 +105,36 @@ static inline uint64_t load64(const uint8_t *p) {
     return word;
 }
 
+/* Consumes runs of 3 * `block` bytes: three streams side by side, then combined. */
+__attribute__((target("sse4.2")))
+static inline uint64_t crc32c_three_streams(uint64_t c0, const uint8_t **next, size_t *length, size_t block,
+                                            uint32_t zeros[][256]) {
+    const uint8_t *p = *next;
+    while (*length >= 3 * block) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + block;
+        do {
+            c0 = _mm_crc32_u64(c0, load64(p));
+            c1 = _mm_crc32_u64(c1, load64(p + block));
+            c2 = _mm_crc32_u64(c2, load64(p + 2 * block));
+            p += 8;
+        } while (p < end);
+        c0 = crc32c_shift(zeros, (uint32_t)c0) ^ (uint32_t)c1;
+        c0 = crc32c_shift(zeros, (uint32_t)c0) ^ (uint32_t)c2;
+        p += 2 * block;
+        *length -= 3 * block;
+    }
+    *next = p;
+    return c0;
+}
+
 __attribute__((target("sse4.2")))
 static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t length) {
     const uint8_t *p = (const uint8_t *)data;
     uint64_t c0 = ~crc;
     while (length && ((uintptr_t)p & 7)) { c0 = _mm_crc32_u8((uint32_t)c0, *p++); length--; }
-    while (length >= 3 * CRC32C_LONG) {
-        uint64_t c1 = 0, c2 = 0;
-        const uint8_t *end = p + CRC32C_LONG;
-        do {
-            c0 = _mm_crc32_u64(c0, load64(p));
-            c1 = _mm_crc32_u64(c1, load64(p + CRC32C_LONG));
-            c2 = _mm_crc32_u64(c2, load64(p + 2 * CRC32C_LONG));
-            p += 8;
-        } while (p < end);
-        c0 = crc32c_shift(crc32c_long, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = crc32c_shift(crc32c_long, (uint32_t)c0) ^ (uint32_t)c2;
-        p += 2 * CRC32C_LONG;
-        length -= 3 * CRC32C_LONG;
-    }
-    while (length >= 3 * CRC32C_SHORT) {
-        uint64_t c1 = 0, c2 = 0;
-        const uint8_t *end = p + CRC32C_SHORT;
-        do {
-            c0 = _mm_crc32_u64(c0, load64(p));
-            c1 = _mm_crc32_u64(c1, load64(p + CRC32C_SHORT));
-            c2 = _mm_crc32_u64(c2, load64(p + 2 * CRC32C_SHORT));
-            p += 8;
-        } while (p < end);
-        c0 = crc32c_shift(crc32c_short, (uint32_t)c0) ^ (uint32_t)c1;
-        c0 = crc32c_shift(crc32c_short, (uint32_t)c0) ^ (uint32_t)c2;
-        p += 2 * CRC32C_SHORT;
-        length -= 3 * CRC32C_SHORT;
-    }
+    c0 = crc32c_three_streams(c0, &p, &length, CRC32C_LONG, crc32c_long);
+    c0 = crc32c_three_streams(c0, &p, &length, CRC32C_SHORT, crc32c_short);
     while (length >= 8) {
         c0 = _mm_crc32_u64(c0, load64(p));
         p += 8;

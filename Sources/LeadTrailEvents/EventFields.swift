@@ -4,17 +4,7 @@ public enum IndexedField: Int, CaseIterable, Sendable {
     case type = 0, leadID, eventID, flowID, entityID, stepID, outcome
 
     /// The field's JSON key.
-    public var key: String {
-        switch self {
-        case .type: "type"
-        case .leadID: "lead_id"
-        case .eventID: "event_id"
-        case .flowID: "flow_id"
-        case .entityID: "entity_id"
-        case .stepID: "step_id"
-        case .outcome: "outcome"
-        }
-    }
+    public var key: String { ContractKey(self).name }
 }
 
 /// Where one indexed string field's value lies inside an event's JSON body:

@@ -289,17 +289,7 @@ public struct EventPreparer: Sendable {
 enum ContractKey: Int, CaseIterable {
     case type, leadID, eventID, flowID, entityID, stepID, outcome, timestamp, durationMs, metadata, leadSnapshot, seq
 
-    var name: String {
-        switch self {
-        case .timestamp: "timestamp"
-        case .durationMs: "duration_ms"
-        case .metadata: "metadata"
-        case .leadSnapshot: "lead_snapshot"
-        case .seq: "seq"
-        // The first seven are the indexed fields, in the same order.
-        default: IndexedField(rawValue: rawValue)?.key ?? ""
-        }
-    }
+    var name: String { staticName.description }
 
     static let utf8Names: [[UInt8]] = allCases.map { Array($0.name.utf8) }
 
