@@ -38,6 +38,9 @@ struct EventIDTable {
 
     var capacity: Int { slots.count }
     var needsGrowth: Bool { Double(count + 1) > Double(slots.count) * Self.maximumLoad }
+    /// Past this load a bigger table is built in the background, so it is ready before ``needsGrowth``.
+    var shouldStartGrowing: Bool { Double(count) > Double(slots.count) * Self.backgroundGrowthLoad }
+    static let backgroundGrowthLoad = 0.6
 
     /// Linear probing stays short (about 3 probes for a miss) up to this load.
     static let maximumLoad = 0.8

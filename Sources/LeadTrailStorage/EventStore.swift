@@ -52,6 +52,11 @@ public final class EventStore: @unchecked Sendable {
     var dirtySinceSync = false
     var lastSyncMonotonicMs: Int64 = 0
 
+    /// Whether a bigger event-id table is being built in the background (writer thread only).
+    var eventIDGrowthRunning = false
+    /// That table once built, and the last seq it covers (guarded by `stateLock`).
+    var grownEventIDs: (table: EventIDTable, coveredSeq: UInt64)? = nil
+
     // MARK: Checkpoints (written by the checkpointer thread, see Checkpointer.swift)
     /// The newest position known durable (guarded by `stateLock`; set by the writer after each sync).
     var durablePosition: Checkpoint? = nil

@@ -447,8 +447,19 @@ extension EventStore {
     /// Builds a new event-id table of at least `minimumCapacity` entries from every segment's footer, the archives'
     /// id indexes and the active segment's entries, and swaps it in.
     func rebuildEventIDTable(minimumCapacity: Int) {
+        let table = buildEventIDTable(minimumCapacity: minimumCapacity)
+        stateLock.withLock { eventIDs = table }
+    }
+
+    /// A new event-id table of at least `minimumCapacity` entries holding every stored id (only those up to
+    /// `maximumSeq` when given). The caller keeps tier moves out (`tierLock`).
+    func buildEventIDTable(minimumCapacity: Int, maximumSeq: UInt64? = nil) -> EventIDTable {
         var table = EventIDTable(minimumCapacity: minimumCapacity)
-        table.insert(contentsOf: (try? coldEventEntries()) ?? [])
+        func kept(_ entries: [(hash: UInt64, seq: UInt64)]) -> [(hash: UInt64, seq: UInt64)] {
+            guard let maximumSeq else { return entries }
+            return entries.filter { $0.seq <= maximumSeq }
+        }
+        table.insert(contentsOf: kept((try? coldEventEntries()) ?? []))
         for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
             let entries: [(hash: UInt64, seq: UInt64)]
             if segment.isSealed {
@@ -457,12 +468,12 @@ extension EventStore {
             } else {
                 entries = stateLock.withLock { segment.eventEntries }
             }
-            if !table.insert(contentsOf: entries) {
+            if !table.insert(contentsOf: kept(entries)) {
                 logger.critical("the event-id table could not hold every stored id; resent duplicates may be stored again")
                 break
             }
         }
-        stateLock.withLock { eventIDs = table }
+        return table
     }
 }
 

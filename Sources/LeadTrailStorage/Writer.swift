@@ -310,15 +310,65 @@ extension EventStore {
         }
         if configuration.durability == .fsync { noteDurable() }
         if segment.firstRecordMonotonicMs == nil { segment.firstRecordMonotonicMs = monotonicMilliseconds() }
+        adoptGrownEventIDTable()
+        if !eventIDGrowthRunning && eventIDs.shouldStartGrowing { startEventIDTableGrowth() }
         if eventIDs.needsGrowth { growEventIDTable() }
     }
 
     /// Doubles the event-id table, reading the hashes of sealed segments from their footers.
+    /// Grows the event-id table now, on the writer thread (acknowledgements wait): only when the background
+    /// build did not finish in time.
     func growEventIDTable() {
+        // A background build is under way: wait for its table rather than building another.
+        while eventIDGrowthRunning && stateLock.withLock({ grownEventIDs == nil }) { usleep(1000) }
+        adoptGrownEventIDTable()
+        guard eventIDs.needsGrowth else { return }
         // No segment changes tier while the table is rebuilt.
         tierLock.lock()
         defer { tierLock.unlock() }
         rebuildEventIDTable(minimumCapacity: max(eventIDs.count, 1) * 2)
+    }
+
+    /// Builds a table twice the size on another thread from everything stored up to now, while appends
+    /// go on into the current one; ``adoptGrownEventIDTable()`` adds what came since and swaps it in.
+    /// Without it, each doubling stopped acknowledgements for as long as reading every footer takes
+    /// (about a second at ten million events).
+    func startEventIDTableGrowth() {
+        eventIDGrowthRunning = true
+        let coveredSeq = stateLock.withLock { committedLastSeq }
+        let capacity = max(eventIDs.count, 1) * 2
+        let thread = Thread { [self] in
+            // No segment changes tier while the footers are read (one sealed after the snapshot is
+            // covered by the seq filter here and by the adoption).
+            tierLock.lock()
+            let table = buildEventIDTable(minimumCapacity: capacity, maximumSeq: coveredSeq)
+            tierLock.unlock()
+            stateLock.withLock { grownEventIDs = (table, coveredSeq) }
+        }
+        thread.name = "leadtrail-id-table"
+        thread.start()
+    }
+
+    /// Swaps in the table built in the background once it is ready, after adding the ids stored since its
+    /// snapshot (from the active segment, and the footers of segments sealed meanwhile).
+    func adoptGrownEventIDTable() {
+        guard eventIDGrowthRunning, let grown = stateLock.withLock({ grownEventIDs }) else { return }
+        eventIDGrowthRunning = false
+        stateLock.withLock { grownEventIDs = nil }
+        var table = grown.table
+        let recent = stateLock.withLock { segments.filter { $0.tier != .restored && $0.lastSeq > grown.coveredSeq } }
+        for segment in recent {
+            let entries: [(hash: UInt64, seq: UInt64)]
+            if segment.isSealed {
+                // A footer that cannot be read now: leave the current table (the next growth tries again).
+                guard let loaded = try? footerEventEntries(segment) else { return }
+                entries = loaded
+            } else {
+                entries = stateLock.withLock { segment.eventEntries }
+            }
+            for entry in entries where entry.seq > grown.coveredSeq { table.insert(hash: entry.hash, seq: entry.seq) }
+        }
+        stateLock.withLock { eventIDs = table }
     }
 
     func footerEventEntries(_ segment: Segment) throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {
