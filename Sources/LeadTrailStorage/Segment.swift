@@ -152,6 +152,18 @@ public enum Tier: String, Sendable {
 protocol SegmentData: AnyObject, Sendable {
     /// Up to `count` bytes at `offset` (fewer at the end of the data).
     func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8]
+    /// Fills `buffer` with the bytes at `offset`; returns how many it read (fewer only at the end of the data).
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int
+}
+
+extension SegmentData {
+    /// Through ``read(count:at:)`` and a copy (warm files decompress into arrays anyway).
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        let bytes = try read(count: buffer.count, at: offset)
+        let n = min(bytes.count, buffer.count)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        return n
+    }
 }
 
 /// A raw (hot format) segment file. The descriptor closes when the last reader lets go.
@@ -168,6 +180,11 @@ final class HotFile: SegmentData, @unchecked Sendable {
         try io.read(fd, count: count, at: offset)
     }
 
+    /// One `pread` straight into the caller's buffer.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        try io.pread(fd, into: buffer, at: offset)
+    }
+
     deinit {
         io.close(fd)
     }
@@ -181,10 +198,11 @@ struct RecordReader {
     }
 
     /// Checks and decodes the record at the start of `bytes` (which holds at least its header);
-    /// returns nil when more bytes are needed to hold the whole record.
-    static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, maxPayload: Int = SegmentFormat.maximumPayload)
-        -> Result<(RecordHeader, Int)?, ReadFailure>
-    {
+    /// returns nil when more bytes are needed to hold the whole record. With `checksum` false
+    /// every check but the CRC is made (the caller checks it before it serves the record).
+    static func decode(
+        _ bytes: UnsafeRawBufferPointer, at offset: Int, maxPayload: Int = SegmentFormat.maximumPayload, checksum: Bool = true
+    ) -> Result<(RecordHeader, Int)?, ReadFailure> {
         guard bytes.count >= SegmentFormat.recordHeaderSize else { return .success(nil) }
         let header = RecordHeader.decode(bytes)
         guard header.payloadLength <= maxPayload else {
@@ -192,7 +210,7 @@ struct RecordReader {
         }
         let total = header.totalSize
         guard bytes.count >= total else { return .success(nil) }
-        guard RecordHeader.checksumMatches(bytes, totalSize: total) else {
+        guard !checksum || RecordHeader.checksumMatches(bytes, totalSize: total) else {
             return .failure(.corrupt(offset: offset, reason: "record checksum mismatch"))
         }
         guard header.seq <= SegmentFormat.maximumSeq else {
@@ -209,25 +227,45 @@ struct RecordReader {
 
     /// Reads the whole record at `offset` (bounded by `limit`) and checks its CRC.
     func readRecord(_ data: SegmentData, at offset: Int, limit: Int) throws(StoreError) -> (RecordHeader, [UInt8])? {
-        let guess = min(2048, limit - offset)
+        try withRecord(data, at: offset, limit: limit) { header, record in
+            (header, Array(UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize...])))
+        }
+    }
+
+    /// Reads the whole record at `offset` (bounded by `limit`), checks it (CRC included) and passes
+    /// its header and bytes (header and payload, valid only during the call) to `body`; nil when the
+    /// record is absent or damaged. A record of up to 4 KiB takes one `pread` into a stack buffer.
+    func withRecord<T>(
+        _ data: SegmentData, at offset: Int, limit: Int, _ body: (RecordHeader, UnsafeRawBufferPointer) throws(StoreError) -> T
+    ) throws(StoreError) -> T? {
+        let guess = min(4096, limit - offset)
         guard guess >= SegmentFormat.recordHeaderSize else { return nil }
-        var bytes = try data.read(count: guess, at: offset)
-        var decoded = bytes.withUnsafeBytes { Self.decode($0, at: offset) }
-        if case .success(nil) = decoded, bytes.count >= SegmentFormat.recordHeaderSize {
-            let total = bytes.withUnsafeBytes { RecordHeader.decode($0).totalSize }
-            guard offset + total <= limit else { return nil }
-            bytes = try data.read(count: total, at: offset)
-            decoded = bytes.withUnsafeBytes { Self.decode($0, at: offset) }
+        let first: Result<T?, StoreError>? = withUnsafeTemporaryAllocation(byteCount: guess, alignment: 16) { scratch in
+            let n: Int
+            do throws(StoreError) { n = try data.read(into: scratch, at: offset) } catch { return .failure(error) }
+            let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(scratch)[0..<n])
+            switch Self.decode(bytes, at: offset) {
+            case .success(let (header, total)?):
+                do throws(StoreError) {
+                    return .success(try body(header, UnsafeRawBufferPointer(rebasing: bytes[0..<total])))
+                } catch {
+                    return .failure(error)
+                }
+            case .failure:
+                return .success(nil)
+            case .success(nil):
+                // Longer than the guess (or cut short): read it whole below.
+                return n >= SegmentFormat.recordHeaderSize && n == guess ? nil : .success(nil)
+            }
         }
-        switch decoded {
-        case .success(let pair?):
-            let (header, total) = pair
-            return (header, Array(bytes[SegmentFormat.recordHeaderSize..<total]))
-        case .success(nil):
-            return nil
-        case .failure:
-            return nil
-        }
+        if let first { return try first.get() }
+        let head = try data.read(count: SegmentFormat.recordHeaderSize, at: offset)
+        guard head.count == SegmentFormat.recordHeaderSize else { return nil }
+        let total = head.withUnsafeBytes { RecordHeader.decode($0).totalSize }
+        guard total <= SegmentFormat.recordHeaderSize + SegmentFormat.maximumPayload, offset + total <= limit else { return nil }
+        let bytes = try data.read(count: total, at: offset)
+        guard case .success(let (header, size)?) = bytes.withUnsafeBytes({ Self.decode($0, at: offset) }) else { return nil }
+        return try storeErrors { try bytes.withUnsafeBytes { try body(header, UnsafeRawBufferPointer(rebasing: $0[0..<size])) } }
     }
 }
 

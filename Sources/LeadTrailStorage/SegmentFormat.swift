@@ -132,8 +132,8 @@ struct RecordHeader {
         w.u32(leadHash)                         // 12
         w.u64(seq)                              // 16
         w.i64(timestampMs)                      // 24
-        for ref in fields.refs { w.u32(ref.offset) }  // 32: 7 offsets
-        for ref in fields.refs { w.u16(ref.packedLength) }  // 60: 7 lengths
+        for k in 0..<EventFieldRefs.count { w.u32(fields[k].offset) }  // 32: 7 offsets
+        for k in 0..<EventFieldRefs.count { w.u16(fields[k].packedLength) }  // 60: 7 lengths
         w.u16(0)                                // 74 reserved
         out.append(contentsOf: w.bytes)
         out.append(contentsOf: payload)
@@ -147,14 +147,13 @@ struct RecordHeader {
 
     /// Decodes the header at the start of `b` (at least `recordHeaderSize` bytes). The CRC is not checked here.
     static func decode(_ b: UnsafeRawBufferPointer) -> RecordHeader {
-        var refs = [FieldRef]()
-        refs.reserveCapacity(EventFieldRefs.count)
+        var fields = EventFieldRefs()
         for k in 0..<EventFieldRefs.count {
-            refs.append(FieldRef(offset: b.u32(at: 32 + 4 * k), packedLength: b.u16(at: 60 + 2 * k)))
+            fields[k] = FieldRef(offset: b.u32(at: 32 + 4 * k), packedLength: b.u16(at: 60 + 2 * k))
         }
         return RecordHeader(
             payloadLength: Int(b.u32(at: 4)), kind: b[8], flags: b[9], leadHash: b.u32(at: 12),
-            seq: b.u64(at: 16), timestampMs: b.i64(at: 24), fields: EventFieldRefs(refs: refs))
+            seq: b.u64(at: 16), timestampMs: b.i64(at: 24), fields: fields)
     }
 
     /// Whether the whole record at the start of `b` (header and payload) matches its CRC.
@@ -166,8 +165,9 @@ struct RecordHeader {
 
     /// Field references must lie inside the payload; a record whose do not is corrupt.
     func fieldsAreConsistent() -> Bool {
-        for ref in fields.refs where ref.isPresent {
-            if ref.range.upperBound > payloadLength || ref.offset == 0 { return false }
+        for k in 0..<EventFieldRefs.count {
+            let ref = fields[k]
+            if ref.isPresent && (ref.range.upperBound > payloadLength || ref.offset == 0) { return false }
         }
         return fields[.type].isPresent && fields[.leadID].isPresent && fields[.eventID].isPresent
     }
