@@ -253,7 +253,8 @@ func runReopen(_ options: Options) throws {
 
 /// Runs a command line tool on a file; returns its wall time in seconds and the output size.
 func timeTool(_ arguments: [String], output: String) -> (seconds: Double, bytes: Int)? {
-    try? FileManager.default.removeItem(atPath: output)
+    // Never remove /dev/null (the decompression timings write there): that would replace it with a file for everyone.
+    if output != "/dev/null" { try? FileManager.default.removeItem(atPath: output) }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = arguments
