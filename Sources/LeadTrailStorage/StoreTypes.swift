@@ -108,6 +108,14 @@ public struct RecordView {
     public var fields: EventFieldRefs
     public var body: UnsafeBufferPointer<UInt8>
 
+    public init(seq: UInt64, timestampMs: Int64, leadHash: UInt32, fields: EventFieldRefs, body: UnsafeBufferPointer<UInt8>) {
+        self.seq = seq
+        self.timestampMs = timestampMs
+        self.leadHash = leadHash
+        self.fields = fields
+        self.body = body
+    }
+
     /// A copy that outlives the visitor.
     public func copy() -> StoredEvent {
         StoredEvent(seq: seq, timestampMs: timestampMs, body: Array(body), fields: fields)
