@@ -565,6 +565,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return .success((Responses.event(id: id, server.presenter.present(event.jsonWithSeq, to: access)), 1))
             case .timeline(let leadID):
                 let timeline = try store.timeline(leadID: leadID, limit: 10_000)
+                if server.presenter.presentsUnchanged(to: access) {
+                    let body = Responses.events(id: id, stored: timeline.events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
+                    return .success((body, timeline.events.count))
+                }
                 let events = timeline.events.map { server.presenter.present($0.jsonWithSeq, to: access) }
                 let body = Responses.events(id: id, events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
                 return .success((body, events.count))

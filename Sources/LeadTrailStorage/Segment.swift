@@ -278,12 +278,26 @@ struct RecordReader {
 struct LeadIndex: Sendable {
     private(set) var runs: [[UInt64]] = []
     private(set) var tail: [UInt64] = []
+    /// For each run, every ``fenceStride``-th entry: a lookup binary-searches this small array (which
+    /// stays in the CPU's caches) and then one block of the run, rather than the whole run: at 10
+    /// million events, the ~80 sealed segments' lead indexes are far larger than the caches.
+    private var fences: [[UInt64]] = []
+    /// For each run of a sealed segment, a filter of its lead hashes: a lookup skips the runs
+    /// (and so the segments) that do not hold the lead without touching them at all.
+    private var filters: [LeadFilter?] = []
     static let runLength = 4096
+    static let fenceStride = 64
 
     init() {}
 
     init(sorted: [UInt64]) {
         runs = sorted.isEmpty ? [] : [sorted]
+        fences = runs.map(Self.fence)
+        filters = runs.map { LeadFilter(sortedEntries: $0) }
+    }
+
+    static func fence(_ run: [UInt64]) -> [UInt64] {
+        stride(from: 0, to: run.count, by: fenceStride).map { run[$0] }
     }
 
     var count: Int { runs.reduce(tail.count) { $0 + $1.count } }
@@ -291,7 +305,10 @@ struct LeadIndex: Sendable {
     mutating func append(_ entry: UInt64) {
         tail.append(entry)
         if tail.count >= Self.runLength {
-            runs.append(tail.sorted())
+            let run = tail.sorted()
+            runs.append(run)
+            fences.append(Self.fence(run))
+            filters.append(nil)  // small runs: a filter would not pay for itself
             tail = []
         }
     }
@@ -321,18 +338,83 @@ struct LeadIndex: Sendable {
     func offsets(forLeadHash hash: UInt32) -> [Int] {
         let key = UInt64(hash) << 32
         var result: [Int] = []
-        for run in runs {
-            var low = 0, high = run.count
-            while low < high {
-                let mid = (low + high) / 2
-                if run[mid] < key { low = mid + 1 } else { high = mid }
-            }
-            while low < run.count, run[low] >> 32 == UInt64(hash) {
-                result.append(Int(run[low] & 0xFFFF_FFFF))
-                low += 1
+        for (k, run) in runs.enumerated() {
+            if let filter = filters[k], !filter.mayContain(hash) { continue }
+            let fence = fences[k]
+            run.withUnsafeBufferPointer { run in
+                // The first fence entry >= key: the run's first entry >= key lies after the block before it
+                // (whose first entry is < key) and at or before that entry.
+                var f = 0, fenceHigh = fence.count
+                fence.withUnsafeBufferPointer { fence in
+                    while f < fenceHigh {
+                        let mid = (f + fenceHigh) / 2
+                        if fence[mid] < key { f = mid + 1 } else { fenceHigh = mid }
+                    }
+                }
+                var low = f == 0 ? 0 : (f - 1) * Self.fenceStride + 1
+                var high = f < fence.count ? f * Self.fenceStride : run.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    if run[mid] < key { low = mid + 1 } else { high = mid }
+                }
+                while low < run.count, run[low] >> 32 == UInt64(hash) {
+                    result.append(Int(run[low] & 0xFFFF_FFFF))
+                    low += 1
+                }
             }
         }
         for entry in tail where entry >> 32 == UInt64(hash) { result.append(Int(entry & 0xFFFF_FFFF)) }
         return result
+    }
+}
+
+/// A split-block Bloom filter of the lead hashes of a sorted lead-index run: about 10 bits per
+/// distinct lead, one bit in each of the eight words of one 64-byte block per lead (about 1%
+/// false positives), so ruling a segment out reads one cache line.
+struct LeadFilter: Sendable {
+    private let words: [UInt64]
+    private let blocks: UInt64
+
+    /// Nil for runs too small to be worth it.
+    init?(sortedEntries run: [UInt64]) {
+        guard run.count >= 16_384 else { return nil }
+        var distinct = 0
+        var previous: UInt64? = nil
+        for entry in run where entry >> 32 != previous {
+            distinct += 1
+            previous = entry >> 32
+        }
+        let blocks = UInt64(max(1, (distinct * 10 + 511) / 512))
+        var words = [UInt64](repeating: 0, count: Int(blocks) * 8)
+        previous = nil
+        words.withUnsafeMutableBufferPointer { w in
+            for entry in run where entry >> 32 != previous {
+                previous = entry >> 32
+                let (base, bits) = Self.position(UInt32(truncatingIfNeeded: entry >> 32), blocks: blocks)
+                for word in 0..<8 { w[base + word] |= UInt64(1) << ((bits >> (UInt64(word) * 6)) & 63) }
+            }
+        }
+        self.words = words
+        self.blocks = blocks
+    }
+
+    /// The first word of the hash's block, and 48 bits that pick one bit in each of its 8 words.
+    @inline(__always)
+    private static func position(_ hash: UInt32, blocks: UInt64) -> (Int, UInt64) {
+        let h1 = UInt64(hash) &* 0x9E37_79B9_7F4A_7C15
+        let block = ((h1 >> 32) &* blocks) >> 32
+        let h2 = (h1 ^ (h1 >> 29)) &* 0xBF58_476D_1CE4_E5B9
+        return (Int(block) * 8, h2)
+    }
+
+    /// False only when no entry of the run has this lead hash.
+    func mayContain(_ hash: UInt32) -> Bool {
+        let (base, bits) = Self.position(hash, blocks: blocks)
+        return words.withUnsafeBufferPointer { w in
+            for word in 0..<8 where w[base + word] & (UInt64(1) << ((bits >> (UInt64(word) * 6)) & 63)) == 0 {
+                return false
+            }
+            return true
+        }
     }
 }
