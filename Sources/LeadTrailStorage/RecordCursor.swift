@@ -34,7 +34,7 @@ struct RecordCursor {
     var verifiesChecksums = true
     /// Whether the CRC of the record last returned was checked (by ``next()`` or ``verifyLastRecord()``).
     private(set) var lastRecordVerified = false
-    private let buffer: ChunkBuffer
+    private var buffer: ChunkBuffer
     private var chunkStart = 0
     private var chunkCount = 0
     private var recordRange = 0..<0
@@ -71,7 +71,7 @@ struct RecordCursor {
     }
 
     private mutating func fill(_ count: Int) throws(StoreError) {
-        buffer.reserve(count)
+        if count > buffer.bytes.count { buffer = ChunkBuffer(capacity: count) }
         chunkStart = offset
         chunkCount = 0
         chunkCount = try load(UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[0..<count]), offset)
@@ -127,18 +127,13 @@ struct RecordCursor {
     }
 }
 
-/// A cursor's reusable read buffer (grown for a record larger than a chunk, never shrunk).
+/// A cursor's reusable read buffer (replaced by a larger one for a record larger than a chunk).
+/// Its memory never changes once allocated, so reading it needs no exclusivity checks.
 final class ChunkBuffer {
-    private(set) var bytes: UnsafeMutableRawBufferPointer
+    let bytes: UnsafeMutableRawBufferPointer
 
     init(capacity: Int) {
         bytes = .allocate(byteCount: max(capacity, 1), alignment: 16)
-    }
-
-    func reserve(_ count: Int) {
-        guard count > bytes.count else { return }
-        bytes.deallocate()
-        bytes = .allocate(byteCount: count, alignment: 16)
     }
 
     deinit {
