@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import LeadTrailEvents
 import Logging
 
@@ -165,6 +166,19 @@ extension EventStore {
     public func scan(
         _ hints: ScanHints, matching predicate: ((RecordView) -> Bool)? = nil, _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64 {
+        try scan(hints, matching: predicate, pieceBytes: Self.scanPieceBytes, parallelFrom: Self.parallelScanMinimumBytes, visitor)
+    }
+
+    /// Records in one piece of a scan: pieces are what the two threads of a parallel scan share out.
+    static let scanPieceBytes = 1 << 20
+    /// A filtered scan that reads at least this many bytes runs on two threads.
+    static let parallelScanMinimumBytes = 8 << 20
+
+    /// ``scan(_:matching:_:)`` with the sizes that decide how it splits its work (tests make them small).
+    func scan(
+        _ hints: ScanHints, matching predicate: ((RecordView) -> Bool)?, pieceBytes: Int, parallelFrom parallelMinimum: Int,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64 {
         let (views, lastSeq) = snapshot()
         if let leadID = hints.leadID {
             var lastVisited = hints.afterSeq
@@ -174,10 +188,12 @@ extension EventStore {
             }
             return completed ? max(lastSeq, hints.afterSeq) : lastVisited
         }
+        // The byte ranges of the index runs worth reading (with the seqs each starts and ends at), adjacent
+        // runs merged into pieces of about `pieceBytes`.
+        var pieces: [(view: SegmentView, range: ScanRange)] = []
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
-            // The byte ranges of the index runs worth reading (with the seqs each starts and ends at), adjacent runs merged.
             var ranges: [ScanRange] = []
             let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
             for i in firstRun..<view.sparse.count {
@@ -186,19 +202,112 @@ extension EventStore {
                 if let to = hints.toMs, entry.minTs >= to { continue }
                 let range = Int(entry.offset)..<view.runEnd(i)
                 let endSeq = i + 1 < view.sparse.count ? view.sparse[i + 1].firstSeq : view.lastSeq + 1
-                if let last = ranges.last, last.bytes.upperBound == range.lowerBound {
+                if let last = ranges.last, last.bytes.upperBound == range.lowerBound, last.bytes.count < pieceBytes {
                     ranges[ranges.count - 1].bytes = last.bytes.lowerBound..<range.upperBound
                     ranges[ranges.count - 1].endSeq = endSeq
                 } else {
                     ranges.append(ScanRange(bytes: range, firstSeq: entry.firstSeq, endSeq: endSeq))
                 }
             }
-            for range in ranges {
-                let stopped = try scanRange(view, range, hints: hints, matching: predicate, visitor)
+            for range in ranges { pieces.append((view, range)) }
+        }
+        if let predicate, pieces.count > 1, pieces.reduce(0, { $0 + $1.range.bytes.count }) >= parallelMinimum {
+            if let stopped = try scanInParallel(pieces, hints: hints, matching: predicate, visitor) { return stopped }
+        } else {
+            for piece in pieces {
+                let stopped = try scanRange(piece.view, piece.range, hints: hints, matching: predicate, visitor)
                 if let stopped { return stopped }
             }
         }
         return max(lastSeq, hints.afterSeq)
+    }
+
+    /// The records a helper thread found in one piece, checked and copied, for the scan's own thread to visit.
+    final class PieceRecords {
+        var bytes: [UInt8] = []
+        var records: [(seq: UInt64, timestampMs: Int64, leadHash: UInt32, fields: EventFieldRefs, body: Range<Int>)] = []
+        var error: Error?
+    }
+
+    /// Two threads share a filtered scan: the scan's own thread reads the even pieces and visits their
+    /// records as it finds them; a helper thread reads the odd pieces, copying the records that match
+    /// (CRC checked) into a buffer per piece, which the scan's thread visits in turn. The helper stays
+    /// at most a few pieces ahead, so memory stays bounded, and the visitor sees every record in seq
+    /// order on the calling thread. Returns the seq where the visitor stopped, if it did.
+    func scanInParallel(
+        _ pieces: [(view: SegmentView, range: ScanRange)], hints: ScanHints, matching predicate: @escaping (RecordView) -> Bool,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64? {
+        let lock = ConditionLock()
+        nonisolated(unsafe) var results: [Int: PieceRecords] = [:]
+        nonisolated(unsafe) var position = 0  // the piece the scan's thread is at
+        nonisolated(unsafe) var stop = false
+        nonisolated(unsafe) var helperDone = false
+        let aheadLimit = 4
+        let helper = Thread { [self] in
+            var i = 1
+            while i < pieces.count {
+                let go: Bool = lock.withLock {
+                    while !stop && i > position + aheadLimit { lock.wait(seconds: 1) }
+                    return !stop
+                }
+                guard go else { break }
+                let found = PieceRecords()
+                do {
+                    _ = try scanRange(pieces[i].view, pieces[i].range, hints: hints, matching: predicate) { record in
+                        let start = found.bytes.count
+                        found.bytes.append(contentsOf: record.body)
+                        found.records.append((record.seq, record.timestampMs, record.leadHash, record.fields, start..<found.bytes.count))
+                        return true
+                    }
+                } catch {
+                    found.error = error
+                }
+                lock.withLock {
+                    results[i] = found
+                    lock.signalAll()
+                }
+                i += 2
+            }
+            lock.withLock {
+                helperDone = true
+                lock.signalAll()
+            }
+        }
+        helper.start()
+        defer {
+            lock.withLock {
+                stop = true
+                lock.signalAll()
+                while !helperDone { lock.wait(seconds: 1) }
+            }
+        }
+        for i in 0..<pieces.count {
+            lock.withLock {
+                position = i
+                lock.signalAll()
+            }
+            if i % 2 == 0 {
+                if let stopped = try scanRange(pieces[i].view, pieces[i].range, hints: hints, matching: predicate, visitor) { return stopped }
+                continue
+            }
+            let found: PieceRecords = lock.withLock {
+                while results[i] == nil { lock.wait(seconds: 1) }
+                return results.removeValue(forKey: i) ?? PieceRecords()
+            }
+            if let error = found.error { throw error }
+            let stopped: UInt64? = try found.bytes.withUnsafeBufferPointer { bytes in
+                for record in found.records {
+                    let view = RecordView(
+                        seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash, fields: record.fields,
+                        body: UnsafeBufferPointer(rebasing: bytes[record.body]))
+                    if try !visitor(view) { return record.seq }
+                }
+                return nil
+            }
+            if let stopped { return stopped }
+        }
+        return nil
     }
 
     /// What a scan did with one record.

@@ -13,15 +13,36 @@ import Testing
         return { $0.fields[.leadID].equals(bytes, in: $0.body) }
     }
 
+    /// How a scan splits its work: one thread, or two sharing pieces of a few records each.
+    enum Split: CaseIterable {
+        case oneThread, twoThreads
+    }
+
+    static func scan(
+        _ store: EventStore, _ hints: ScanHints, _ split: Split, matching predicate: @escaping (RecordView) -> Bool,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64 {
+        switch split {
+        case .oneThread: try store.scan(hints, matching: predicate, pieceBytes: .max, parallelFrom: .max, visitor)
+        case .twoThreads: try store.scan(hints, matching: predicate, pieceBytes: 300, parallelFrom: 0, visitor)
+        }
+    }
+
     /// For every lead (and for no lead at all, and after a seq): the filtered scan holds exactly `servable`'s matches.
     static func expectExactScans(_ store: EventStore, servable: [ExpectedEvent], leads: Set<String>, what: String) throws {
+        for split in Split.allCases {
+            try expectExactScans(store, servable: servable, leads: leads, split: split, what: "\(what) (\(split))")
+        }
+    }
+
+    static func expectExactScans(_ store: EventStore, servable: [ExpectedEvent], leads: Set<String>, split: Split, what: String) throws {
         let last = servable.map(\.seq).max() ?? 0
         for afterSeq in [UInt64(0), last / 3, last / 2] {
             for name in leads.sorted() {
                 var got: [UInt64] = []
                 var bodiesMatch = true
                 let bySeq = Dictionary(uniqueKeysWithValues: servable.map { ($0.seq, $0) })
-                try store.scan(ScanHints(afterSeq: afterSeq), matching: Self.lead(name)) { record in
+                _ = try scan(store, ScanHints(afterSeq: afterSeq), split, matching: Self.lead(name)) { record in
                     got.append(record.seq)
                     if bySeq[record.seq]?.body != Array(record.body) { bodiesMatch = false }
                     return true
@@ -31,7 +52,7 @@ import Testing
                 #expect(bodiesMatch, "\(what): lead \(name) after \(afterSeq): wrong bytes served")
             }
             var everything: [UInt64] = []
-            try store.scan(ScanHints(afterSeq: afterSeq), matching: { _ in true }) { everything.append($0.seq); return true }
+            _ = try scan(store, ScanHints(afterSeq: afterSeq), split, matching: { _ in true }) { everything.append($0.seq); return true }
             #expect(everything == servable.map(\.seq).filter { $0 > afterSeq }, "\(what): accept-all predicate after \(afterSeq)")
         }
     }
@@ -46,10 +67,15 @@ import Testing
         let events = fixture.written.events
         try Self.expectExactScans(store, servable: events, leads: Set(events.map(\.lead)), what: "undamaged")
         #expect(store.stats().corruptSegments.isEmpty)
-        // Stopping early still answers the last seq visited.
-        var visited = 0
-        let stoppedAt = try store.scan(ScanHints(), matching: Self.lead("lead1")) { _ in visited += 1; return visited < 2 }
-        #expect(stoppedAt == events.filter { $0.lead == "lead1" }.dropFirst().first?.seq)
+        // Stopping early still answers the last seq visited, on one thread or two.
+        for split in Split.allCases {
+            for stopAfter in [1, 2, 5, 9] {
+                var visited = 0
+                let stoppedAt = try Self.scan(store, ScanHints(), split, matching: Self.lead("lead1")) { _ in visited += 1; return visited < stopAfter }
+                #expect(visited == stopAfter)
+                #expect(stoppedAt == events.filter { $0.lead == "lead1" }.dropFirst(stopAfter - 1).first?.seq, "\(split) \(stopAfter)")
+            }
+        }
     }
 
     /// Random bit flips anywhere in the records of sealed segments and of the active one.
