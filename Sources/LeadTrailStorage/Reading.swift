@@ -384,7 +384,9 @@ extension EventStore {
                 let view = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
                 if let predicate, !predicate(view) { return .skipped }
                 // Served: its CRC must hold.
-                guard verified || RecordHeader.checksumMatches(record, totalSize: total) else { return .damaged }
+                guard verified || (RecordHeader.checksumMatches(record, totalSize: total) && header.fieldsAreConsistent()) else {
+                    return .damaged
+                }
                 return .visited(keepGoing: try visitor(view))
             }
             switch outcome {

@@ -29,10 +29,11 @@ struct RecordCursor {
     private(set) var offset: Int
     /// Where the record last returned starts.
     private(set) var recordOffset = 0
-    /// When false, ``next()`` checks everything but the CRC, and the caller checks the CRC of the
-    /// records it keeps with ``verifyLastRecord()`` (a scan skips the records its filter rules out).
+    /// When false, ``next()`` checks the length, seq range and kind but not the CRC or the field
+    /// references; the caller checks those for the records it keeps (a scan skips the records its
+    /// filter rules out).
     var verifiesChecksums = true
-    /// Whether the CRC of the record last returned was checked (by ``next()`` or ``verifyLastRecord()``).
+    /// Whether the record last returned was checked in full (CRC included) by ``next()``.
     private(set) var lastRecordVerified = false
     private var buffer: ChunkBuffer
     private var chunkStart = 0
@@ -111,14 +112,6 @@ struct RecordCursor {
             lastRecordVerified = verifiesChecksums
             return .record(header, size: total)
         }
-    }
-
-    /// Checks the CRC of the record last returned (a no-op when ``next()`` already did).
-    mutating func verifyLastRecord() -> Bool {
-        if lastRecordVerified { return true }
-        let ok = withRecordBytes { RecordHeader.checksumMatches($0, totalSize: $0.count) }
-        lastRecordVerified = ok
-        return ok
     }
 
     /// The bytes (header and payload) of the record last returned.
