@@ -152,6 +152,14 @@ def leadtrail_queries(args, daemon, events_file, window):
     }
 
 
+def leadtrail_slow_scan(args, daemon):
+    """A full-store scan read slowly (64 KiB reads, 2 ms apart): the daemon's resident memory must stay flat."""
+    out = parse_kv(subprocess.run(
+        [args.load, "slowscan", "--socket", daemon.socket, "--pid", str(daemon.proc.pid),
+         "--read-bytes", "65536", "--pause-us", "2000"], check=True, capture_output=True, text=True).stdout)
+    return {k: float(out[k]) for k in ("slowscan_s", "slowscan_events", "slowscan_bytes", "rss_before_mb", "rss_peak_mb", "rss_growth_mb")}
+
+
 # --------------------------------------------------------------------------- table
 
 def fmt_int(x):
@@ -230,6 +238,9 @@ def main():
             if producers == 4:
                 log("leadtrail queries")
                 results["queries"]["leadtrail"] = leadtrail_queries(args, daemon, events_file, window)
+                log("leadtrail: a full scan read slowly, daemon RSS sampled")
+                results["slow_scan"] = leadtrail_slow_scan(args, daemon)
+                log(f"  RSS {results['slow_scan']['rss_before_mb']:.0f} MB before, peak {results['slow_scan']['rss_peak_mb']:.0f} MB")
             daemon.stop()
             results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
         peak = max(r["events_per_s"] for r in results["appends"] if r["store"] == "leadtrail")
@@ -314,6 +325,10 @@ def main():
         lambda s: f"{fmt_s(q[s]['scan_hour_s'])} ({fmt_int(q[s]['scan_hour_events'])})" if s in q else "n/a")
     add("scan all, types recipient.* (events)",
         lambda s: f"{fmt_s(q[s]['scan_recipient_s'])} ({fmt_int(q[s]['scan_recipient_events'])})" if s in q else "n/a")
+    if "slow_scan" in results:
+        slow = results["slow_scan"]
+        add("daemon RSS MB during a full scan read slowly (before / peak)",
+            lambda s: f"{slow['rss_before_mb']:.0f} / {slow['rss_peak_mb']:.0f}" if s == "leadtrail" else "-")
     add("bytes on disk (vs raw JSON)",
         lambda s: f"{fmt_bytes(results['disk_bytes'][s + '-4'])} ({(results['disk_bytes'][s + '-4'] / raw_bytes - 1) * 100:+.0f}%)")
 

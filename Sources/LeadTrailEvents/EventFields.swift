@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The event fields that the storage engine records outside the JSON body, so
 /// that filters and indexes never need to parse it.
 public enum IndexedField: Int, CaseIterable, Sendable {
@@ -26,44 +32,61 @@ public struct FieldRef: Sendable, Equatable {
         self.packedLength = UInt16(range.count) | (hasEscapes ? 0x8000 : 0)
     }
 
+    @inlinable
     public var isPresent: Bool { offset != .max }
+    @inlinable
     public var hasEscapes: Bool { packedLength & 0x8000 != 0 }
+    @inlinable
     public var length: Int { Int(packedLength & 0x7FFF) }
+    @inlinable
     public var range: Range<Int> { Int(offset)..<(Int(offset) + length) }
 }
 
 /// The indexed fields of one event, in ``IndexedField`` order.
 ///
-/// A fixed-size value (no heap storage): every record header decodes into one.
+/// Stored inline (no heap allocation): a scan decodes one of these per record it looks at.
 public struct EventFieldRefs: Sendable, Equatable {
-    public static let count = 7
-    private var storage = InlineArray<7, FieldRef>(repeating: .absent)
+    /// How many fields are indexed (`IndexedField.allCases.count`, which a test checks).
+    @inlinable public static var count: Int { 7 }
+    @usableFromInline var storage: (FieldRef, FieldRef, FieldRef, FieldRef, FieldRef, FieldRef, FieldRef)
 
-    /// Every field absent.
-    public init() {}
+    public init() {
+        storage = (.absent, .absent, .absent, .absent, .absent, .absent, .absent)
+    }
 
-    /// The references in ``IndexedField`` order; missing entries are absent, extra ones ignored.
+    /// From exactly ``count`` references in ``IndexedField`` order (missing ones are absent, extra ones ignored).
     public init(refs: [FieldRef]) {
-        for (index, ref) in refs.prefix(Self.count).enumerated() { storage[index] = ref }
+        self.init()
+        for (k, ref) in refs.prefix(Self.count).enumerated() { self[k] = ref }
     }
 
     /// The references in ``IndexedField`` order.
-    public var refs: [FieldRef] { (0..<Self.count).map { storage[$0] } }
+    public var refs: [FieldRef] {
+        get { (0..<Self.count).map { self[$0] } }
+        set { self = EventFieldRefs(refs: newValue) }
+    }
 
+    @inlinable
     public subscript(field: IndexedField) -> FieldRef {
-        get { storage[field.rawValue] }
-        set { storage[field.rawValue] = newValue }
+        get { self[field.rawValue] }
+        set { self[field.rawValue] = newValue }
     }
 
-    /// The reference at `index` in ``IndexedField`` order (0..<7).
+    /// The reference at position `index` (0..<``count``).
+    @inlinable
     public subscript(index: Int) -> FieldRef {
-        get { storage[index] }
-        set { storage[index] = newValue }
+        get {
+            precondition(index >= 0 && index < Self.count, "field index out of range")
+            return withUnsafeBytes(of: storage) { $0.load(fromByteOffset: index * MemoryLayout<FieldRef>.stride, as: FieldRef.self) }
+        }
+        set {
+            precondition(index >= 0 && index < Self.count, "field index out of range")
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: newValue, toByteOffset: index * MemoryLayout<FieldRef>.stride, as: FieldRef.self) }
+        }
     }
 
-    public static func == (lhs: EventFieldRefs, rhs: EventFieldRefs) -> Bool {
-        for index in 0..<count where lhs.storage[index] != rhs.storage[index] { return false }
-        return true
+    public static func == (a: EventFieldRefs, b: EventFieldRefs) -> Bool {
+        (0..<count).allSatisfy { a[$0] == b[$0] }
     }
 }
 
@@ -83,6 +106,17 @@ extension FieldRef {
     }
 
     /// Whether this field's decoded value inside `body` equals `expected`, without allocating when it holds no escapes.
+    @inlinable
+    public func equals(_ expected: [UInt8], in body: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard isPresent, range.upperBound <= body.count else { return false }
+        if !hasEscapes {
+            return length == expected.count && Self.bytesEqual(body, at: Int(offset), expected)
+        }
+        return bytes(in: body).map { $0 == expected } ?? false
+    }
+
+    /// Whether this field's decoded value inside `body` equals `expected`, without allocating when it holds no escapes.
+    @inlinable
     public func equals(_ expected: some Collection<UInt8>, in body: UnsafeBufferPointer<UInt8>) -> Bool {
         guard isPresent, range.upperBound <= body.count else { return false }
         if !hasEscapes {
@@ -92,11 +126,31 @@ extension FieldRef {
     }
 
     /// Whether this field's decoded value starts with `prefix`.
+    @inlinable
+    public func hasPrefix(_ prefix: [UInt8], in body: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard isPresent, range.upperBound <= body.count else { return false }
+        if !hasEscapes {
+            return length >= prefix.count && Self.bytesEqual(body, at: Int(offset), prefix)
+        }
+        return bytes(in: body).map { $0.starts(with: prefix) } ?? false
+    }
+
+    /// Whether this field's decoded value starts with `prefix`.
+    @inlinable
     public func hasPrefix(_ prefix: some Collection<UInt8>, in body: UnsafeBufferPointer<UInt8>) -> Bool {
         guard isPresent, range.upperBound <= body.count else { return false }
         if !hasEscapes {
             return length >= prefix.count && body[range].starts(with: prefix)
         }
         return bytes(in: body).map { $0.starts(with: prefix) } ?? false
+    }
+
+    /// Whether `body` holds `expected` at `start` (the caller checked that it fits).
+    @inlinable
+    static func bytesEqual(_ body: UnsafeBufferPointer<UInt8>, at start: Int, _ expected: [UInt8]) -> Bool {
+        expected.withUnsafeBufferPointer { e in
+            guard let base = body.baseAddress, let other = e.baseAddress else { return e.isEmpty }
+            return memcmp(base + start, other, e.count) == 0
+        }
     }
 }

@@ -18,6 +18,23 @@ public struct QueryEngine: Sendable {
         return (Array(events.prefix(limit)), true)
     }
 
+    /// Visits the matching events in seq order, each checked against its CRC, without copying them:
+    /// the record's body is valid only during the call. `visit` returns false to stop early.
+    ///
+    /// The filter runs on each record's header fields (never parsing JSON) before the storage
+    /// engine checks the record's CRC, so records the filter rules out are not checksummed.
+    /// Returns the highest seq examined (the resume point) and the number visited.
+    public func scan(_ filter: ScanFilter, visit: (RecordView) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) {
+        let limit = filter.limit ?? .max
+        if limit <= 0 { return (filter.afterSeq, 0) }
+        var returned = 0
+        let lastSeq = try store.scan(filter.hints, matching: { filter.matches($0) }) { record in
+            returned += 1
+            return try visit(record) && returned < limit
+        }
+        return (lastSeq, returned)
+    }
+
     /// Streams matching events in seq order as rendered JSON objects (with `seq`),
     /// in batches of about `maxBatchBytes`. `emit` returns false to stop early.
     ///
@@ -25,18 +42,13 @@ public struct QueryEngine: Sendable {
     public func scan(_ filter: ScanFilter, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) {
         var batch: [[UInt8]] = []
         var batchBytes = 0
-        var returned = 0
         var stopped = false
-        let limit = filter.limit ?? .max
-        if limit <= 0 { return (filter.afterSeq, 0) }
-        let lastSeq = try store.scan(filter.hints) { record in
-            guard filter.matches(record) else { return true }
+        let result = try scan(filter) { record in
             var json: [UInt8] = []
             json.reserveCapacity(record.body.count + 24)
             record.appendJSON(to: &json)
             batchBytes += json.count
             batch.append(json)
-            returned += 1
             if batchBytes >= maxBatchBytes {
                 let more = try emit(batch)
                 batch.removeAll(keepingCapacity: true)
@@ -46,11 +58,11 @@ public struct QueryEngine: Sendable {
                     return false
                 }
             }
-            return returned < limit
+            return true
         }
         if !batch.isEmpty && !stopped {
-            if try !emit(batch) { stopped = true }
+            _ = try emit(batch)
         }
-        return (lastSeq, returned)
+        return result
     }
 }

@@ -210,12 +210,20 @@ public struct AccessContext: Sendable {
 /// `present` for the asking peer; the stored bytes are never changed.
 public protocol EventPresenter: Sendable {
     func present(_ event: [UInt8], to reader: AccessContext) -> [UInt8]
+    /// True when `present` returns every event unchanged for this reader: scans then copy the
+    /// stored bytes straight into their frames without rendering each event on its own first.
+    func presentsUnchanged(to reader: AccessContext) -> Bool
+}
+
+extension EventPresenter {
+    public func presentsUnchanged(to reader: AccessContext) -> Bool { false }
 }
 
 /// Shows events exactly as stored: the behaviour until masking lands.
 public struct UnmaskedPresenter: EventPresenter {
     public init() {}
     public func present(_ event: [UInt8], to reader: AccessContext) -> [UInt8] { event }
+    public func presentsUnchanged(to reader: AccessContext) -> Bool { true }
 }
 
 /// One access to record (section 5's audit log).

@@ -565,6 +565,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return .success((Responses.event(id: id, server.presenter.present(event.jsonWithSeq, to: access)), 1))
             case .timeline(let leadID):
                 let timeline = try store.timeline(leadID: leadID, limit: 10_000)
+                if server.presenter.presentsUnchanged(to: access) {
+                    let body = Responses.events(id: id, stored: timeline.events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
+                    return .success((body, timeline.events.count))
+                }
                 let events = timeline.events.map { server.presenter.present($0.jsonWithSeq, to: access) }
                 let body = Responses.events(id: id, events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
                 return .success((body, events.count))
@@ -608,31 +612,41 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 loop.execute { bound.value.complete(boundSlot.value, error: WireError(.unavailable, "the daemon is shutting down")) }
                 return
             }
-            var current: [[UInt8]] = []
-            var currentBytes = 0
+            // Frames hold about `frameTarget` bytes of events (never more than `frameLimit`): big enough
+            // that per-frame costs vanish, small enough that building one overlaps the client reading the last.
+            let frameTarget = min(1 << 20, frameLimit)
+            let capacity = frameTarget + server.configuration.maxEventBytes + (8 << 10)
+            let unchanged = server.presenter.presentsUnchanged(to: access)
+            var frame = ScanFrameBuilder(id: id, capacity: capacity)
             var sent = 0
-            func send(_ body: [UInt8], last: Bool) {
-                var buffer = ByteBufferAllocator().buffer(capacity: body.count + Frame.headerSize)
-                buffer.writeInteger(UInt32(body.count))
-                buffer.writeBytes(body)
+            func send(_ buffer: ByteBuffer, last: Bool) {
                 loop.execute { bound.value.enqueue(buffer, in: boundSlot.value, last: last) }
+            }
+            /// Sends the frame built so far once a credit allows (false when the stream was cancelled).
+            func flush() -> Bool {
+                guard stream.acquire(timeoutSeconds: waitSeconds) else { return false }
+                send(frame.finish(lastSeq: nil), last: false)
+                sent += frame.count
+                frame = ScanFrameBuilder(id: id, capacity: capacity)
+                return true
             }
             let outcome: Result<(lastSeq: UInt64, returned: Int), Error>
             do {
-                let result = try server.store.scan(scan, maxBatchBytes: min(1 << 20, frameLimit)) { batch in
-                    for event in batch {
-                        let shown = server.presenter.present(event, to: access)
-                        if !current.isEmpty, currentBytes + shown.count + 1 > frameLimit {
-                            guard stream.acquire(timeoutSeconds: waitSeconds) else { return false }
-                            send(Responses.events(id: id, current), last: false)
-                            sent += current.count
-                            current.removeAll(keepingCapacity: true)
-                            currentBytes = 0
-                        }
-                        current.append(shown)
-                        currentBytes += shown.count + 1
+                let result = try server.store.scan(scan) { record in
+                    if unchanged {
+                        if frame.count > 0, frame.eventBytes + ScanFrameBuilder.size(of: record) > frameLimit, !flush() { return false }
+                        frame.append(record)
+                    } else {
+                        var json: [UInt8] = []
+                        json.reserveCapacity(record.body.count + 24)
+                        record.appendJSON(to: &json)
+                        let shown = server.presenter.present(json, to: access)
+                        if frame.count > 0, frame.eventBytes + shown.count + 1 > frameLimit, !flush() { return false }
+                        frame.append(rendered: shown)
                     }
-                    return !stream.isCancelled
+                    if frame.eventBytes >= frameTarget { return flush() }
+                    // `flush` notices a cancelled stream; between flushes, look now and then.
+                    return frame.count % 256 != 0 || !stream.isCancelled
                 }
                 outcome = .success(result)
             } catch {
@@ -640,8 +654,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             switch outcome {
             case .success(let result) where !stream.isCancelled:
-                send(Responses.events(id: id, current, done: true, lastSeq: result.lastSeq), last: true)
-                let returned = sent + current.count
+                let returned = sent + frame.count
+                send(frame.finish(lastSeq: result.lastSeq), last: true)
                 loop.execute {
                     boundSlot.value.logMetadata["seq.last"] = "\(result.lastSeq)"
                     boundSlot.value.logMetadata["events"] = "\(returned)"

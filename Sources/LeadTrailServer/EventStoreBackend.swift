@@ -37,12 +37,12 @@ final class EventStoreBackend: StoreBackend {
         try query.timeline(leadID: leadID, limit: limit)
     }
 
-    func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) {
+    func scan(_ request: ScanRequest, visit: (RecordView) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) {
         let filter = ScanFilter(
             fromMs: request.fromMs, toMs: request.toMs, types: request.types, outcomes: request.outcomes,
             leadID: request.leadID, flowID: request.flowID, entityID: request.entityID, stepID: request.stepID,
             afterSeq: request.afterSeq, limit: request.limit)
-        return try query.scan(filter, maxBatchBytes: maxBatchBytes, emit: emit)
+        return try query.scan(filter, visit: visit)
     }
 
     var lastSeq: UInt64 { store.lastSeq }

@@ -39,6 +39,31 @@ enum Responses {
         return writer.finished()
     }
 
+    /// `events` for stored events shown as they are: each is copied once, straight into the body.
+    static func events(id: [UInt8]?, stored events: [StoredEvent], truncated: Bool? = nil, coldOnlyBefore: Int64? = nil) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(events.reduce(96 + (id?.count ?? 0)) { $0 + $1.body.count + 28 })
+        out.append(UInt8(ascii: "{"))
+        if let id {
+            out.append(contentsOf: "\"id\":".utf8)
+            out.append(contentsOf: id)
+            out.append(UInt8(ascii: ","))
+        }
+        out.append(contentsOf: "\"ok\":true,\"events\":[".utf8)
+        for (k, event) in events.enumerated() {
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            event.appendJSON(to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+        if let truncated { out.append(contentsOf: (truncated ? ",\"truncated\":true" : ",\"truncated\":false").utf8) }
+        if let coldOnlyBefore {
+            out.append(contentsOf: ",\"cold_only_before\":".utf8)
+            JSONString.append(Timestamp.format(coldOnlyBefore), to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
     static func stats(id: [UInt8]?, _ stats: StoreStats, extras: (inout JSONObjectWriter) -> Void) -> [UInt8] {
         var writer = ResponseEncoder.success(id: id, reservingCapacity: 512)
         writer.int("events", stats.events)

@@ -1,4 +1,7 @@
 import Foundation
+import LeadTrailStorage
+import LeadTrailWire
+import NIOCore
 
 /// Flow control between a scan running on a pool thread and its connection's event loop.
 ///
@@ -51,5 +54,80 @@ final class ScanStream: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return cancelled
+    }
+}
+
+/// Builds one scan response frame (`{"id":..,"ok":true,"events":[...]...}` behind its
+/// length prefix) straight in the buffer that goes to the socket: each event is copied once,
+/// from the storage engine's read buffer into the frame, with `"seq":N` spliced in.
+struct ScanFrameBuilder {
+    private(set) var buffer: ByteBuffer
+    /// Events in the frame so far.
+    private(set) var count = 0
+    /// Bytes of the events so far (commas included).
+    private(set) var eventBytes = 0
+
+    init(id: [UInt8]?, capacity: Int) {
+        buffer = ByteBufferAllocator().buffer(capacity: capacity)
+        buffer.writeInteger(UInt32(0))  // the length, set by `finish`
+        buffer.writeStaticString("{")
+        if let id {
+            buffer.writeStaticString("\"id\":")
+            buffer.writeBytes(id)
+            buffer.writeStaticString(",")
+        }
+        buffer.writeStaticString("\"ok\":true,\"events\":[")
+    }
+
+    /// The bytes an event adds to the frame (its JSON with `seq`, and a comma).
+    static func size(of record: RecordView) -> Int {
+        record.body.count + 28
+    }
+
+    /// Adds a stored event as returned to clients (`"seq":N` first).
+    mutating func append(_ record: RecordView) {
+        let before = buffer.writerIndex
+        if count > 0 { buffer.writeStaticString(",") }
+        buffer.writeStaticString("{\"seq\":")
+        Self.writeDecimal(record.seq, to: &buffer)
+        buffer.writeStaticString(",")
+        // The body is a JSON object with at least type and lead_id, so a comma always follows `seq`.
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(record.body).dropFirst()))
+        count += 1
+        eventBytes += buffer.writerIndex - before
+    }
+
+    /// Adds an event that is already rendered JSON (a presenter rewrote it).
+    mutating func append(rendered event: [UInt8]) {
+        if count > 0 { buffer.writeStaticString(",") }
+        buffer.writeBytes(event)
+        count += 1
+        eventBytes += event.count + 1
+    }
+
+    /// Closes the frame (with `done` and `last_seq` on the last one) and sets its length.
+    mutating func finish(lastSeq: UInt64?) -> ByteBuffer {
+        buffer.writeStaticString("]")
+        if let lastSeq {
+            buffer.writeStaticString(",\"done\":true,\"last_seq\":")
+            Self.writeDecimal(lastSeq, to: &buffer)
+        }
+        buffer.writeStaticString("}")
+        buffer.setInteger(UInt32(buffer.readableBytes - Frame.headerSize), at: buffer.readerIndex)
+        return buffer
+    }
+
+    static func writeDecimal(_ value: UInt64, to buffer: inout ByteBuffer) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of UInt64.max
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var n = value
+            var i = raw.count
+            repeat {
+                i -= 1
+                raw[i] = UInt8(ascii: "0") + UInt8(n % 10)
+                n /= 10
+            } while n > 0
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i...]))
+        }
     }
 }

@@ -13,9 +13,10 @@ protocol StoreBackend: AnyObject, Sendable {
     func append(_ batch: PreparedBatch, completion: @escaping @Sendable (Result<[AppendOutcome], StoreError>) -> Void)
     func event(withID id: String) throws(StoreError) -> StoredEvent?
     func timeline(leadID: String, limit: Int) throws(StoreError) -> (events: [StoredEvent], truncated: Bool)
-    /// Streams matching events in seq order in batches of rendered JSON (each with `seq`).
-    /// `emit` returns false to stop early. Returns the highest seq examined and the count emitted.
-    func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int)
+    /// Visits the matching events in seq order, each checked against its CRC; a record's bytes are
+    /// valid only during the call. `visit` returns false to stop early. Returns the highest seq
+    /// examined and the count visited.
+    func scan(_ request: ScanRequest, visit: (RecordView) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int)
     var lastSeq: UInt64 { get }
     /// When events older than this (ms) may exist only in unrestored cold archives; nil when none are archived.
     var coldOnlyBefore: Int64? { get }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import LeadTrailEvents
 import Logging
 
@@ -104,7 +105,7 @@ extension EventStore {
     /// Every readable event of one lead, in seq order, found through the lead indexes.
     public func events(forLead leadID: String) throws(StoreError) -> [StoredEvent] {
         var result: [StoredEvent] = []
-        try scanLead(leadID, hints: ScanHints()) { view in
+        try scanLead(leadID, hints: ScanHints(), matching: nil) { view in
             result.append(view.copy())
             return true
         }
@@ -112,8 +113,13 @@ extension EventStore {
     }
 
     /// Visits the events of one lead in seq order; returns false when the visitor stopped.
+    ///
+    /// Each record is read with one `pread` (two for records over 4 KiB) into a stack buffer and
+    /// checked (CRC included) before `predicate` and `visitor` see it.
     @discardableResult
-    func scanLead(_ leadID: String, hints: ScanHints, _ visitor: (RecordView) throws -> Bool) throws(StoreError) -> Bool {
+    func scanLead(
+        _ leadID: String, hints: ScanHints, matching predicate: ((RecordView) -> Bool)?, _ visitor: (RecordView) throws -> Bool
+    ) throws(StoreError) -> Bool {
         let leadBytes = Array(leadID.utf8)
         let hash32 = UInt32(truncatingIfNeeded: StableHash.hash64(leadBytes))
         let (views, _) = snapshot()
@@ -121,19 +127,22 @@ extension EventStore {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
             for offset in view.offsets(forLeadHash: hash32) {
-                guard let (header, body) = try reader.readRecord(view.data, at: offset, limit: view.dataEnd) else {
+                let outcome = try reader.withRecord(view.data, at: offset, limit: view.dataEnd) {
+                    (header, bytes) throws(StoreError) -> Bool in
+                    guard header.seq > hints.afterSeq else { return true }
+                    if let from = hints.fromMs, header.timestampMs < from { return true }
+                    if let to = hints.toMs, header.timestampMs >= to { return true }
+                    let body = UnsafeRawBufferPointer(rebasing: bytes[SegmentFormat.recordHeaderSize...]).assumingMemoryBound(to: UInt8.self)
+                    guard header.fields[.leadID].equals(leadBytes, in: body) else { return true }
+                    let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
+                    if let predicate, !predicate(record) { return true }
+                    return try storeErrors { try visitor(record) }
+                }
+                guard let keepGoing = outcome else {
                     noteReadDamage(view, offset: offset)
                     continue
                 }
-                guard header.seq > hints.afterSeq else { continue }
-                if let from = hints.fromMs, header.timestampMs < from { continue }
-                if let to = hints.toMs, header.timestampMs >= to { continue }
-                let keep = try body.withUnsafeBufferPointer { (b) throws(StoreError) -> Bool in
-                    guard header.fields[.leadID].equals(leadBytes, in: b) else { return true }
-                    let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: b)
-                    return try storeErrors { try visitor(record) }
-                }
-                if !keep { return false }
+                if !keepGoing { return false }
             }
         }
         return true
@@ -142,58 +151,213 @@ extension EventStore {
     /// Visits acknowledged records in seq order, skipping whole segments and
     /// index runs that the hints rule out. The visitor returns false to stop.
     ///
+    /// `predicate`, when given, is the caller's exact filter: it sees each record's header fields
+    /// and body *before* its CRC is checked (it must only compare bytes, and be false for bytes it
+    /// does not expect), and only the records it accepts are checked and visited. So a scan checks
+    /// the CRC of every record it serves and reads the others' headers only; a record whose length
+    /// or position does not add up sends the scan back to check the records before it in full, and
+    /// damage is reported (logged and counted in `stats`) and never served. `verify` checks every
+    /// byte of every record.
+    ///
     /// Returns the highest seq examined: the seq of the last visited record when
     /// stopped early, else the last seq of the log at the start of the scan.
     @discardableResult
-    public func scan(_ hints: ScanHints, _ visitor: (RecordView) throws -> Bool) throws -> UInt64 {
+    public func scan(
+        _ hints: ScanHints, matching predicate: ((RecordView) -> Bool)? = nil, _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64 {
+        try scan(hints, matching: predicate, pieceBytes: Self.scanPieceBytes, parallelFrom: Self.parallelScanMinimumBytes, visitor)
+    }
+
+    /// Records in one piece of a scan: pieces are what the two threads of a parallel scan share out.
+    static let scanPieceBytes = 1 << 20
+    /// A filtered scan that reads at least this many bytes runs on two threads.
+    static let parallelScanMinimumBytes = 8 << 20
+
+    /// ``scan(_:matching:_:)`` with the sizes that decide how it splits its work (tests make them small).
+    func scan(
+        _ hints: ScanHints, matching predicate: ((RecordView) -> Bool)?, pieceBytes: Int, parallelFrom parallelMinimum: Int,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64 {
         let (views, lastSeq) = snapshot()
         if let leadID = hints.leadID {
             var lastVisited = hints.afterSeq
-            let completed = try scanLead(leadID, hints: hints) { record in
+            let completed = try scanLead(leadID, hints: hints, matching: predicate) { record in
                 lastVisited = record.seq
                 return try visitor(record)
             }
             return completed ? max(lastSeq, hints.afterSeq) : lastVisited
         }
+        // The byte ranges of the index runs worth reading (with the seqs each starts and ends at), adjacent
+        // runs merged into pieces of about `pieceBytes`.
+        var pieces: [(view: SegmentView, range: ScanRange)] = []
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
-            // The byte ranges of the index runs worth reading (with the seq each starts at), adjacent runs merged.
-            var ranges: [(bytes: Range<Int>, firstSeq: UInt64)] = []
+            var ranges: [ScanRange] = []
             let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
             for i in firstRun..<view.sparse.count {
                 let entry = view.sparse[i]
                 if let from = hints.fromMs, entry.maxTs < from { continue }
                 if let to = hints.toMs, entry.minTs >= to { continue }
                 let range = Int(entry.offset)..<view.runEnd(i)
-                if let last = ranges.last, last.bytes.upperBound == range.lowerBound {
+                let endSeq = i + 1 < view.sparse.count ? view.sparse[i + 1].firstSeq : view.lastSeq + 1
+                if let last = ranges.last, last.bytes.upperBound == range.lowerBound, last.bytes.count < pieceBytes {
                     ranges[ranges.count - 1].bytes = last.bytes.lowerBound..<range.upperBound
+                    ranges[ranges.count - 1].endSeq = endSeq
                 } else {
-                    ranges.append((range, entry.firstSeq))
+                    ranges.append(ScanRange(bytes: range, firstSeq: entry.firstSeq, endSeq: endSeq))
                 }
             }
-            for range in ranges {
-                let stopped = try scanRange(view, range.bytes, firstSeq: range.firstSeq, hints: hints, visitor)
+            for range in ranges { pieces.append((view, range)) }
+        }
+        if let predicate, pieces.count > 1, pieces.reduce(0, { $0 + $1.range.bytes.count }) >= parallelMinimum {
+            if let stopped = try scanInParallel(pieces, hints: hints, matching: predicate, visitor) { return stopped }
+        } else {
+            for piece in pieces {
+                let stopped = try scanRange(piece.view, piece.range, hints: hints, matching: predicate, visitor)
                 if let stopped { return stopped }
             }
         }
         return max(lastSeq, hints.afterSeq)
     }
 
+    /// The records a helper thread found in one piece, checked and copied, for the scan's own thread to visit.
+    final class PieceRecords {
+        var bytes: [UInt8] = []
+        var records: [(seq: UInt64, timestampMs: Int64, leadHash: UInt32, fields: EventFieldRefs, body: Range<Int>)] = []
+        var error: Error?
+    }
+
+    /// Two threads share a filtered scan: the scan's own thread reads the even pieces and visits their
+    /// records as it finds them; a helper thread reads the odd pieces, copying the records that match
+    /// (CRC checked) into a buffer per piece, which the scan's thread visits in turn. The helper stays
+    /// at most a few pieces ahead, so memory stays bounded, and the visitor sees every record in seq
+    /// order on the calling thread. Returns the seq where the visitor stopped, if it did.
+    func scanInParallel(
+        _ pieces: [(view: SegmentView, range: ScanRange)], hints: ScanHints, matching predicate: @escaping (RecordView) -> Bool,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64? {
+        let lock = ConditionLock()
+        nonisolated(unsafe) var results: [Int: PieceRecords] = [:]
+        nonisolated(unsafe) var position = 0  // the piece the scan's thread is at
+        nonisolated(unsafe) var stop = false
+        nonisolated(unsafe) var helperDone = false
+        let aheadLimit = 4
+        let helper = Thread { [self] in
+            var i = 1
+            while i < pieces.count {
+                let go: Bool = lock.withLock {
+                    while !stop && i > position + aheadLimit { lock.wait(seconds: 1) }
+                    return !stop
+                }
+                guard go else { break }
+                let found = PieceRecords()
+                do {
+                    _ = try scanRange(pieces[i].view, pieces[i].range, hints: hints, matching: predicate) { record in
+                        let start = found.bytes.count
+                        found.bytes.append(contentsOf: record.body)
+                        found.records.append((record.seq, record.timestampMs, record.leadHash, record.fields, start..<found.bytes.count))
+                        return true
+                    }
+                } catch {
+                    found.error = error
+                }
+                lock.withLock {
+                    results[i] = found
+                    lock.signalAll()
+                }
+                i += 2
+            }
+            lock.withLock {
+                helperDone = true
+                lock.signalAll()
+            }
+        }
+        helper.start()
+        defer {
+            lock.withLock {
+                stop = true
+                lock.signalAll()
+                while !helperDone { lock.wait(seconds: 1) }
+            }
+        }
+        for i in 0..<pieces.count {
+            lock.withLock {
+                position = i
+                lock.signalAll()
+            }
+            if i % 2 == 0 {
+                if let stopped = try scanRange(pieces[i].view, pieces[i].range, hints: hints, matching: predicate, visitor) { return stopped }
+                continue
+            }
+            let found: PieceRecords = lock.withLock {
+                while results[i] == nil { lock.wait(seconds: 1) }
+                return results.removeValue(forKey: i) ?? PieceRecords()
+            }
+            if let error = found.error { throw error }
+            let stopped: UInt64? = try found.bytes.withUnsafeBufferPointer { bytes in
+                for record in found.records {
+                    let view = RecordView(
+                        seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash, fields: record.fields,
+                        body: UnsafeBufferPointer(rebasing: bytes[record.body]))
+                    if try !visitor(view) { return record.seq }
+                }
+                return nil
+            }
+            if let stopped { return stopped }
+        }
+        return nil
+    }
+
+    /// What a scan did with one record.
+    enum RecordOutcome {
+        case skipped
+        case damaged
+        case visited(keepGoing: Bool)
+    }
+
+    /// A stretch of a segment's records: its bytes, the seq of its first record and the seq after its last.
+    struct ScanRange {
+        var bytes: Range<Int>
+        var firstSeq: UInt64
+        var endSeq: UInt64
+    }
+
+    /// Scans read segments in chunks of this size: one `pread` each, into a buffer that stays in the CPU's cache.
+    static let scanChunkSize = 256 << 10
+
     /// Visits the records in one byte range of a segment; returns the seq where the visitor stopped, if it did.
     func scanRange(
-        _ view: SegmentView, _ range: Range<Int>, firstSeq: UInt64, hints: ScanHints, _ visitor: (RecordView) throws -> Bool
+        _ view: SegmentView, _ range: ScanRange, hints: ScanHints, matching predicate: ((RecordView) -> Bool)?,
+        _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64? {
         // Seqs are consecutive inside a segment: a record whose seq is not the expected one is not served.
-        var expected = firstSeq
-        let data = view.data
-        var cursor = RecordCursor(from: range.lowerBound, to: range.upperBound) { (count, offset) throws(StoreError) in
-            try data.read(count: count, at: offset)
+        var expected = range.firstSeq
+        var cursor = RecordCursor(from: range.bytes.lowerBound, to: range.bytes.upperBound, data: view.data, chunkSize: Self.scanChunkSize)
+        // Without a predicate every record is visited, so every CRC is checked as it is read.
+        cursor.verifiesChecksums = predicate == nil
+        // The previous record, when the scan passed over it without checking its CRC: if what follows it
+        // does not add up, its length may be what is wrong.
+        var unchecked: Int? = nil
+        // After something that does not add up, while CRCs are not checked as records are read: goes back
+        // to the unchecked previous record (or to `current`) and reads on with every check, so that damage
+        // is found and reported exactly as a scan that checks everything finds it. False when already there.
+        func recheck(from current: Int?) -> Bool {
+            guard !cursor.verifiesChecksums, let back = unchecked ?? current else { return false }
+            if unchecked != nil { expected -= 1 }
+            unchecked = nil
+            cursor.seek(to: back)
+            cursor.verifiesChecksums = true
+            return true
         }
         while true {
             let step = try cursor.next()
             guard case .record(let header, let total) = step else {
-                if case .end = step { return nil }
+                if case .end = step {
+                    if expected != range.endSeq, recheck(from: nil) { continue }
+                    return nil
+                }
+                if recheck(from: nil) { continue }
                 // The length cannot be trusted after damage: go on at the next known record.
                 noteReadDamage(view, offset: cursor.offset)
                 guard let next = view.nextRecordOffset(after: cursor.offset) else { return nil }
@@ -201,20 +365,42 @@ extension EventStore {
                 expected += 1
                 continue
             }
-            defer { expected += 1 }
             if header.seq != expected {
+                if recheck(from: cursor.recordOffset) { continue }
+                // Its checksum holds but it is not where its seq says: never served.
                 noteReadDamage(view, offset: cursor.recordOffset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
+                expected += 1
                 continue
             }
+            expected += 1
+            let verified = cursor.lastRecordVerified
+            unchecked = verified ? nil : cursor.recordOffset
             if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
             if let from = hints.fromMs, header.timestampMs < from { continue }
             if let to = hints.toMs, header.timestampMs >= to { continue }
-            let keepGoing = try cursor.withRecordBytes { record in
+            let outcome = try cursor.withRecordBytes { (record) throws -> RecordOutcome in
                 let body = UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize..<total]).assumingMemoryBound(to: UInt8.self)
-                return try visitor(RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body))
+                let view = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
+                if let predicate, !predicate(view) { return .skipped }
+                // Served: its CRC must hold.
+                guard verified || (RecordHeader.checksumMatches(record, totalSize: total) && header.fieldsAreConsistent()) else {
+                    return .damaged
+                }
+                return .visited(keepGoing: try visitor(view))
             }
-            if !keepGoing { return header.seq }
+            switch outcome {
+            case .skipped:
+                continue
+            case .damaged:
+                // Its bytes fail their CRC, so its length cannot be trusted either: go on at the next known record.
+                noteReadDamage(view, offset: cursor.recordOffset)
+                unchecked = nil
+                guard let next = view.nextRecordOffset(after: cursor.recordOffset) else { return nil }
+                cursor.seek(to: next)
+            case .visited(let keepGoing):
+                unchecked = nil
+                if !keepGoing { return header.seq }
+            }
         }
-        return nil
     }
 }

@@ -152,6 +152,18 @@ public enum Tier: String, Sendable {
 protocol SegmentData: AnyObject, Sendable {
     /// Up to `count` bytes at `offset` (fewer at the end of the data).
     func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8]
+    /// Fills `buffer` with the bytes at `offset`; returns how many it read (fewer only at the end of the data).
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int
+}
+
+extension SegmentData {
+    /// Through ``read(count:at:)`` and a copy (warm files decompress into arrays anyway).
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        let bytes = try read(count: buffer.count, at: offset)
+        let n = min(bytes.count, buffer.count)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        return n
+    }
 }
 
 /// A raw (hot format) segment file. The descriptor closes when the last reader lets go.
@@ -168,6 +180,11 @@ final class HotFile: SegmentData, @unchecked Sendable {
         try io.read(fd, count: count, at: offset)
     }
 
+    /// One `pread` straight into the caller's buffer.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        try io.pread(fd, into: buffer, at: offset)
+    }
+
     deinit {
         io.close(fd)
     }
@@ -181,10 +198,11 @@ struct RecordReader {
     }
 
     /// Checks and decodes the record at the start of `bytes` (which holds at least its header);
-    /// returns nil when more bytes are needed to hold the whole record.
-    static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int, maxPayload: Int = SegmentFormat.maximumPayload)
-        -> Result<(RecordHeader, Int)?, ReadFailure>
-    {
+    /// returns nil when more bytes are needed to hold the whole record. With `checksum` false
+    /// every check but the CRC is made (the caller checks it before it serves the record).
+    static func decode(
+        _ bytes: UnsafeRawBufferPointer, at offset: Int, maxPayload: Int = SegmentFormat.maximumPayload, checksum: Bool = true
+    ) -> Result<(RecordHeader, Int)?, ReadFailure> {
         guard bytes.count >= SegmentFormat.recordHeaderSize else { return .success(nil) }
         let header = RecordHeader.decode(bytes)
         guard header.payloadLength <= maxPayload else {
@@ -192,7 +210,7 @@ struct RecordReader {
         }
         let total = header.totalSize
         guard bytes.count >= total else { return .success(nil) }
-        guard RecordHeader.checksumMatches(bytes, totalSize: total) else {
+        guard !checksum || RecordHeader.checksumMatches(bytes, totalSize: total) else {
             return .failure(.corrupt(offset: offset, reason: "record checksum mismatch"))
         }
         guard header.seq <= SegmentFormat.maximumSeq else {
@@ -201,7 +219,8 @@ struct RecordReader {
         guard header.kind == SegmentFormat.kindEvent || header.kind >= 0x80 else {
             return .failure(.corrupt(offset: offset, reason: "unknown record kind \(header.kind)"))
         }
-        guard header.kind >= 0x80 || header.fieldsAreConsistent() else {
+        // Without the CRC check, the field references are checked with it, for the records that are served.
+        guard header.kind >= 0x80 || !checksum || header.fieldsAreConsistent() else {
             return .failure(.corrupt(offset: offset, reason: "record field references are inconsistent"))
         }
         return .success((header, total))
@@ -209,25 +228,45 @@ struct RecordReader {
 
     /// Reads the whole record at `offset` (bounded by `limit`) and checks its CRC.
     func readRecord(_ data: SegmentData, at offset: Int, limit: Int) throws(StoreError) -> (RecordHeader, [UInt8])? {
-        let guess = min(2048, limit - offset)
+        try withRecord(data, at: offset, limit: limit) { header, record in
+            (header, Array(UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize...])))
+        }
+    }
+
+    /// Reads the whole record at `offset` (bounded by `limit`), checks it (CRC included) and passes
+    /// its header and bytes (header and payload, valid only during the call) to `body`; nil when the
+    /// record is absent or damaged. A record of up to 4 KiB takes one `pread` into a stack buffer.
+    func withRecord<T>(
+        _ data: SegmentData, at offset: Int, limit: Int, _ body: (RecordHeader, UnsafeRawBufferPointer) throws(StoreError) -> T
+    ) throws(StoreError) -> T? {
+        let guess = min(4096, limit - offset)
         guard guess >= SegmentFormat.recordHeaderSize else { return nil }
-        var bytes = try data.read(count: guess, at: offset)
-        var decoded = bytes.withUnsafeBytes { Self.decode($0, at: offset) }
-        if case .success(nil) = decoded, bytes.count >= SegmentFormat.recordHeaderSize {
-            let total = bytes.withUnsafeBytes { RecordHeader.decode($0).totalSize }
-            guard offset + total <= limit else { return nil }
-            bytes = try data.read(count: total, at: offset)
-            decoded = bytes.withUnsafeBytes { Self.decode($0, at: offset) }
+        let first: Result<T?, StoreError>? = withUnsafeTemporaryAllocation(byteCount: guess, alignment: 16) { scratch in
+            let n: Int
+            do throws(StoreError) { n = try data.read(into: scratch, at: offset) } catch { return .failure(error) }
+            let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(scratch)[0..<n])
+            switch Self.decode(bytes, at: offset) {
+            case .success(let (header, total)?):
+                do throws(StoreError) {
+                    return .success(try body(header, UnsafeRawBufferPointer(rebasing: bytes[0..<total])))
+                } catch {
+                    return .failure(error)
+                }
+            case .failure:
+                return .success(nil)
+            case .success(nil):
+                // Longer than the guess (or cut short): read it whole below.
+                return n >= SegmentFormat.recordHeaderSize && n == guess ? nil : .success(nil)
+            }
         }
-        switch decoded {
-        case .success(let pair?):
-            let (header, total) = pair
-            return (header, Array(bytes[SegmentFormat.recordHeaderSize..<total]))
-        case .success(nil):
-            return nil
-        case .failure:
-            return nil
-        }
+        if let first { return try first.get() }
+        let head = try data.read(count: SegmentFormat.recordHeaderSize, at: offset)
+        guard head.count == SegmentFormat.recordHeaderSize else { return nil }
+        let total = head.withUnsafeBytes { RecordHeader.decode($0).totalSize }
+        guard total <= SegmentFormat.recordHeaderSize + SegmentFormat.maximumPayload, offset + total <= limit else { return nil }
+        let bytes = try data.read(count: total, at: offset)
+        guard case .success(let (header, size)?) = bytes.withUnsafeBytes({ Self.decode($0, at: offset) }) else { return nil }
+        return try storeErrors { try bytes.withUnsafeBytes { try body(header, UnsafeRawBufferPointer(rebasing: $0[0..<size])) } }
     }
 }
 
@@ -240,12 +279,26 @@ struct RecordReader {
 struct LeadIndex: Sendable {
     private(set) var runs: [[UInt64]] = []
     private(set) var tail: [UInt64] = []
+    /// For each run, every ``fenceStride``-th entry: a lookup binary-searches this small array (which
+    /// stays in the CPU's caches) and then one block of the run, rather than the whole run: at 10
+    /// million events, the ~80 sealed segments' lead indexes are far larger than the caches.
+    private var fences: [[UInt64]] = []
+    /// For each run of a sealed segment, a filter of its lead hashes: a lookup skips the runs
+    /// (and so the segments) that do not hold the lead without touching them at all.
+    private var filters: [LeadFilter?] = []
     static let runLength = 4096
+    static let fenceStride = 64
 
     init() {}
 
     init(sorted: [UInt64]) {
         runs = sorted.isEmpty ? [] : [sorted]
+        fences = runs.map(Self.fence)
+        filters = runs.map { LeadFilter(sortedEntries: $0) }
+    }
+
+    static func fence(_ run: [UInt64]) -> [UInt64] {
+        stride(from: 0, to: run.count, by: fenceStride).map { run[$0] }
     }
 
     var count: Int { runs.reduce(tail.count) { $0 + $1.count } }
@@ -253,7 +306,10 @@ struct LeadIndex: Sendable {
     mutating func append(_ entry: UInt64) {
         tail.append(entry)
         if tail.count >= Self.runLength {
-            runs.append(tail.sorted())
+            let run = tail.sorted()
+            runs.append(run)
+            fences.append(Self.fence(run))
+            filters.append(nil)  // small runs: a filter would not pay for itself
             tail = []
         }
     }
@@ -283,18 +339,83 @@ struct LeadIndex: Sendable {
     func offsets(forLeadHash hash: UInt32) -> [Int] {
         let key = UInt64(hash) << 32
         var result: [Int] = []
-        for run in runs {
-            var low = 0, high = run.count
-            while low < high {
-                let mid = (low + high) / 2
-                if run[mid] < key { low = mid + 1 } else { high = mid }
-            }
-            while low < run.count, run[low] >> 32 == UInt64(hash) {
-                result.append(Int(run[low] & 0xFFFF_FFFF))
-                low += 1
+        for (k, run) in runs.enumerated() {
+            if let filter = filters[k], !filter.mayContain(hash) { continue }
+            let fence = fences[k]
+            run.withUnsafeBufferPointer { run in
+                // The first fence entry >= key: the run's first entry >= key lies after the block before it
+                // (whose first entry is < key) and at or before that entry.
+                var f = 0, fenceHigh = fence.count
+                fence.withUnsafeBufferPointer { fence in
+                    while f < fenceHigh {
+                        let mid = (f + fenceHigh) / 2
+                        if fence[mid] < key { f = mid + 1 } else { fenceHigh = mid }
+                    }
+                }
+                var low = f == 0 ? 0 : (f - 1) * Self.fenceStride + 1
+                var high = f < fence.count ? f * Self.fenceStride : run.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    if run[mid] < key { low = mid + 1 } else { high = mid }
+                }
+                while low < run.count, run[low] >> 32 == UInt64(hash) {
+                    result.append(Int(run[low] & 0xFFFF_FFFF))
+                    low += 1
+                }
             }
         }
         for entry in tail where entry >> 32 == UInt64(hash) { result.append(Int(entry & 0xFFFF_FFFF)) }
         return result
+    }
+}
+
+/// A split-block Bloom filter of the lead hashes of a sorted lead-index run: about 10 bits per
+/// distinct lead, one bit in each of the eight words of one 64-byte block per lead (about 1%
+/// false positives), so ruling a segment out reads one cache line.
+struct LeadFilter: Sendable {
+    private let words: [UInt64]
+    private let blocks: UInt64
+
+    /// Nil for runs too small to be worth it.
+    init?(sortedEntries run: [UInt64]) {
+        guard run.count >= 16_384 else { return nil }
+        var distinct = 0
+        var previous: UInt64? = nil
+        for entry in run where entry >> 32 != previous {
+            distinct += 1
+            previous = entry >> 32
+        }
+        let blocks = UInt64(max(1, (distinct * 10 + 511) / 512))
+        var words = [UInt64](repeating: 0, count: Int(blocks) * 8)
+        previous = nil
+        words.withUnsafeMutableBufferPointer { w in
+            for entry in run where entry >> 32 != previous {
+                previous = entry >> 32
+                let (base, bits) = Self.position(UInt32(truncatingIfNeeded: entry >> 32), blocks: blocks)
+                for word in 0..<8 { w[base + word] |= UInt64(1) << ((bits >> (UInt64(word) * 6)) & 63) }
+            }
+        }
+        self.words = words
+        self.blocks = blocks
+    }
+
+    /// The first word of the hash's block, and 48 bits that pick one bit in each of its 8 words.
+    @inline(__always)
+    private static func position(_ hash: UInt32, blocks: UInt64) -> (Int, UInt64) {
+        let h1 = UInt64(hash) &* 0x9E37_79B9_7F4A_7C15
+        let block = ((h1 >> 32) &* blocks) >> 32
+        let h2 = (h1 ^ (h1 >> 29)) &* 0xBF58_476D_1CE4_E5B9
+        return (Int(block) * 8, h2)
+    }
+
+    /// False only when no entry of the run has this lead hash.
+    func mayContain(_ hash: UInt32) -> Bool {
+        let (base, bits) = Self.position(hash, blocks: blocks)
+        return words.withUnsafeBufferPointer { w in
+            for word in 0..<8 where w[base + word] & (UInt64(1) << ((bits >> (UInt64(word) * 6)) & 63)) == 0 {
+                return false
+            }
+            return true
+        }
     }
 }

@@ -121,6 +121,14 @@ public struct RecordView {
     public var fields: EventFieldRefs
     public var body: UnsafeBufferPointer<UInt8>
 
+    public init(seq: UInt64, timestampMs: Int64, leadHash: UInt32, fields: EventFieldRefs, body: UnsafeBufferPointer<UInt8>) {
+        self.seq = seq
+        self.timestampMs = timestampMs
+        self.leadHash = leadHash
+        self.fields = fields
+        self.body = body
+    }
+
     /// A copy that outlives the visitor.
     public func copy() -> StoredEvent {
         StoredEvent(seq: seq, timestampMs: timestampMs, body: Array(body), fields: fields)
@@ -134,12 +142,26 @@ public struct RecordView {
     }
 
     static func appendJSON(seq: UInt64, body: some Collection<UInt8>, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "{"))
-        out.append(contentsOf: Array("\"seq\":".utf8))
-        out.append(contentsOf: Array(String(seq).utf8))
+        out.append(contentsOf: "{\"seq\":".utf8)
+        appendDecimal(seq, to: &out)
         // body is a JSON object with at least type and lead_id, so a comma always follows.
         out.append(UInt8(ascii: ","))
         out.append(contentsOf: body.dropFirst())
+    }
+
+    /// Appends the decimal digits of `value` (no allocation).
+    public static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of UInt64.max
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var n = value
+            var i = raw.count
+            repeat {
+                i -= 1
+                raw[i] = UInt8(ascii: "0") + UInt8(n % 10)
+                n /= 10
+            } while n > 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[i...]))
+        }
     }
 }
 

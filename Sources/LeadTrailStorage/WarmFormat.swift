@@ -570,6 +570,21 @@ final class WarmFile: SegmentData, @unchecked Sendable {
         return bytes
     }
 
+    /// Like ``read(count:at:)``, but copies each block's bytes straight into `buffer` (scans read through this).
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        var done = 0
+        while done < buffer.count, let index = blockIndex(containing: offset + done) {
+            guard let bytes = try block(index) else { break }
+            let start = offset + done - Int(blocks[index].rawOffset)
+            let take = min(buffer.count - done, bytes.count - start)
+            bytes.withUnsafeBytes { b in
+                UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + take)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: b[start..<(start + take)]))
+            }
+            done += take
+        }
+        return done
+    }
+
     func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(count)

@@ -245,3 +245,78 @@ private func event(type: String = "recipient.delivered", lead: String = "\"L1\""
         #expect(lead.lastSeq == UInt64(leadSeqs[3]))
     }
 }
+
+/// Time-window scans read only the segments and index runs whose timestamps can hold a match,
+/// and still return exactly the events a brute-force filter finds.
+@Suite struct WindowScanTests {
+    /// File operations that count the bytes `pread` returns.
+    final class CountingFileOperations: FileOperations, @unchecked Sendable {
+        let base = NoSyncFileOperations()
+        private let lock = NSLock()
+        private var read = 0
+        var bytesRead: Int { lock.withLock { read } }
+        func open(_ path: String, flags: Int32, mode: mode_t) throws(StoreError) -> Int32 { try base.open(path, flags: flags, mode: mode) }
+        func close(_ fd: Int32) { base.close(fd) }
+        func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+            let n = try base.pread(fd, into: buffer, at: offset)
+            lock.withLock { read += n }
+            return n
+        }
+        func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) { try base.pwrite(fd, buffer, at: offset) }
+        func fdatasync(_ fd: Int32) throws(StoreError) {}
+        func fsync(_ fd: Int32) throws(StoreError) {}
+        func ftruncate(_ fd: Int32, length: Int) throws(StoreError) { try base.ftruncate(fd, length: length) }
+        func fileSize(_ fd: Int32) throws(StoreError) -> Int { try base.fileSize(fd) }
+        func rename(_ from: String, _ to: String) throws(StoreError) { try base.rename(from, to) }
+        func unlink(_ path: String) throws(StoreError) { try base.unlink(path) }
+        func syncDirectory(_ path: String) throws(StoreError) {}
+    }
+
+    @Test func windowsSkipWhatTheyCannotMatchAndStayExact() throws {
+        let dir = TemporaryDirectory()
+        let io = CountingFileOperations()
+        var configuration = StoreConfiguration(directory: dir.path)
+        configuration.segmentMaxBytes = 16 << 10
+        configuration.sparseIndexInterval = 1024
+        let store = try EventStore.open(configuration, fileOperations: io)
+        defer { store.close() }
+        // Timestamps mostly rising (a second per event), with some late arrivals.
+        let base: Int64 = 1_705_329_045_000
+        var rng = SystemRandomNumberGenerator()
+        var events: [(seq: UInt64, ts: Int64, type: String)] = []
+        for batch in 0..<40 {
+            let batchEvents = try (0..<10).map { i -> PreparedEvent in
+                let n = batch * 10 + i
+                let ts = base + Int64(n) * 1000 - (n % 13 == 0 ? 120_000 : 0)
+                let type = n % 3 == 0 ? "recipient.delivered" : "source.submitted"
+                return try prepared(
+                    "{\"type\":\"\(type)\",\"lead_id\":\"W\(n % 9)\",\"event_id\":\"w\(n)\",\"timestamp\":\"\(Timestamp.format(ts))\",\"pad\":\"\(String(repeating: "p", count: 300))\"}")
+            }
+            let results = try store.appendAndWait(batchEvents)
+            for (event, result) in zip(batchEvents, results) {
+                let type = event.json.withUnsafeBufferPointer { event.fields[IndexedField.type].value(in: $0) ?? "" }
+                events.append((result.seq, event.timestampMs, type))
+            }
+        }
+        #expect(store.stats().hot.segments >= 8)
+        let engine = QueryEngine(store: store)
+        let total = store.stats().hot.bytes
+        for _ in 0..<40 {
+            let from = base + Int64.random(in: -200_000...400_000, using: &rng)
+            let to = from + Int64.random(in: 0...60_000, using: &rng)
+            for types in [[], ["recipient.*"]] {
+                let filter = ScanFilter(fromMs: from, toMs: to, types: types)
+                var got: [UInt64] = []
+                _ = try engine.scan(filter) { got.append($0.seq); return true }
+                let want = events.filter { $0.ts >= from && $0.ts < to && (types.isEmpty || $0.type.hasPrefix("recipient.")) }.map(\.seq)
+                #expect(got == want, "window \(from)..<\(to) \(types)")
+            }
+        }
+        // A one-minute window reads a small part of the store.
+        let before = io.bytesRead
+        var seen = 0
+        _ = try engine.scan(ScanFilter(fromMs: base + 200_000, toMs: base + 260_000)) { _ in seen += 1; return true }
+        #expect(seen >= 55)
+        #expect(io.bytesRead - before < Int(total) / 4, "read \(io.bytesRead - before) of \(total) bytes")
+    }
+}

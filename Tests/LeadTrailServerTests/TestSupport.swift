@@ -119,7 +119,7 @@ final class FailingBackend: StoreBackend, @unchecked Sendable {
     }
     func event(withID id: String) throws(StoreError) -> StoredEvent? { throw error }
     func timeline(leadID: String, limit: Int) throws(StoreError) -> (events: [StoredEvent], truncated: Bool) { throw error }
-    func scan(_ request: ScanRequest, maxBatchBytes: Int, emit: ([[UInt8]]) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) { throw error }
+    func scan(_ request: ScanRequest, visit: (RecordView) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) { throw error }
     var lastSeq: UInt64 { 0 }
     var coldOnlyBefore: Int64? { nil }
     func stats() -> StoreStats {

@@ -3,6 +3,7 @@
 //   leadtrail-load append --socket S --file EVENTS.ndjson [--connections C] [--batch 1000]
 //                         [--window W] [--rate EVENTS_PER_S] [--limit N]
 //   leadtrail-load query  --socket S --file EVENTS.ndjson [--lookups N] [--from TS --to TS]
+//   leadtrail-load slowscan --socket S --pid DAEMON_PID [--read-bytes 65536] [--pause-us 5000] [--scan JSON]
 //
 // `append` reads raw NDJSON lines (the generator's events, as a producer would
 // have them), builds one append frame per batch *before* the clock starts,
@@ -16,7 +17,12 @@
 // `query` times timeline lookups of random leads of the file (one request at a
 // time, p50/p99 through the socket) and two scans: a one-hour `from`/`to`
 // window and the whole store filtered by `types: ["recipient.*"]`. Scans count
-// the events they receive with a structural JSON scan of each frame.
+// the events they receive with one pass over each frame that follows strings and
+// nesting without decoding anything (`countScanFrame`), reading every frame into
+// one reused buffer, so that the client is not what limits the scan.
+//
+// `slowscan` reads a scan (the whole store by default) slowly while it samples the
+// daemon's resident memory: it must stay flat however slowly the client reads.
 //
 // Output is `key=value` lines, for scripts/bench.
 import Foundation
@@ -41,6 +47,10 @@ struct Options {
     var from: String?
     var to: String?
     var seed: UInt64 = 42
+    var pid: Int32 = 0
+    var readBytes = 64 << 10
+    var pauseMicroseconds: UInt32 = 5000
+    var scan = #"{"op":"scan"}"#
 }
 
 func fail(_ message: String) -> Never {
@@ -71,10 +81,14 @@ func parseOptions() -> Options {
         case "--from": options.from = value(argument)
         case "--to": options.to = value(argument)
         case "--seed": options.seed = UInt64(value(argument)) ?? 42
+        case "--pid": options.pid = Int32(value(argument)) ?? 0
+        case "--read-bytes": options.readBytes = max(1, Int(value(argument)) ?? (64 << 10))
+        case "--pause-us": options.pauseMicroseconds = UInt32(value(argument)) ?? 5000
+        case "--scan": options.scan = value(argument)
         default: fail("unknown option \(argument)")
         }
     }
-    if options.socket.isEmpty || options.file.isEmpty { fail("--socket and --file are required") }
+    if options.socket.isEmpty || (options.file.isEmpty && options.mode != "slowscan") { fail("--socket and --file are required") }
     return options
 }
 
@@ -133,30 +147,44 @@ final class Connection {
         }
     }
 
-    private func readExact(_ count: Int, into buffer: inout [UInt8]) {
-        buffer.removeAll(keepingCapacity: true)
-        buffer.reserveCapacity(count)
-        var chunk = [UInt8](repeating: 0, count: min(max(count, 1), 1 << 20))
-        while buffer.count < count {
-            let want = min(chunk.count, count - buffer.count)
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, want) }
+    /// The frame buffer, reused from frame to frame (grown, never shrunk).
+    private var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+    /// Bytes read at most per `read` call (`slowscan` makes it small), and a pause after each.
+    var readSize = Int.max
+    var pauseMicroseconds: UInt32 = 0
+
+    /// Reads exactly `count` bytes into `target`, straight from the socket.
+    private func readExact(_ target: UnsafeMutableRawBufferPointer) {
+        var done = 0
+        while done < target.count {
+            let n = Glibc.read(fd, target.baseAddress! + done, min(target.count - done, readSize))
             if n < 0 {
                 if errno == EINTR { continue }
                 fail("read: \(String(cString: strerror(errno)))")
             }
             if n == 0 { fail("the daemon closed the connection") }
-            buffer.append(contentsOf: chunk[0..<n])
+            done += n
+            if pauseMicroseconds > 0 { usleep(pauseMicroseconds) }
         }
+    }
+
+    /// Reads one frame and passes its body to `body` (valid only during the call): no copy, no allocation.
+    func withFrame<T>(_ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
+        var header: UInt32 = 0
+        withUnsafeMutableBytes(of: &header) { readExact($0) }
+        let length = Int(UInt32(bigEndian: header))
+        if length > scratch.count {
+            scratch.deallocate()
+            scratch = .allocate(byteCount: length, alignment: 16)
+        }
+        let target = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<length])
+        readExact(target)
+        return body(UnsafeRawBufferPointer(target).bindMemory(to: UInt8.self))
     }
 
     /// Reads one frame body.
     func readFrame() -> [UInt8] {
-        var header: [UInt8] = []
-        readExact(4, into: &header)
-        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
-        var body: [UInt8] = []
-        readExact(length, into: &body)
-        return body
+        withFrame { Array($0) }
     }
 }
 
@@ -344,6 +372,58 @@ func countEvents(_ body: [UInt8]) -> (events: Int, done: Bool, ok: Bool) {
 
 func request(_ object: String) -> [UInt8] { frame(Array(object.utf8)) }
 
+/// Events in a scan response frame (the objects of its top-level `events` array), and whether it
+/// says `"ok":true` and `"done":true`: one pass over the bytes that follows strings and nesting
+/// (jumping from quote to quote with `memchr`) and decodes nothing, so the client keeps up with
+/// the daemon. The contract's frames put only objects in `events`.
+func countScanFrame(_ p: UnsafeBufferPointer<UInt8>) -> (events: Int, done: Bool, ok: Bool) {
+    guard let base = p.baseAddress else { return (0, true, false) }
+    let n = p.count
+    var i = 0
+    var depth = 0
+    var events = 0
+    var ok = false, done = false
+    var inEvents = false
+    var key = 0..<0  // the last string seen at depth 1 (a key, when a value follows)
+    @inline(__always) func keyIs(_ name: StaticString) -> Bool {
+        key.count == name.utf8CodeUnitCount && memcmp(base + key.lowerBound, name.utf8Start, key.count) == 0
+    }
+    while i < n {
+        switch p[i] {
+        case UInt8(ascii: "\""):
+            var j = i + 1
+            while true {
+                guard let hit = memchr(base + j, Int32(UInt8(ascii: "\"")), n - j) else { return (events, true, false) }
+                j = UnsafeRawPointer(hit).assumingMemoryBound(to: UInt8.self) - base
+                var k = j - 1
+                while p[k] == UInt8(ascii: "\\") { k -= 1 }
+                if (j - 1 - k) % 2 == 0 { break }  // not escaped
+                j += 1
+            }
+            if depth == 1 { key = (i + 1)..<j }
+            i = j + 1
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            depth += 1
+            if depth == 2, p[i] == UInt8(ascii: "["), keyIs("events") { inEvents = true }
+            if depth == 3, inEvents { events += 1 }
+            i += 1
+        case UInt8(ascii: "}"), UInt8(ascii: "]"):
+            depth -= 1
+            if depth == 1 { inEvents = false }
+            i += 1
+        case UInt8(ascii: "t"):
+            if depth == 1 {
+                if keyIs("ok") { ok = true }
+                if keyIs("done") { done = true }
+            }
+            i += 4
+        default:
+            i += 1
+        }
+    }
+    return (events, done || !ok, ok)
+}
+
 /// Runs one scan; returns (seconds, events, bytes received).
 func timedScan(_ connection: Connection, _ requestBody: String) -> (Double, Int, Int) {
     let start = now()
@@ -351,10 +431,12 @@ func timedScan(_ connection: Connection, _ requestBody: String) -> (Double, Int,
     var events = 0
     var bytes = 0
     while true {
-        let body = connection.readFrame()
-        bytes += body.count + 4
-        let counted = countEvents(body)
-        if !counted.ok { fail("scan failed: \(String(decoding: body.prefix(300), as: UTF8.self))") }
+        let (counted, failure) = connection.withFrame { body -> ((events: Int, done: Bool, ok: Bool), String?) in
+            bytes += body.count + 4
+            let counted = countScanFrame(body)
+            return (counted, counted.ok ? nil : String(decoding: body.prefix(300), as: UTF8.self))
+        }
+        if let failure { fail("scan failed: \(failure)") }
         events += counted.events
         if counted.done { break }
     }
@@ -402,9 +484,64 @@ func runQuery(_ options: Options) {
     emit("scan_recipient_bytes", bytes)
 }
 
+// MARK: - slowscan
+
+/// The resident set of a process in MB (0 when it cannot be read).
+func residentMegabytes(pid: Int32) -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+    }
+    return 0
+}
+
+/// A scan (the whole store by default) read slowly, `--read-bytes` per read with `--pause-us`
+/// after each, while the daemon's (`--pid`) resident memory is sampled every 20 ms: the daemon
+/// must not buffer what the client has not read yet.
+func runSlowScan(_ options: Options) {
+    guard options.pid > 0 else { fail("slowscan needs --pid (the daemon's)") }
+    let connection = Connection(path: options.socket)
+    connection.readSize = options.readBytes
+    connection.pauseMicroseconds = options.pauseMicroseconds
+    let before = residentMegabytes(pid: options.pid)
+    final class Samples: @unchecked Sendable {
+        let lock = NSLock()
+        var max = 0.0
+        var stop = false
+    }
+    let samples = Samples()
+    let sampler = Thread {
+        while true {
+            let rss = residentMegabytes(pid: options.pid)
+            samples.lock.lock()
+            samples.max = max(samples.max, rss)
+            let stop = samples.stop
+            samples.lock.unlock()
+            if stop { break }
+            usleep(20_000)
+        }
+    }
+    sampler.start()
+    let (seconds, events, bytes) = timedScan(connection, options.scan)
+    samples.lock.lock()
+    samples.stop = true
+    let peak = samples.max
+    samples.lock.unlock()
+    let after = residentMegabytes(pid: options.pid)
+    emit("slowscan_s", String(format: "%.2f", seconds))
+    emit("slowscan_events", events)
+    emit("slowscan_bytes", bytes)
+    emit("slowscan_read_mb_per_s", String(format: "%.1f", Double(bytes) / seconds / 1e6))
+    emit("rss_before_mb", String(format: "%.1f", before))
+    emit("rss_peak_mb", String(format: "%.1f", peak))
+    emit("rss_after_mb", String(format: "%.1f", after))
+    emit("rss_growth_mb", String(format: "%.1f", peak - before))
+}
+
 let options = parseOptions()
 switch options.mode {
 case "append": runAppend(options)
 case "query": runQuery(options)
+case "slowscan": runSlowScan(options)
 default: fail("unknown mode \(options.mode): expected append or query")
 }
