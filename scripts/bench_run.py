@@ -117,6 +117,14 @@ class Daemon:
         self.log.close()
 
 
+def settle():
+    """Writes back every dirty page on the machine (the generated events, earlier runs' files) before a timed
+    run, so no store's fsyncs wait behind another's writeback (ext4 commits other files' data with a journal
+    commit)."""
+    os.sync()
+    time.sleep(1)
+
+
 def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None):
     daemon = Daemon(args.leadtrail, workdir, name or f"leadtrail-{producers}")
     try:
@@ -124,6 +132,7 @@ def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None):
                    "--connections", str(producers), "--window", str(args.window)]
         if rate:
             command += ["--rate", str(int(rate))]
+        settle()
         cpu0 = peers.process_cpu([daemon.proc.pid])
         out = parse_kv(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
         cpu = peers.process_cpu([daemon.proc.pid]) - cpu0
@@ -255,6 +264,7 @@ def main():
         if "sqlite" in wanted:
             for producers in (1, 4):
                 log(f"SQLite, {producers} producer(s)")
+                settle()
                 result = peers.sqlite_load(workdir, rows, raw_bytes, producers)
                 results["appends"].append(result)
                 results["disk_bytes"][f"SQLite-{producers}"] = result["disk_bytes"]
@@ -264,6 +274,7 @@ def main():
         if "redis" in wanted:
             for producers in (1, 4):
                 log(f"Redis Streams, {producers} producer(s)")
+                settle()
                 result = peers.redis_load(workdir, rows, raw_bytes, producers)
                 results["appends"].append(result)
                 results["disk_bytes"][f"Redis Streams-{producers}"] = result["disk_bytes"]
@@ -273,6 +284,7 @@ def main():
             pg.start()
             for producers in (1, 4):
                 log(f"PostgreSQL, {producers} producer(s)")
+                settle()
                 result = peers.postgres_load(pg, rows, raw_bytes, producers)
                 results["appends"].append(result)
                 results["disk_bytes"][f"PostgreSQL-{producers}"] = result["disk_bytes"]
