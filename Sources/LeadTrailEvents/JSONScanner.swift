@@ -547,3 +547,28 @@ public enum JSONString {
         out.append(UInt8(ascii: "\""))
     }
 }
+
+/// Writes JSON numbers (non-negative integers) without allocating.
+public enum JSONNumber {
+    /// Calls `body` with the decimal digits of `value`, written on the stack.
+    @inlinable
+    public static func withDigits<R>(_ value: UInt64, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of UInt64.max
+        return withUnsafeMutableBytes(of: &digits) { raw in
+            var n = value
+            var i = raw.count
+            repeat {
+                i -= 1
+                raw[i] = UInt8(ascii: "0") + UInt8(n % 10)
+                n /= 10
+            } while n > 0
+            return body(UnsafeRawBufferPointer(rebasing: raw[i...]))
+        }
+    }
+
+    /// Appends the decimal digits of `value` to `out`.
+    @inlinable
+    public static func append(_ value: UInt64, to out: inout [UInt8]) {
+        withDigits(value) { out.append(contentsOf: $0) }
+    }
+}

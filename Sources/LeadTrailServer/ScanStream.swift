@@ -1,4 +1,5 @@
 import Foundation
+import LeadTrailEvents
 import LeadTrailStorage
 import LeadTrailWire
 import NIOCore
@@ -89,7 +90,7 @@ struct ScanFrameBuilder {
         let before = buffer.writerIndex
         if count > 0 { buffer.writeStaticString(",") }
         buffer.writeStaticString("{\"seq\":")
-        Self.writeDecimal(record.seq, to: &buffer)
+        JSONNumber.withDigits(record.seq) { buffer.writeBytes($0) }
         buffer.writeStaticString(",")
         // The body is a JSON object with at least type and lead_id, so a comma always follows `seq`.
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(record.body).dropFirst()))
@@ -110,24 +111,10 @@ struct ScanFrameBuilder {
         buffer.writeStaticString("]")
         if let lastSeq {
             buffer.writeStaticString(",\"done\":true,\"last_seq\":")
-            Self.writeDecimal(lastSeq, to: &buffer)
+            JSONNumber.withDigits(lastSeq) { buffer.writeBytes($0) }
         }
         buffer.writeStaticString("}")
         buffer.setInteger(UInt32(buffer.readableBytes - Frame.headerSize), at: buffer.readerIndex)
         return buffer
-    }
-
-    static func writeDecimal(_ value: UInt64, to buffer: inout ByteBuffer) {
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of UInt64.max
-        withUnsafeMutableBytes(of: &digits) { raw in
-            var n = value
-            var i = raw.count
-            repeat {
-                i -= 1
-                raw[i] = UInt8(ascii: "0") + UInt8(n % 10)
-                n /= 10
-            } while n > 0
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i...]))
-        }
     }
 }

@@ -143,25 +143,10 @@ public struct RecordView {
 
     static func appendJSON(seq: UInt64, body: some Collection<UInt8>, to out: inout [UInt8]) {
         out.append(contentsOf: "{\"seq\":".utf8)
-        appendDecimal(seq, to: &out)
+        JSONNumber.append(seq, to: &out)
         // body is a JSON object with at least type and lead_id, so a comma always follows.
         out.append(UInt8(ascii: ","))
         out.append(contentsOf: body.dropFirst())
-    }
-
-    /// Appends the decimal digits of `value` (no allocation).
-    public static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for the 20 digits of UInt64.max
-        withUnsafeMutableBytes(of: &digits) { raw in
-            var n = value
-            var i = raw.count
-            repeat {
-                i -= 1
-                raw[i] = UInt8(ascii: "0") + UInt8(n % 10)
-                n /= 10
-            } while n > 0
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[i...]))
-        }
     }
 }
 

@@ -97,30 +97,6 @@ public struct JSONObjectWriter: Sendable {
     }
 }
 
-/// Writes JSON numbers.
-public enum JSONNumber {
-    /// Appends the decimal digits of `value` to `out` (no allocation).
-    public static func append(_ value: UInt64, to out: inout [UInt8]) {
-        guard value >= 10 else {
-            out.append(UInt8(ascii: "0") + UInt8(value))
-            return
-        }
-        var digits = 0
-        var rest = value
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
-        let start = out.count
-        out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: digits))
-        rest = value
-        for index in stride(from: start + digits - 1, through: start, by: -1) {
-            out[index] = UInt8(ascii: "0") + UInt8(rest % 10)
-            rest /= 10
-        }
-    }
-}
-
 /// Encodes response frames (PROTOCOL.md sections 2 and 4).
 ///
 /// Every response is an object whose first members are the request's `id`

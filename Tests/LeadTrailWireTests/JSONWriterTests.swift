@@ -1,3 +1,4 @@
+import LeadTrailEvents
 import LeadTrailWire
 import Testing
 
