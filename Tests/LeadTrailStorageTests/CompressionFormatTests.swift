@@ -45,6 +45,15 @@ import Testing
         return try EventStore.open(configuration)
     }
 
+    /// Makes the store, moves its sealed segments to warm and closes it; returns every event it held.
+    static func storeMovedToWarm(_ dir: TemporaryDirectory) throws -> [StoredEvent] {
+        let store = try makeStore(dir)
+        defer { store.close() }
+        let before = try everything(store)
+        _ = try store.tier(now: now)
+        return before
+    }
+
     static func everything(_ store: EventStore) throws -> [StoredEvent] {
         var all: [StoredEvent] = []
         try store.scan(ScanHints()) { all.append($0.copy()); return true }
@@ -168,13 +177,7 @@ import Testing
 
     @Test func aDamagedDictionaryCopyIsReportedAndTheOtherCopyServes() throws {
         let dir = TemporaryDirectory()
-        var before: [StoredEvent] = []
-        do {
-            let store = try Self.makeStore(dir)
-            before = try Self.everything(store)
-            _ = try store.tier(now: Self.now)
-            store.close()
-        }
+        let before = try Self.storeMovedToWarm(dir)
         let path = try #require(Self.warmFiles(dir).first)
         let location = try #require(try Self.trailer(path).dictionary)
         // One bit in the first copy's stored bytes.
@@ -191,13 +194,7 @@ import Testing
 
     @Test func bothDictionaryCopiesDamagedIsDetectedAndNothingWrongIsServed() throws {
         let dir = TemporaryDirectory()
-        var before: [StoredEvent] = []
-        do {
-            let store = try Self.makeStore(dir)
-            before = try Self.everything(store)
-            _ = try store.tier(now: Self.now)
-            store.close()
-        }
+        let before = try Self.storeMovedToWarm(dir)
         let path = try #require(Self.warmFiles(dir).first)
         let location = try #require(try Self.trailer(path).dictionary)
         for copy in 0..<2 {
