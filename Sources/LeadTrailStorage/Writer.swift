@@ -341,9 +341,10 @@ extension EventStore {
             // No segment changes tier while the footers are read (one sealed after the snapshot is
             // covered by the seq filter here and by the adoption).
             tierLock.lock()
+            let archived = stateLock.withLock { coldCatalog.members.count }
             let table = buildEventIDTable(minimumCapacity: capacity, maximumSeq: coveredSeq)
             tierLock.unlock()
-            stateLock.withLock { grownEventIDs = (table, coveredSeq) }
+            stateLock.withLock { grownEventIDs = (table, coveredSeq, archived) }
         }
         thread.name = "leadtrail-id-table"
         thread.start()
@@ -356,12 +357,16 @@ extension EventStore {
         eventIDGrowthRunning = false
         stateLock.withLock { grownEventIDs = nil }
         var table = grown.table
-        let recent = stateLock.withLock { segments.filter { $0.tier != .restored && $0.lastSeq > grown.coveredSeq } }
+        let (recent, archived) = stateLock.withLock {
+            (segments.filter { $0.tier != .restored && $0.lastSeq > grown.coveredSeq }, coldCatalog.members.count)
+        }
+        // A segment archived since the build may hold ids stored after its snapshot: build again.
+        guard archived == grown.archivedSegments else { return }
         for segment in recent {
             let entries: [(hash: UInt64, seq: UInt64)]
             if segment.isSealed {
-                // A footer that cannot be read now: leave the current table (the next growth tries again).
-                guard let loaded = try? footerEventEntries(segment) else { return }
+                // An unreadable footer is passed over, as a full rebuild does (the segment is reported damaged).
+                guard let loaded = try? footerEventEntries(segment) else { continue }
                 entries = loaded
             } else {
                 entries = stateLock.withLock { segment.eventEntries }
