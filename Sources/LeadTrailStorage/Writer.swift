@@ -409,6 +409,7 @@ extension EventStore {
             return nil
         }
         guard segment.count > 0 else { return nil }
+        let started = monotonicMilliseconds()
         if dirtySinceSync {
             try io.fdatasync(segment.fd)
             dirtySinceSync = false
@@ -416,6 +417,10 @@ extension EventStore {
         try seal(segment)
         try createActiveSegment()
         noteDurable()
+        // Appends wait while this runs: operators see how long in the log.
+        logger.info(
+            "rotated segment",
+            metadata: ["segment.id": "\(segment.id)", "duration_ms": "\(monotonicMilliseconds() - started)"])
         return SealedSegment(segmentID: segment.id, firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, events: segment.count)
     }
 
