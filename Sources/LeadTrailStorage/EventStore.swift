@@ -172,9 +172,7 @@ public final class EventStore: @unchecked Sendable {
     public func append(_ events: [PreparedEvent], completion: @escaping @Sendable (Result<[AppendResult], StoreError>) -> Void) {
         let batch = PreparedBatch(events)
         append(batch) { result in
-            completion(result.map { outcomes in
-                outcomes.enumerated().map { AppendResult(seq: $1.seq, eventID: batch.eventID(at: $0), duplicate: $1.duplicate) }
-            })
+            completion(result.map { AppendResult.results(of: batch, $0) })
         }
     }
 
@@ -189,9 +187,7 @@ public final class EventStore: @unchecked Sendable {
     /// Appends a batch and blocks the calling thread until it is durable (tests, tools).
     public func appendAndWait(_ events: [PreparedEvent]) throws(StoreError) -> [AppendResult] {
         let batch = PreparedBatch(events)
-        return try appendAndWait(batch).enumerated().map {
-            AppendResult(seq: $1.seq, eventID: batch.eventID(at: $0), duplicate: $1.duplicate)
-        }
+        return AppendResult.results(of: batch, try appendAndWait(batch))
     }
 
     /// Appends a batch and blocks the calling thread until it is durable (tests, tools).

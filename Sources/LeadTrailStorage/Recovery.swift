@@ -461,13 +461,7 @@ extension EventStore {
         }
         table.insert(contentsOf: kept((try? coldEventEntries()) ?? []))
         for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
-            let entries: [(hash: UInt64, seq: UInt64)]
-            if segment.isSealed {
-                guard let loaded = try? footerEventEntries(segment) else { continue }
-                entries = loaded
-            } else {
-                entries = stateLock.withLock { segment.eventEntries }
-            }
+            guard let entries = storedEventEntries(segment) else { continue }
             if !table.insert(contentsOf: kept(entries)) {
                 logger.critical("the event-id table could not hold every stored id; resent duplicates may be stored again")
                 break

@@ -67,6 +67,13 @@ public struct AppendResult: Sendable, Equatable {
     }
 }
 
+extension AppendResult {
+    /// The results of `batch`'s events, from the outcomes the store gave them (in batch order).
+    static func results(of batch: PreparedBatch, _ outcomes: [AppendOutcome]) -> [AppendResult] {
+        outcomes.enumerated().map { AppendResult(seq: $1.seq, eventID: batch.eventID(at: $0), duplicate: $1.duplicate) }
+    }
+}
+
 /// What an append did with one event of its batch.
 public struct AppendOutcome: Sendable, Equatable {
     /// The event's seq: a new one, or the original one for a duplicate.

@@ -363,17 +363,17 @@ extension EventStore {
         // A segment archived since the build may hold ids stored after its snapshot: build again.
         guard archived == grown.archivedSegments else { return }
         for segment in recent {
-            let entries: [(hash: UInt64, seq: UInt64)]
-            if segment.isSealed {
-                // An unreadable footer is passed over, as a full rebuild does (the segment is reported damaged).
-                guard let loaded = try? footerEventEntries(segment) else { continue }
-                entries = loaded
-            } else {
-                entries = stateLock.withLock { segment.eventEntries }
-            }
+            // An unreadable footer is passed over, as a full rebuild does (the segment is reported damaged).
+            guard let entries = storedEventEntries(segment) else { continue }
             for entry in entries where entry.seq > grown.coveredSeq { table.insert(hash: entry.hash, seq: entry.seq) }
         }
         stateLock.withLock { eventIDs = table }
+    }
+
+    /// A segment's (event-id hash, seq) entries: from its footer when sealed, else from memory; nil when the
+    /// footer cannot be read.
+    func storedEventEntries(_ segment: Segment) -> [(hash: UInt64, seq: UInt64)]? {
+        segment.isSealed ? try? footerEventEntries(segment) : stateLock.withLock { segment.eventEntries }
     }
 
     func footerEventEntries(_ segment: Segment) throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {

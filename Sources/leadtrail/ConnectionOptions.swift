@@ -100,6 +100,17 @@ struct DaemonSession {
         connection.close()
     }
 
+    /// Sends `request` and prints the answer: the daemon's JSON as sent with `json`, else `describe`'s lines.
+    func callAndPrint(_ request: [String: Any], json: Bool, describe: ([String: Any]) -> [String]) throws(CLIFailure) {
+        let (body, _) = try callRaw(request)
+        if json {
+            Output.standard.line(bytes: body)
+        } else {
+            for line in describe(try Self.decode(body)) { Output.standard.line(line) }
+        }
+        Output.standard.flush()
+    }
+
     static func decode(_ body: [UInt8], checkOK: Bool = true) throws(CLIFailure) -> [String: Any] {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
             throw .failed("the daemon sent a frame that is not a JSON object")

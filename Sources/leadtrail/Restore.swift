@@ -54,9 +54,7 @@ struct Restore: ParsableCommand {
             if let to { request["to"] = to }
             if let leadID { request["lead_id"] = leadID }
             if release { request["release"] = true }
-            let (body, _) = try session.callRaw(request)
-            if json { Output.standard.line(bytes: body) } else { Output.standard.line(Self.describe(try DaemonSession.decode(body), release: release)) }
-            Output.standard.flush()
+            try session.callAndPrint(request, json: json) { [Self.describe($0, release: release)] }
             return
         }
         // A time range: one request per UTC day, so progress can be shown and a long restore is resumable.

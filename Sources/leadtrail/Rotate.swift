@@ -15,13 +15,7 @@ struct Rotate: ParsableCommand {
     func run() throws {
         let session = try connection.connect()
         defer { session.close() }
-        let (body, _) = try session.callRaw(["op": "rotate"])
-        if json {
-            Output.standard.line(bytes: body)
-            return
-        }
-        let answer = try DaemonSession.decode(body)
-        Output.standard.line(Self.describe(answer))
+        try session.callAndPrint(["op": "rotate"], json: json) { [Self.describe($0)] }
     }
 
     /// `sealed segment 3: seq 1001-2000 (1,000 events)`, or that there was nothing to seal.

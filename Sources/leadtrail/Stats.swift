@@ -18,11 +18,6 @@ struct Stats: ParsableCommand {
         defer { session.close() }
         var request: [String: Any] = ["op": "stats"]
         if let purpose { request["purpose"] = purpose }
-        let (body, _) = try session.callRaw(request)
-        if json {
-            Output.standard.line(bytes: body)
-            return
-        }
-        for line in Formatting.stats(try DaemonSession.decode(body)) { Output.standard.line(line) }
+        try session.callAndPrint(request, json: json, describe: Formatting.stats)
     }
 }

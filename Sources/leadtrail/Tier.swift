@@ -20,13 +20,7 @@ struct Tier: ParsableCommand {
     func run() throws {
         let session = try connection.connect()
         defer { session.close() }
-        let (body, _) = try session.callRaw(["op": "tier"])
-        if json {
-            Output.standard.line(bytes: body)
-            return
-        }
-        for line in Self.describe(try DaemonSession.decode(body)) { Output.standard.line(line) }
-        Output.standard.flush()
+        try session.callAndPrint(["op": "tier"], json: json, describe: Self.describe)
     }
 
     /// One line per move, deletion, expiry and skip; or that nothing was due.
