@@ -20,9 +20,10 @@ public enum CrashPoint: String, CaseIterable, Sendable {
     case sealAfterFooterSync = "seal.after-footer-sync"
     /// Sealing: renamed, directory not yet synced.
     case sealAfterRename = "seal.after-rename"
-    /// New segment: file created, header not yet written.
+    /// New segment or spare segment: file created, header not yet written (directory not yet synced).
     case createAfterOpen = "create.after-open"
-    /// New segment: header written and synced, directory not yet synced.
+    /// New segment: header written and synced, directory not yet synced; or, taken from the spare,
+    /// header written and not yet synced (the next group's sync makes it durable).
     case createAfterHeader = "create.after-header"
     /// Checkpoint: temporary file written and synced, not yet renamed.
     case checkpointBeforeRename = "checkpoint.before-rename"

@@ -69,6 +69,16 @@ public final class EventStore: @unchecked Sendable {
     var checkpointerStopping = false
     var checkpointerFinished = true
 
+    // MARK: Sealer (see Sealer.swift)
+    /// Guards the seal queue and the sealer's flags.
+    let sealerSignal = ConditionLock()
+    var sealJobs: [SealJob] = []
+    var sealerStopping = false
+    var sealerFinished = true
+    /// Guards `spareSegment`; held while a segment file is created, so two never take one id.
+    let spareLock = ConditionLock()
+    var spareSegment: SpareSegment? = nil
+
     enum WriterCommand {
         case append(PreparedBatch, @Sendable (Result<[AppendOutcome], StoreError>) -> Void)
         case rotate(@Sendable (Result<SealedSegment?, StoreError>) -> Void)
@@ -96,6 +106,7 @@ public final class EventStore: @unchecked Sendable {
         }
         store.startupMilliseconds = Int(monotonicMilliseconds() - started)
         store.startWriter()
+        store.startSealer()
         store.startCheckpointer()
         store.startTiering()
         logger.info(
@@ -282,6 +293,7 @@ public final class EventStore: @unchecked Sendable {
         queueLock.withLock {
             while !writerFinished { queueLock.wait(seconds: 0.1) }
         }
+        stopSealer()
         stopCheckpointer()
         if !alreadyStopping {
             closeFiles()

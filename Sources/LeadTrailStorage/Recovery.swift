@@ -138,17 +138,18 @@ extension EventStore {
 
         // Open segments: normally one, the newest. Older ones (a crash between sealing and cleanup cannot make
         // them, but a copied directory could) are recovered the same way and sealed.
+        // A crash while the sealer worked leaves the segment before the active one open too, and an empty
+        // spare segment may follow the active one (recoverOpen removes it).
+        var recoveredOpen: [Segment] = []
+        for id in openIDs {
+            if let segment = try recoverOpen(id: id, checkpoint: checkpoint) { recoveredOpen.append(segment) }
+        }
         var active: Segment? = nil
-        for (i, id) in openIDs.enumerated() {
-            guard let segment = try recoverOpen(id: id, checkpoint: checkpoint) else { continue }
-            let isLast = i == openIDs.count - 1 && (sealedIDs.last ?? 0) < id
-            if isLast {
-                active = segment
-            } else {
-                loaded.append(segment)
-                index(segment.eventEntries)
-                try seal(segment)
-            }
+        if let newest = recoveredOpen.last, newest.id > (sealedIDs.last ?? 0) { active = recoveredOpen.removeLast() }
+        for segment in recoveredOpen {
+            loaded.append(segment)
+            index(segment.eventEntries)
+            try seal(segment)
         }
         loaded.sort { $0.id < $1.id }
 
@@ -361,11 +362,18 @@ extension EventStore {
             header = h
         case .failure(let failure):
             io.close(fd)
+            // A header never made durable means nothing in the file was acknowledged: a new segment's header is
+            // synced before (or, from a spare, together with) its first records. That is an empty or headerless file,
+            // or a header of zeros with unsynced records after it (never one the checkpoint calls durable).
             if size <= SegmentFormat.headerSize {
-                // Created but its header never became durable: nothing was ever written to it.
                 try io.unlink(path)
                 try io.syncDirectory(hotDirectory)
                 logger.notice("removed a segment whose creation was interrupted", metadata: ["file": "\(name)"])
+            } else if headerBytes.allSatisfy({ $0 == 0 }) && checkpoint?.segmentID != id {
+                let target = try quarantine(path: path, reason: "header never written")
+                logger.notice(
+                    "moved aside a new segment whose first write was interrupted before its sync (nothing in it was acknowledged)",
+                    metadata: ["file": "\(name)", "quarantine": "\(target)"])
             } else {
                 let target = try quarantine(path: path, reason: "header: \(failure.reason)")
                 let report = CorruptionReport(file: name, offset: 0, reason: "\(failure.reason); moved to \(target)")

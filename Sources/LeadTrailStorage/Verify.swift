@@ -49,6 +49,9 @@ extension EventStore {
         for name in (try? listDirectory(hot)) ?? [] where name.hasSuffix(".seg") || name.hasSuffix(".open") {
             guard let id = UInt64(name.split(separator: ".")[0], radix: 16) else { continue }
             let path = hot + "/" + name
+            // An empty `.open` file is the spare segment made ahead of the next rotation: it holds nothing.
+            var info = stat()
+            if name.hasSuffix(".open"), stat(path, &info) == 0, info.st_size == 0 { continue }
             items.append(VerifyItem(id: id, name: name) { (report, previous) throws(StoreError) in
                 let fd = try io.open(path, flags: O_RDONLY, mode: 0)
                 defer { io.close(fd) }

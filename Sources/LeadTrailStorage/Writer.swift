@@ -46,7 +46,7 @@ extension EventStore {
                         commitGroup(group)
                         group = []
                     }
-                    completion(rotateNow())
+                    rotateNow(completion)
                 }
             }
             if !group.isEmpty { commitGroup(group) }
@@ -289,6 +289,7 @@ extension EventStore {
                 throw failure
             }
             lastSyncMonotonicMs = monotonicMilliseconds()
+            dirtySinceSync = false
             CrashPoint.afterSyncBeforeAck.reached()
         } else {
             dirtySinceSync = true
@@ -373,7 +374,9 @@ extension EventStore {
     /// A segment's (event-id hash, seq) entries: from its footer when sealed, else from memory; nil when the
     /// footer cannot be read.
     func storedEventEntries(_ segment: Segment) -> [(hash: UInt64, seq: UInt64)]? {
-        segment.isSealed ? try? footerEventEntries(segment) : stateLock.withLock { segment.eventEntries }
+        // Read together under the lock: the sealer empties `eventEntries` when it marks the segment sealed.
+        if let inMemory = stateLock.withLock({ segment.isSealed ? nil : segment.eventEntries }) { return inMemory }
+        return try? footerEventEntries(segment)
     }
 
     func footerEventEntries(_ segment: Segment) throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {
@@ -391,41 +394,48 @@ extension EventStore {
         }
     }
 
-    func rotateNow() -> Result<SealedSegment?, StoreError> {
-        if let failure = stateLock.withLock({ fatalError_ }) { return .failure(failure) }
+    /// An explicit rotation: answered once the rolled segment is sealed.
+    func rotateNow(_ completion: @escaping @Sendable (Result<SealedSegment?, StoreError>) -> Void) {
+        if let failure = stateLock.withLock({ fatalError_ }) { return completion(.failure(failure)) }
         do throws(StoreError) {
-            return .success(try rotateSegment())
+            if !(try rotateSegment(completion: completion)) { completion(.success(nil)) }
         } catch {
-            return .failure(error)
+            completion(.failure(error))
         }
     }
 
-    /// Seals the active segment (if it holds records) and starts a new one.
-    func rotateSegment() throws(StoreError) -> SealedSegment? {
+    /// Starts a new active segment and hands the old one (if it holds records) to the sealer, which calls
+    /// `completion` once it is sealed. Returns whether a segment was rolled.
+    ///
+    /// The writer's part is small: with a spare segment ready it is one header write, made durable by the
+    /// next group's sync. The old segment's data is durable already (each group is synced; in relaxed mode
+    /// the seal's sync covers it).
+    @discardableResult
+    func rotateSegment(completion: (@Sendable (Result<SealedSegment?, StoreError>) -> Void)? = nil) throws(StoreError) -> Bool {
         let segment = active
         if segment.isSealed {
-            // Sealed by an earlier rotation that could not create the next segment: only that step is left.
+            // Recovery sealed it, or an earlier rotation could not create the next segment: only that step is left.
             try createActiveSegment()
-            return nil
+            return false
         }
-        guard segment.count > 0 else { return nil }
+        guard segment.count > 0 else { return false }
         let started = monotonicMilliseconds()
         if dirtySinceSync {
+            // Relaxed mode: the old segment's records become durable before the next segment is noted durable.
             try io.fdatasync(segment.fd)
             dirtySinceSync = false
         }
-        try seal(segment)
         try createActiveSegment()
-        noteDurable()
-        // Appends wait while this runs: operators see how long in the log.
+        enqueueSeal(SealJob(segment: segment, completion: completion))
         logger.info(
             "rotated segment",
             metadata: ["segment.id": "\(segment.id)", "duration_ms": "\(monotonicMilliseconds() - started)"])
-        return SealedSegment(segmentID: segment.id, firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, events: segment.count)
+        return true
     }
 
     /// Writes the footer (indexes and trailer), syncs, renames `.open` to `.seg`, syncs the directory.
     func seal(_ segment: Segment) throws(StoreError) {
+        let started = monotonicMilliseconds()
         let leadSorted = segment.leadIndex.sorted()
         let eventSorted = segment.eventEntries.sorted { $0.hash < $1.hash || ($0.hash == $1.hash && $0.seq < $1.seq) }
         var w = ByteWriter(capacity: segment.sparse.count * 32 + leadSorted.count * 8 + eventSorted.count * 16 + 80)
@@ -479,36 +489,55 @@ extension EventStore {
             metadata: [
                 "segment.id": "\(segment.id)", "seq.first": "\(segment.firstSeq)", "seq.last": "\(segment.lastSeq)",
                 "events": "\(segment.count)", "bytes": "\(segment.fileSize)",
+                "duration_ms": "\(monotonicMilliseconds() - started)",
             ])
     }
 
-    /// Creates the next active segment: header written and synced, directory synced.
+    /// Creates the next active segment.
+    ///
+    /// From the spare segment when one is ready: its header is written and made durable by the next sync of
+    /// the active segment (a group's, or the relaxed-mode timer's), before any record in it is acknowledged. A
+    /// crash before that leaves an empty file or one whose header is all zeros, which recovery removes. Without
+    /// a spare: header written and synced, directory synced.
     func createActiveSegment() throws(StoreError) {
-        // Ids are never reused: archived segments count too (they leave `segments`, and a tiering run may
-        // take the one just sealed out of it before this runs), or a new segment would take an archived id.
-        let (previous, highest) = stateLock.withLock {
-            (segments.last, max(segments.map(\.id).max() ?? 0, coldCatalog.members.map(\.member.segmentID).max() ?? 0))
-        }
-        let id = highest + 1
-        let path = hotDirectory + "/" + Segment.fileName(id: id, sealed: false)
+        spareLock.lock()
+        defer { spareLock.unlock() }
+        let previous = stateLock.withLock { segments.last }
+        let id = nextSegmentID()
         let header = SegmentHeader(
             segmentID: id, baseSeq: nextSeq, createdMs: Timestamp.now(), previousLastSeq: previous?.lastSeq ?? 0,
             previousChainCRC: previous?.chainCRC ?? 0)
-        let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
-        do throws(StoreError) {
-            CrashPoint.createAfterOpen.reached()
-            try io.write(fd, header.encode(), at: 0)
-            try io.fdatasync(fd)
-            CrashPoint.createAfterHeader.reached()
-            try io.syncDirectory(hotDirectory)
-        } catch {
-            io.close(fd)
-            try? io.unlink(path)
-            throw error
+        let path: String, fd: Int32
+        if let spare = takeSpareSegment(id: id) {
+            (path, fd) = (spare.path, spare.fd)
+            do throws(StoreError) {
+                try io.write(fd, header.encode(), at: 0)
+                CrashPoint.createAfterHeader.reached()
+            } catch {
+                io.close(fd)
+                try? io.unlink(path)
+                throw error
+            }
+            // The next sync of the active segment makes the header durable.
+            dirtySinceSync = true
+        } else {
+            path = hotDirectory + "/" + Segment.fileName(id: id, sealed: false)
+            fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+            do throws(StoreError) {
+                CrashPoint.createAfterOpen.reached()
+                try io.write(fd, header.encode(), at: 0)
+                try io.fdatasync(fd)
+                CrashPoint.createAfterHeader.reached()
+                try io.syncDirectory(hotDirectory)
+            } catch {
+                io.close(fd)
+                try? io.unlink(path)
+                throw error
+            }
         }
         let segment = Segment(
-            id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: false, dataEnd: SegmentFormat.headerSize,
-            fileSize: SegmentFormat.headerSize)
+            id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: false,
+            dataEnd: SegmentFormat.headerSize, fileSize: SegmentFormat.headerSize)
         stateLock.withLock { segments.append(segment) }
     }
 }

@@ -125,24 +125,28 @@ private func everything(_ store: EventStore) throws -> [(seq: UInt64, id: String
         #expect(reopened.verify().isClean)
     }
 
-    /// A rotation that sealed the active segment but could not create the next one (disk full) must not
-    /// leave appends writing into the sealed file.
-    @Test func failedSegmentCreationAfterASealKeepsSealedFilesImmutable() throws {
+    /// A rotation that cannot create the next segment (disk full, no spare segment ready) leaves the active
+    /// segment as it was: appends go on into it, a later rotation seals it, and sealed files never change.
+    @Test func failedSegmentCreationLeavesTheActiveSegmentInUse() throws {
         let dir = TemporaryDirectory()
         let io = FaultyFileOperations()
         let store = try EventStore.openForTest(dir.path, fileOperations: io)
         _ = try store.appendAndWait(try batch("a", 3))
-        io.failSegmentCreations(1)
+        #expect(try store.rotate() != nil)
+        _ = try store.appendAndWait(try batch("m", 2))
+        io.failSegmentCreations(1_000)
+        store.discardSpareSegment()
         #expect(throws: StoreError.self) { _ = try store.rotate() }
         let sealed = Files.sealedSegments(dir.path)
         #expect(sealed.count == 1)
         let sealedBytes = try sealed.map { try Files.read($0) }
 
-        // Appends resume (or are refused), but never change a sealed file.
         var acknowledged: [AppendResult] = []
-        for k in 0..<3 {
-            if let acks = try? store.appendAndWait(try batch("b\(k)_", 2)) { acknowledged += acks }
-        }
+        for k in 0..<3 { acknowledged += try store.appendAndWait(try batch("b\(k)_", 2)) }
+        #expect(try sealed.map { try Files.read($0) } == sealedBytes)
+        io.failSegmentCreations(0)
+        #expect(try store.rotate()?.events == 8)
+        #expect(Files.sealedSegments(dir.path).count == 2)
         #expect(try sealed.map { try Files.read($0) } == sealedBytes)
         #expect(store.verify().isClean)
         for ack in acknowledged { #expect(try store.event(withID: ack.eventID)?.seq == ack.seq) }
@@ -152,10 +156,10 @@ private func everything(_ store: EventStore) throws -> [(seq: UInt64, id: String
         defer { reopened.close() }
         #expect(reopened.verify().isClean)
         #expect(reopened.stats().corruptSegments.isEmpty)
-        for id in ["a0", "a1", "a2"] { #expect(try reopened.event(withID: id) != nil) }
+        for id in ["a0", "a1", "a2", "m0", "m1"] { #expect(try reopened.event(withID: id) != nil) }
         for ack in acknowledged { #expect(try reopened.event(withID: ack.eventID)?.seq == ack.seq) }
         let seqs = try everything(reopened).map(\.seq)
-        #expect(seqs == Array(1...UInt64(seqs.count)))
+        #expect(seqs == Array(1...11))
     }
 
     /// A sync, rename or directory sync that fails while sealing stops acknowledgements like any failed sync,

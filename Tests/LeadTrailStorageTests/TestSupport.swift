@@ -150,8 +150,10 @@ enum Files {
     static func rename(_ from: String, _ to: String) throws { try FileManager.default.moveItem(atPath: from, toPath: to) }
 
     /// The paths of a data directory's hot segment files, sealed and open, in id order.
+    /// The hot segment files, without the empty spare segment the sealer keeps ready.
     static func segments(_ directory: String) -> [String] {
         list(directory + "/hot").filter { $0.hasSuffix(".seg") || $0.hasSuffix(".open") }.map { directory + "/hot/" + $0 }
+            .filter { !$0.hasSuffix(".open") || ((try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0) > 0 }
     }
 
     static func openSegment(_ directory: String) -> String? { segments(directory).first { $0.hasSuffix(".open") } }
