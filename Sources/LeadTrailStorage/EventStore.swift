@@ -49,6 +49,10 @@ public final class EventStore: @unchecked Sendable {
 
     // MARK: Writer-thread state (touched by the writer thread only, after open)
     var nextSeq: UInt64 = 1
+    /// Where the writer writes next in the active segment, and the segment's chain CRC up to there: ahead of
+    /// `dataEnd` and `chainCRC` while written groups wait for their sync.
+    var writeOffset = SegmentFormat.headerSize
+    var writeChainCRC: UInt32 = 0
     var dirtySinceSync = false
     var lastSyncMonotonicMs: Int64 = 0
 
@@ -68,6 +72,13 @@ public final class EventStore: @unchecked Sendable {
     let checkpointerSignal = ConditionLock()
     var checkpointerStopping = false
     var checkpointerFinished = true
+
+    // MARK: Sync pipeline (see Syncer.swift; guarded by `pipelineLock`)
+    let pipelineLock = ConditionLock()
+    /// Groups written and not yet published, in write order.
+    var writtenGroups: [WrittenGroup] = []
+    var syncerStopping = false
+    var syncerFinished = true
 
     // MARK: Sealer (see Sealer.swift)
     /// Guards the seal queue and the sealer's flags.

@@ -27,7 +27,7 @@ final class ConditionLock: @unchecked Sendable {
     func unlock() { pthread_mutex_unlock(&mutex) }
 
     @inline(__always)
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         lock()
         defer { unlock() }
         return try body()

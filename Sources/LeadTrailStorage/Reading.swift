@@ -61,8 +61,11 @@ extension EventStore {
 
     /// The seq of the stored event with this id, if any (writer thread: reads the table without the lock).
     func storedSeq(ofEventID idBytes: some Collection<UInt8>, hash: UInt64) -> UInt64? {
-        var candidates: [UInt64] = []
-        eventIDs.candidates(hash: hash) { candidates.append($0); return false }
+        let candidates: [UInt64] = stateLock.withLock {
+            var seqs: [UInt64] = []
+            eventIDs.candidates(hash: hash) { seqs.append($0); return false }
+            return seqs
+        }
         guard !candidates.isEmpty else { return nil }
         let views = snapshot().views
         for seq in candidates {

@@ -187,6 +187,8 @@ extension EventStore {
         if let active {
             segments.append(active)
             if active.count > 0 { active.firstRecordMonotonicMs = monotonicMilliseconds() }
+            writeOffset = active.dataEnd
+            writeChainCRC = active.chainCRC
         } else {
             try createActiveSegment()
         }

@@ -11,6 +11,7 @@ extension EventStore {
         thread.name = "leadtrail-writer"
         thread.qualityOfService = .userInitiated
         thread.start()
+        if configuration.durability == .fsync { startSyncer() }
     }
 
     /// The writer thread: owns the active segment, commits every batch waiting at
@@ -53,6 +54,7 @@ extension EventStore {
             maintenance()
             if finishing {
                 finalSync()
+                if configuration.durability == .fsync { stopSyncer() }
                 queueLock.withLock {
                     writerFinished = true
                     queueLock.signalAll()
@@ -103,6 +105,7 @@ extension EventStore {
     }
 
     func finalSync() {
+        drainPipeline()
         guard stateLock.withLock({ fatalError_ }) == nil, hasSegments else { return }
         if dirtySinceSync {
             do throws(StoreError) {
@@ -152,17 +155,12 @@ extension EventStore {
         var completion: @Sendable (Result<[AppendOutcome], StoreError>) -> Void
     }
 
-    /// Where the first event of the group with a given id hash is.
-    struct GroupEventID {
-        var batch: Int
-        var entry: Int
-        var seq: UInt64
-    }
-
-    /// Commits a group of batches: dedupe, assign seqs, one write, one sync, then publish and acknowledge.
+    /// Commits a group of batches: dedupe, assign seqs, one write; then (on the syncer thread) one sync,
+    /// publish and acknowledge.
     ///
     /// Costs no allocation per event: the records are encoded straight from each batch's buffer
-    /// into one group buffer.
+    /// into one group buffer. The writer does not wait for the sync: it goes on with the next group while
+    /// the syncer makes this one durable, so a group's parsing, encoding and write overlap the sync before it.
     func commitGroup(_ group: [PendingBatch]) {
         if let failure = stateLock.withLock({ fatalError_ }) {
             for pending in group { pending.completion(.failure(failure)) }
@@ -176,21 +174,10 @@ extension EventStore {
         var outcomes: [[AppendOutcome]] = []
         outcomes.reserveCapacity(group.count)
         // The group's own ids, so a resend inside one group is caught too (the table only learns them after the sync).
-        var groupIDs: [UInt64: GroupEventID] = [:]
-        groupIDs.reserveCapacity(eventCount)
-        var collidingIDs: [(hash: UInt64, id: GroupEventID)] = []
+        var ids = GroupEventIDs(batches: group.map(\.batch), capacity: eventCount)
+        // Groups written but not yet published: their ids are not in the table yet either.
+        let unpublished = pipelineLock.withLock { writtenGroups }
         var seq = nextSeq
-
-        func idBytes(_ b: Int, _ e: Int) -> ArraySlice<UInt8> {
-            let batch = group[b].batch
-            return batch.bytes[batch.entries[e].eventIDRange]
-        }
-        /// The seq the group already gave this id, if any.
-        func seqInGroup(_ hash: UInt64, _ id: ArraySlice<UInt8>) -> UInt64? {
-            guard let first = groupIDs[hash] else { return nil }
-            if idBytes(first.batch, first.entry) == id { return first.seq }
-            return collidingIDs.first { $0.hash == hash && idBytes($0.id.batch, $0.id.entry) == id }?.id.seq
-        }
 
         for (b, pending) in group.enumerated() {
             let batch = pending.batch
@@ -202,18 +189,15 @@ extension EventStore {
                 var original: UInt64? = nil
                 if !entry.eventIDAssigned {
                     let id = batch.bytes[entry.eventIDRange]
-                    original = seqInGroup(entry.eventIDHash, id) ?? storedSeq(ofEventID: id, hash: entry.eventIDHash)
+                    original = ids.seq(ofEventID: id, hash: entry.eventIDHash)
+                        ?? unpublished.lazy.compactMap { $0.ids.seq(ofEventID: id, hash: entry.eventIDHash) }.first
+                        ?? storedSeq(ofEventID: id, hash: entry.eventIDHash)
                 }
                 if let original {
                     batchOutcomes.append(AppendOutcome(seq: original, duplicate: true))
                 } else {
                     batchOutcomes.append(AppendOutcome(seq: seq, duplicate: false))
-                    let here = GroupEventID(batch: b, entry: e, seq: seq)
-                    if groupIDs[entry.eventIDHash] == nil {
-                        groupIDs[entry.eventIDHash] = here
-                    } else {
-                        collidingIDs.append((entry.eventIDHash, here))
-                    }
+                    ids.insert(hash: entry.eventIDHash, GroupEventID(batch: b, entry: e, seq: seq))
                     lastNew = e
                     seq += 1
                 }
@@ -234,91 +218,73 @@ extension EventStore {
             outcomes.append(batchOutcomes)
         }
 
-        if !buffer.isEmpty {
-            do throws(StoreError) {
-                try writeAndSync(buffer, records: records)
-            } catch {
-                for pending in group { pending.completion(.failure(error)) }
-                return
-            }
-            nextSeq = seq
+        let written: WrittenGroup
+        do throws(StoreError) {
+            written = try write(buffer, records: records, batches: group, outcomes: outcomes, ids: ids)
+        } catch {
+            for pending in group { pending.completion(.failure(error)) }
+            return
         }
-        let observersNow = stateLock.withLock {
-            counters.batches += UInt64(group.count)
-            return observers
-        }
-        for (b, pending) in group.enumerated() { pending.completion(.success(outcomes[b])) }
-        if !buffer.isEmpty {
-            let last = seq - 1
-            for observer in observersNow { observer(last) }
+        if !buffer.isEmpty { nextSeq = seq }
+        if configuration.durability == .relaxed {
+            publish([written])
+            acknowledge([written])
         }
     }
 
-    /// Writes one group's bytes to the active segment (rolling first if it is full), syncs, and publishes them.
-    func writeAndSync(_ buffer: [UInt8], records: [EncodedRecord]) throws(StoreError) {
+    /// Writes one group's bytes to the active segment (rolling first if it is full) and queues it for the syncer.
+    /// Nothing is published or acknowledged here.
+    func write(
+        _ buffer: [UInt8], records: [EncodedRecord], batches: [PendingBatch], outcomes: [[AppendOutcome]], ids: GroupEventIDs
+    ) throws(StoreError) -> WrittenGroup {
         // A rotation that sealed the last segment but failed to create the next one left no active segment.
         if active.isSealed { try createActiveSegment() }
-        let segment0 = active
-        if segment0.count > 0 && segment0.dataEnd + buffer.count > configuration.segmentMaxBytes {
-            _ = try rotateSegment()
+        if !buffer.isEmpty && writeOffset > SegmentFormat.headerSize && writeOffset + buffer.count > configuration.segmentMaxBytes {
+            try rotateSegment()
         }
         let segment = active
-        let writeOffset = segment.dataEnd
-        do throws(StoreError) {
-            try io.write(segment.fd, buffer, at: writeOffset)
-            CrashPoint.afterWriteBeforeSync.reached()
-        } catch {
-            // Nothing of the group may stay behind: cut the file back to where it was.
-            do throws(StoreError) {
-                try io.ftruncate(segment.fd, length: writeOffset)
-            } catch let truncateError {
-                fail(StoreError(.unavailable, "could not undo a failed write (\(truncateError.message))"))
+        let offset = writeOffset
+        let chain = buffer.isEmpty ? writeChainCRC : CRC32C.checksum(buffer, extending: writeChainCRC)
+        let group = WrittenGroup(
+            segment: segment, offset: offset, byteCount: buffer.count, chainCRC: chain, records: records, batches: batches,
+            outcomes: outcomes, ids: ids)
+        // Under the pipeline lock, so a failed sync (which cuts the file back under it) cannot miss this write.
+        try pipelineLock.withLock { () throws(StoreError) in
+            if let failure = stateLock.withLock({ fatalError_ }) { throw failure }
+            if !buffer.isEmpty {
+                do throws(StoreError) {
+                    try io.write(segment.fd, buffer, at: offset)
+                    CrashPoint.afterWriteBeforeSync.reached()
+                } catch {
+                    // Nothing of the group may stay behind: cut the file back to where it was.
+                    do throws(StoreError) {
+                        try io.ftruncate(segment.fd, length: offset)
+                    } catch let truncateError {
+                        fail(StoreError(.unavailable, "could not undo a failed write (\(truncateError.message))"))
+                    }
+                    logger.error("append write failed; nothing of the group was stored", metadata: ["error": "\(error.message)"])
+                    throw StoreError(.unavailable, "nothing was stored: \(error.message)")
+                }
             }
-            logger.error("append write failed; nothing of the group was stored", metadata: ["error": "\(error.message)"])
-            throw StoreError(.unavailable, "nothing was stored: \(error.message)")
+            if configuration.durability == .fsync {
+                writtenGroups.append(group)
+                pipelineLock.signalAll()
+            }
         }
-        if configuration.durability == .fsync {
-            do throws(StoreError) {
-                try io.fdatasync(segment.fd)
-            } catch {
-                // The group is answered `unavailable` (nothing stored): take its bytes back out of the file, so a
-                // restart does not bring back what was refused (best effort: the disk is failing).
-                try? io.ftruncate(segment.fd, length: writeOffset)
-                let failure = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
-                fail(failure)
-                throw failure
-            }
-            lastSyncMonotonicMs = monotonicMilliseconds()
+        writeOffset = offset + buffer.count
+        writeChainCRC = chain
+        if !buffer.isEmpty && segment.firstRecordMonotonicMs == nil { segment.firstRecordMonotonicMs = monotonicMilliseconds() }
+        if configuration.durability == .fsync && !buffer.isEmpty {
+            // The syncer's sync of this group also makes a new segment's header durable.
             dirtySinceSync = false
-            CrashPoint.afterSyncBeforeAck.reached()
-        } else {
+        } else if !buffer.isEmpty {
             dirtySinceSync = true
         }
-        let chain = CRC32C.checksum(buffer, extending: segment.chainCRC)
-        stateLock.withLock {
-            if configuration.durability == .fsync { counters.syncs += 1 }
-            for record in records {
-                segment.noteRecord(
-                    seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash,
-                    eventIDHash: record.eventIDHash, offset: writeOffset + record.offsetInBuffer, size: record.size,
-                    sparseInterval: configuration.sparseIndexInterval)
-                eventIDs.insert(hash: record.eventIDHash, seq: record.seq)
-            }
-            segment.chainCRC = chain
-            segment.dataEnd = writeOffset + buffer.count
-            segment.fileSize = segment.dataEnd
-            committedLastSeq = records.last?.seq ?? committedLastSeq
-        }
-        if configuration.durability == .fsync { noteDurable() }
-        if segment.firstRecordMonotonicMs == nil { segment.firstRecordMonotonicMs = monotonicMilliseconds() }
-        adoptGrownEventIDTable()
-        if !eventIDGrowthRunning && eventIDs.shouldStartGrowing { startEventIDTableGrowth() }
-        if eventIDs.needsGrowth { growEventIDTable() }
+        return group
     }
 
-    /// Doubles the event-id table, reading the hashes of sealed segments from their footers.
-    /// Grows the event-id table now, on the writer thread (acknowledgements wait): only when the background
-    /// build did not finish in time.
+    /// Doubles the event-id table now, reading the hashes of sealed segments from their footers, on the thread
+    /// that publishes (acknowledgements wait): only when the background build did not finish in time.
     func growEventIDTable() {
         // A background build is under way: wait for its table rather than building another.
         while eventIDGrowthRunning && stateLock.withLock({ grownEventIDs == nil }) { usleep(1000) }
@@ -418,6 +384,8 @@ extension EventStore {
             try createActiveSegment()
             return false
         }
+        // The segment's last groups are published before it is sealed or the next one's header takes its chain.
+        drainPipeline()
         guard segment.count > 0 else { return false }
         let started = monotonicMilliseconds()
         if dirtySinceSync {
@@ -538,6 +506,8 @@ extension EventStore {
         let segment = Segment(
             id: id, path: path, data: HotFile(io: io, fd: fd), header: header, isSealed: false,
             dataEnd: SegmentFormat.headerSize, fileSize: SegmentFormat.headerSize)
+        writeOffset = SegmentFormat.headerSize
+        writeChainCRC = 0
         stateLock.withLock { segments.append(segment) }
     }
 }

@@ -1,0 +1,188 @@
+import Foundation
+import LeadTrailEvents
+
+/// Where the first event of a group with a given id hash is.
+struct GroupEventID {
+    var batch: Int
+    var entry: Int
+    var seq: UInt64
+}
+
+/// The event ids a group stores, so a resend is caught before the table learns them (after the sync).
+struct GroupEventIDs {
+    let batches: [PreparedBatch]
+    private var first: [UInt64: GroupEventID] = [:]
+    /// Further ids whose hash equals an earlier one's (different ids, rare).
+    private var colliding: [(hash: UInt64, id: GroupEventID)] = []
+
+    init(batches: [PreparedBatch], capacity: Int) {
+        self.batches = batches
+        first.reserveCapacity(capacity)
+    }
+
+    private func idBytes(_ id: GroupEventID) -> ArraySlice<UInt8> {
+        let batch = batches[id.batch]
+        return batch.bytes[batch.entries[id.entry].eventIDRange]
+    }
+
+    /// The seq this group gave the id, if any.
+    func seq(ofEventID id: ArraySlice<UInt8>, hash: UInt64) -> UInt64? {
+        guard let found = first[hash] else { return nil }
+        if idBytes(found) == id { return found.seq }
+        return colliding.first { $0.hash == hash && idBytes($0.id) == id }?.id.seq
+    }
+
+    mutating func insert(hash: UInt64, _ id: GroupEventID) {
+        if first[hash] == nil {
+            first[hash] = id
+        } else {
+            colliding.append((hash, id))
+        }
+    }
+}
+
+/// A group the writer has written to the active segment: the syncer makes it durable, publishes its
+/// records to readers and acknowledges its batches, in the order groups were written.
+final class WrittenGroup: @unchecked Sendable {
+    let segment: Segment
+    /// Where the group's bytes start in the segment file, and how many there are (0 when every event was a duplicate).
+    let offset: Int
+    let byteCount: Int
+    /// The segment's chain CRC after this group.
+    let chainCRC: UInt32
+    let records: [EventStore.EncodedRecord]
+    let batches: [EventStore.PendingBatch]
+    let outcomes: [[AppendOutcome]]
+    let ids: GroupEventIDs
+
+    init(
+        segment: Segment, offset: Int, byteCount: Int, chainCRC: UInt32, records: [EventStore.EncodedRecord],
+        batches: [EventStore.PendingBatch], outcomes: [[AppendOutcome]], ids: GroupEventIDs
+    ) {
+        self.segment = segment
+        self.offset = offset
+        self.byteCount = byteCount
+        self.chainCRC = chainCRC
+        self.records = records
+        self.batches = batches
+        self.outcomes = outcomes
+        self.ids = ids
+    }
+}
+
+extension EventStore {
+    /// Starts the thread that syncs what the writer wrote (fsync durability), then publishes and acknowledges it.
+    ///
+    /// One `fdatasync` covers every group written before it starts; meanwhile the writer encodes and writes the
+    /// next groups. Rotations wait until every written group is published (``drainPipeline()``), so the groups
+    /// in flight always share one segment.
+    func startSyncer() {
+        pipelineLock.withLock {
+            syncerStopping = false
+            syncerFinished = false
+        }
+        let thread = Thread { [self] in self.syncerLoop() }
+        thread.name = "leadtrail-syncer"
+        thread.qualityOfService = .userInitiated
+        thread.start()
+    }
+
+    func syncerLoop() {
+        while true {
+            let (groups, stop): ([WrittenGroup], Bool) = pipelineLock.withLock {
+                while writtenGroups.isEmpty && !syncerStopping { pipelineLock.wait(seconds: 1) }
+                return (writtenGroups, syncerStopping && writtenGroups.isEmpty)
+            }
+            if stop { break }
+            var failure = stateLock.withLock { fatalError_ }
+            if failure == nil, let firstWritten = groups.first(where: { $0.byteCount > 0 }) {
+                do throws(StoreError) {
+                    try io.fdatasync(firstWritten.segment.fd)
+                    CrashPoint.afterSyncBeforeAck.reached()
+                    stateLock.withLock { counters.syncs += 1 }
+                } catch {
+                    let refused = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
+                    // The groups are answered `unavailable` (nothing stored): take their bytes back out of the file, so
+                    // a restart does not bring back what was refused (best effort: the disk is failing). Under the
+                    // pipeline lock, so no write of the writer's lands after the cut.
+                    pipelineLock.withLock {
+                        fail(refused)
+                        try? io.ftruncate(firstWritten.segment.fd, length: firstWritten.offset)
+                    }
+                    failure = refused
+                }
+            }
+            if failure == nil { publish(groups) }
+            pipelineLock.withLock {
+                writtenGroups.removeFirst(groups.count)
+                pipelineLock.signalAll()
+            }
+            if let failure {
+                for group in groups { for pending in group.batches { pending.completion(.failure(failure)) } }
+            } else {
+                acknowledge(groups)
+            }
+        }
+        pipelineLock.withLock {
+            syncerFinished = true
+            pipelineLock.signalAll()
+        }
+    }
+
+    /// Waits until every written group is published and acknowledged (writer thread).
+    func drainPipeline() {
+        pipelineLock.withLock {
+            while !writtenGroups.isEmpty { pipelineLock.wait(seconds: 0.1) }
+        }
+    }
+
+    /// Drains the pipeline and stops the syncer.
+    func stopSyncer() {
+        pipelineLock.withLock {
+            syncerStopping = true
+            pipelineLock.signalAll()
+            while !syncerFinished { pipelineLock.wait(seconds: 0.1) }
+        }
+    }
+
+    /// Makes durable groups visible to readers: their records enter the segment's indexes and the event-id table,
+    /// and `dataEnd` moves past them. Runs on the syncer thread (on the writer's in relaxed durability), the only
+    /// thread that changes the event-id table while the store serves.
+    func publish(_ groups: [WrittenGroup]) {
+        guard let last = groups.last(where: { $0.byteCount > 0 }) else { return }
+        let segment = last.segment
+        stateLock.withLock {
+            for group in groups {
+                for record in group.records {
+                    segment.noteRecord(
+                        seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash,
+                        eventIDHash: record.eventIDHash, offset: group.offset + record.offsetInBuffer, size: record.size,
+                        sparseInterval: configuration.sparseIndexInterval)
+                    eventIDs.insert(hash: record.eventIDHash, seq: record.seq)
+                }
+            }
+            segment.chainCRC = last.chainCRC
+            segment.dataEnd = last.offset + last.byteCount
+            segment.fileSize = segment.dataEnd
+            committedLastSeq = last.records.last?.seq ?? committedLastSeq
+        }
+        if configuration.durability == .fsync { noteDurable() }
+        adoptGrownEventIDTable()
+        if !eventIDGrowthRunning && eventIDs.shouldStartGrowing { startEventIDTableGrowth() }
+        if eventIDs.needsGrowth { growEventIDTable() }
+    }
+
+    /// Answers every batch of the groups, then tells the commit observers the new last seq.
+    func acknowledge(_ groups: [WrittenGroup]) {
+        let observersNow = stateLock.withLock {
+            counters.batches += UInt64(groups.reduce(0) { $0 + $1.batches.count })
+            return observers
+        }
+        for group in groups {
+            for (b, pending) in group.batches.enumerated() { pending.completion(.success(group.outcomes[b])) }
+        }
+        if let last = groups.last(where: { $0.byteCount > 0 })?.records.last?.seq {
+            for observer in observersNow { observer(last) }
+        }
+    }
+}
