@@ -1,0 +1,99 @@
+import Foundation
+import LeadTrailEvents
+import Testing
+@testable import LeadTrailStorage
+
+/// The pipelined group commit: the writer writes the next groups while the syncer syncs earlier ones. Real
+/// syncs, several appending threads and small segments, so groups are in flight across syncs and rotations.
+@Suite struct SyncPipelineTests {
+    /// Runs `body(thread)` on `threads` threads at once and waits for all.
+    static func concurrently(_ threads: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let group = DispatchGroup()
+        for t in 0..<threads {
+            group.enter()
+            Thread {
+                body(t)
+                group.leave()
+            }.start()
+        }
+        group.wait()
+    }
+
+    /// Every thread sends, in each batch, one id all threads send and one id it sent in its previous batch: one
+    /// copy is stored, and every sender learns the stored copy's seq, wherever the original is (same group, a
+    /// group written and waiting for its sync, or published).
+    @Test func duplicatesAcrossGroupsInFlightGetTheOriginalSeq() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore.openForTest(dir.path, segmentMaxBytes: 8192)
+        let results = ConditionLock()
+        nonisolated(unsafe) var seqOf: [String: Set<UInt64>] = [:]
+        nonisolated(unsafe) var stored: [UInt64] = []
+        nonisolated(unsafe) var errors: [String] = []
+        Self.concurrently(4) { t in
+            for k in 0..<40 {
+                var ids = (0..<3).map { "t\(t)-\(k)-\($0)" } + ["shared-\(k)"]
+                if k > 0 { ids.append("t\(t)-\(k - 1)-0") }
+                do {
+                    let events = try ids.map { try Events.make(lead: "lead\(t)", id: $0) }
+                    let acks = try store.appendAndWait(events)
+                    results.withLock {
+                        for ack in acks {
+                            seqOf[ack.eventID, default: []].insert(ack.seq)
+                            if !ack.duplicate { stored.append(ack.seq) }
+                        }
+                    }
+                } catch {
+                    results.withLock { errors.append("\(error)") }
+                }
+            }
+        }
+        #expect(errors.isEmpty)
+        let uniqueIDs = 4 * 40 * 3 + 40
+        #expect(stored.count == uniqueIDs)
+        #expect(stored.sorted() == Array(1...UInt64(uniqueIDs)))
+        #expect(seqOf.count == uniqueIDs)
+        #expect(seqOf.values.allSatisfy { $0.count == 1 })
+        for (id, seqs) in seqOf { #expect(try store.event(withID: id)?.seq == seqs.first) }
+        #expect(Files.sealedSegments(dir.path).count > 3)
+        store.close()
+
+        let reopened = try EventStore.openForTest(dir.path, segmentMaxBytes: 8192)
+        defer { reopened.close() }
+        #expect(reopened.verify().isClean)
+        for (id, seqs) in seqOf { #expect(try reopened.event(withID: id)?.seq == seqs.first) }
+    }
+
+    /// A sync fails while other groups are written behind it: every batch is either acknowledged (and there
+    /// after a restart, with its seq) or refused (and absent after a restart); nothing refused comes back.
+    @Test func failedSyncWithGroupsInFlightRefusesEveryOneOfThem() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, segmentMaxBytes: 64 << 10, fileOperations: io)
+        let results = ConditionLock()
+        nonisolated(unsafe) var acknowledged: [String: UInt64] = [:]
+        nonisolated(unsafe) var refused: [String] = []
+        Self.concurrently(4) { t in
+            for k in 0..<60 {
+                if t == 0 && k == 20 { io.failNext(.fdatasync) }
+                let ids = (0..<4).map { "t\(t)-\(k)-\($0)" }
+                guard let events = try? ids.map({ try Events.make(lead: "lead\(k % 5)", id: $0, extra: "\"pad\":\"\(String(repeating: "p", count: 300))\"") })
+                else { continue }
+                switch Result(catching: { () throws(StoreError) in try store.appendAndWait(events) }) {
+                case .success(let acks): results.withLock { for ack in acks { acknowledged[ack.eventID] = ack.seq } }
+                case .failure: results.withLock { refused += ids }
+                }
+            }
+        }
+        #expect(!acknowledged.isEmpty)
+        #expect(!refused.isEmpty)
+        store.close()
+
+        let reopened = try EventStore.openForTest(dir.path, segmentMaxBytes: 64 << 10)
+        defer { reopened.close() }
+        #expect(reopened.verify().isClean)
+        #expect(reopened.stats().corruptSegments.isEmpty)
+        for (id, seq) in acknowledged { #expect(try reopened.event(withID: id)?.seq == seq) }
+        for id in refused { #expect(try reopened.event(withID: id) == nil) }
+        #expect(reopened.lastSeq == UInt64(acknowledged.count))
+    }
+}
