@@ -7,8 +7,8 @@ import Logging
 /// Guarantees:
 /// - An append is acknowledged (its completion called with success) only after
 ///   its bytes are on stable storage (`fdatasync`), unless the store runs with
-///   ``Durability/relaxed``. Batches waiting at the same moment share one write
-///   and one sync (group commit).
+///   ``Durability/relaxed``. Batches waiting at the same moment share one write,
+///   and groups written while a sync runs share the next sync (group commit).
 /// - A batch is stored whole or not at all, also across a crash.
 /// - `seq` starts at 1 and grows by one per stored event; an event id already
 ///   stored is not stored again (the caller gets the original seq).
