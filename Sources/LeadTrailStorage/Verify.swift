@@ -96,7 +96,7 @@ extension EventStore {
             for member in archive.members {
                 items.append(VerifyItem(id: member.segmentID, name: "\(day).ltz") { (report, previous) throws(StoreError) in
                     let file = "cold/\(day).ltz"
-                    let idsRange = member.idsOffset..<(member.idsOffset + member.idsCount * 16)
+                    let idsRange = member.idsRange
                     if idsRange.upperBound > ids.count || CRC32C.checksum(Array(ids[idsRange])) != member.idsCRC {
                         report.corrupt.append(CorruptionReport(file: "cold/\(day).ids", offset: member.idsOffset, reason: "event-id index of segment \(member.segmentID) damaged"))
                     }

@@ -277,11 +277,13 @@ import Testing
             _ = try store.tier(now: Self.now + 200 * Self.day)
             store.close()
         }
-        // Rewrite each day's archive as the previous release did: whole hot files as members, a v1 manifest.
+        // Rewrite each day's archive as an earlier release did: whole hot files as members, their hot event-id
+        // sections as the `.ids` entries (format 1), a v1 manifest.
         for manifestName in Files.list(dir.path + "/cold").filter({ $0.hasSuffix(".manifest") }) {
             let day = String(manifestName.dropLast(9))
             var archive = try #require(ColdArchive.decodeManifest(try Files.read(dir.path + "/cold/" + manifestName)))
             var ltz: [UInt8] = []
+            var ids: [UInt8] = []
             for i in archive.members.indices {
                 let name = Segment.fileName(id: archive.members[i].segmentID, sealed: true)
                 let raw = try #require(originals.first { $0.0 == name }?.1)
@@ -291,10 +293,16 @@ import Testing
                 archive.members[i].memberCRC = CRC32C.checksum(member)
                 archive.members[i].inflatedLength = nil
                 ltz += member
+                let section = try ColdIDsTests.eventSection(ofHotFile: raw)
+                archive.members[i].idsOffset = ids.count
+                archive.members[i].idsCRC = CRC32C.checksum(section)
+                archive.members[i].idsFormat = 1
+                ids += section
             }
             let manifest = archive.encodeManifest()
             #expect(manifest.starts(with: Array("leadtrail-manifest v1 ".utf8)))
             try Files.write(ltz, to: dir.path + "/cold/\(day).ltz")
+            try Files.write(ids, to: dir.path + "/cold/\(day).ids")
             try Files.write(manifest, to: dir.path + "/cold/" + manifestName)
         }
         #expect(try EventStore.verify(directory: dir.path).isClean)

@@ -256,17 +256,23 @@ import Testing
         let member = ColdMember(
             segmentID: 10, offset: 0, length: 2748, rawLength: 9000, rawCRC: 0xABCD_EF01, idsOffset: 0, idsCount: 120, idsCRC: 0xFACE_B00C,
             firstSeq: 1, lastSeq: 120, minTs: 1, maxTs: 2, events: 120, leadFilter: [1, 2, 3], memberCRC: 0xDEAD_BEEF)
-        let bytes = ColdArchive(day: "2025-09-03", members: [member]).encodeManifest()
-        #expect(ColdArchive.decodeManifest(bytes)?.members == [member])
-        var accepted: [String] = []
-        for byte in 0..<bytes.count {
-            for bit in 0..<8 {
-                var flipped = bytes
-                flipped[byte] ^= 1 << UInt8(bit)
-                if ColdArchive.decodeManifest(flipped) != nil { accepted.append("byte \(byte) bit \(bit)") }
+        var current = member
+        current.inflatedLength = 4000
+        current.idsFormat = 2
+        // A v1 manifest and a v3 one (a member without index sections and with 8-byte `.ids` entries).
+        for members in [[member], [current]] {
+            let bytes = ColdArchive(day: "2025-09-03", members: members).encodeManifest()
+            #expect(ColdArchive.decodeManifest(bytes)?.members == members)
+            var accepted: [String] = []
+            for byte in 0..<bytes.count {
+                for bit in 0..<8 {
+                    var flipped = bytes
+                    flipped[byte] ^= 1 << UInt8(bit)
+                    if ColdArchive.decodeManifest(flipped) != nil { accepted.append("byte \(byte) bit \(bit)") }
+                }
             }
+            #expect(accepted.isEmpty, "\(accepted)")
         }
-        #expect(accepted.isEmpty, "\(accepted)")
     }
 }
 

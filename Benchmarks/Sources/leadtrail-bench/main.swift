@@ -504,7 +504,19 @@ func runTiers(_ options: Options) throws {
     let idsBytes = ((try? FileManager.default.contentsOfDirectory(atPath: coldDir)) ?? []).filter { $0.hasSuffix(".ids") }.reduce(0) {
         $0 + (((try? FileManager.default.attributesOfItem(atPath: coldDir + "/" + $1)[.size]) as? Int) ?? 0)
     }
-    row("cold with its event-id files (.ids)", String(format: "ratio %.2f (%d bytes of .ids)", Double(cold.rawBytes) / Double(max(1, Int(cold.bytes) + idsBytes)), idsBytes))
+    row("cold with its event-id files (.ids)", String(format: "ratio %.2f (%d bytes of .ids, %.1f an event)", Double(cold.rawBytes) / Double(max(1, Int(cold.bytes) + idsBytes)), idsBytes, Double(idsBytes) / Double(max(1, cold.events))))
+    // Archived events sent again, one per append: each duplicate is confirmed against the day's `.ids` file.
+    var rng = SystemRandomNumberGenerator()
+    var resends: [Double] = []
+    var duplicates = 0
+    for _ in 0..<options.lookups {
+        let t0 = now()
+        let results = try store.appendAndWait([factory.prepared(Int.random(in: 0..<options.events, using: &rng))])
+        resends.append((now() - t0) * 1000)
+        if results.first?.duplicate == true { duplicates += 1 }
+    }
+    resends.sort()
+    row("resent archived event (duplicate check)", String(format: "p50 %.3f ms, p99 %.3f ms, %d of %d duplicates", percentile(resends, 0.5), percentile(resends, 0.99), duplicates, resends.count))
     start = now()
     let restored = try store.restore(fromMs: nil, toMs: nil)
     seconds = now() - start
