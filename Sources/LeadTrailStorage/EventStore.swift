@@ -53,6 +53,8 @@ public final class EventStore: @unchecked Sendable {
     /// `dataEnd` and `chainCRC` while written groups wait for their sync.
     var writeOffset = SegmentFormat.headerSize
     var writeChainCRC: UInt32 = 0
+    /// The buffer the writer encodes each group into, kept between groups.
+    var groupBuffer: [UInt8] = []
     var dirtySinceSync = false
     var lastSyncMonotonicMs: Int64 = 0
 

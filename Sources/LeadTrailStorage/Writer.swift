@@ -5,6 +5,8 @@ import Logging
 extension EventStore {
     /// Largest amount of event bytes committed in one group (one write, one sync).
     static let maximumGroupBytes = 32 << 20
+    /// The largest group buffer the writer keeps for the next group (a bigger one is freed).
+    static let keptGroupBufferBytes = 8 << 20
 
     func startWriter() {
         let thread = Thread { [self] in self.writerLoop() }
@@ -167,7 +169,13 @@ extension EventStore {
             return
         }
         let eventCount = group.reduce(0) { $0 + $1.batch.count }
+        // The previous group's buffer, reused: a fresh megabyte would cost a page fault per 4 KiB on this path.
         var buffer: [UInt8] = []
+        swap(&buffer, &groupBuffer)
+        defer {
+            buffer.removeAll(keepingCapacity: true)
+            if buffer.capacity <= Self.keptGroupBufferBytes { groupBuffer = buffer }
+        }
         buffer.reserveCapacity(group.reduce(0) { $0 + $1.batch.jsonByteCount } + eventCount * SegmentFormat.recordHeaderSize)
         var records: [EncodedRecord] = []
         records.reserveCapacity(eventCount)
