@@ -13,9 +13,7 @@ extension EventStore {
             checkpointerStopping = false
             checkpointerFinished = false
         }
-        let thread = Thread { [self] in self.checkpointerLoop() }
-        thread.name = "leadtrail-checkpoint"
-        thread.start()
+        startThread(named: "leadtrail-checkpoint") { [self] in checkpointerLoop() }
     }
 
     func checkpointerLoop() {

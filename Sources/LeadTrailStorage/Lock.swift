@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 
 /// A mutex with a condition variable, for the few places the engine shares state between threads.
 final class ConditionLock: @unchecked Sendable {
@@ -50,4 +51,12 @@ func monotonicMilliseconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Starts a named thread running `body`: the engine's long-lived loops (writer, syncer, sealer, checkpointer).
+func startThread(named name: String, qualityOfService: QualityOfService = .default, _ body: @escaping @Sendable () -> Void) {
+    let thread = Thread(block: body)
+    thread.name = name
+    thread.qualityOfService = qualityOfService
+    thread.start()
 }

@@ -26,10 +26,7 @@ extension EventStore {
             sealerStopping = false
             sealerFinished = false
         }
-        let thread = Thread { [self] in self.sealerLoop() }
-        thread.name = "leadtrail-sealer"
-        thread.qualityOfService = .userInitiated
-        thread.start()
+        startThread(named: "leadtrail-sealer", qualityOfService: .userInitiated) { [self] in sealerLoop() }
     }
 
     /// Queues a rolled segment for sealing.
@@ -113,17 +110,8 @@ extension EventStore {
         spareLock.withLock {
             guard spareSegment == nil, stateLock.withLock({ fatalError_ == nil }) else { return }
             let id = nextSegmentID()
-            let path = hotDirectory + "/" + Segment.fileName(id: id, sealed: false)
             do throws(StoreError) {
-                let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
-                do throws(StoreError) {
-                    CrashPoint.createAfterOpen.reached()
-                    try io.syncDirectory(hotDirectory)
-                } catch {
-                    io.close(fd)
-                    try? io.unlink(path)
-                    throw error
-                }
+                let (path, fd) = try createSegmentFile(id: id)
                 spareSegment = SpareSegment(id: id, path: path, fd: fd)
             } catch {
                 // Not fatal: the next rotation creates its segment itself.
@@ -139,6 +127,23 @@ extension EventStore {
         if spare.id == id { return spare }
         removeSpareFile(spare)
         return nil
+    }
+
+    /// Creates segment file `id` (`.open`), runs `setUp` on it and syncs the directory; removes the file when a
+    /// step fails.
+    func createSegmentFile(id: UInt64, setUp: (Int32) throws(StoreError) -> Void = { _ in }) throws(StoreError) -> (path: String, fd: Int32) {
+        let path = hotDirectory + "/" + Segment.fileName(id: id, sealed: false)
+        let fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
+        do throws(StoreError) {
+            CrashPoint.createAfterOpen.reached()
+            try setUp(fd)
+            try io.syncDirectory(hotDirectory)
+        } catch {
+            io.close(fd)
+            try? io.unlink(path)
+            throw error
+        }
+        return (path, fd)
     }
 
     func removeSpareFile(_ spare: SpareSegment) {

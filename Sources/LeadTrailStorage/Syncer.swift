@@ -81,10 +81,7 @@ extension EventStore {
             syncerStopping = false
             syncerFinished = false
         }
-        let thread = Thread { [self] in self.syncerLoop() }
-        thread.name = "leadtrail-syncer"
-        thread.qualityOfService = .userInitiated
-        thread.start()
+        startThread(named: "leadtrail-syncer", qualityOfService: .userInitiated) { [self] in syncerLoop() }
     }
 
     func syncerLoop() {

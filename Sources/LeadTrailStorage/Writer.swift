@@ -9,10 +9,7 @@ extension EventStore {
     static let keptGroupBufferBytes = 8 << 20
 
     func startWriter() {
-        let thread = Thread { [self] in self.writerLoop() }
-        thread.name = "leadtrail-writer"
-        thread.qualityOfService = .userInitiated
-        thread.start()
+        startThread(named: "leadtrail-writer", qualityOfService: .userInitiated) { [self] in writerLoop() }
         if configuration.durability == .fsync { startSyncer() }
     }
 
@@ -490,25 +487,16 @@ extension EventStore {
                 try io.write(fd, header.encode(), at: 0)
                 CrashPoint.createAfterHeader.reached()
             } catch {
-                io.close(fd)
-                try? io.unlink(path)
+                removeSpareFile(spare)
                 throw error
             }
             // The next sync of the active segment makes the header durable.
             dirtySinceSync = true
         } else {
-            path = hotDirectory + "/" + Segment.fileName(id: id, sealed: false)
-            fd = try io.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o644)
-            do throws(StoreError) {
-                CrashPoint.createAfterOpen.reached()
+            (path, fd) = try createSegmentFile(id: id) { (fd) throws(StoreError) in
                 try io.write(fd, header.encode(), at: 0)
                 try io.fdatasync(fd)
                 CrashPoint.createAfterHeader.reached()
-                try io.syncDirectory(hotDirectory)
-            } catch {
-                io.close(fd)
-                try? io.unlink(path)
-                throw error
             }
         }
         let segment = Segment(
