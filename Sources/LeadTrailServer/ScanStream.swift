@@ -58,6 +58,17 @@ final class ScanStream: @unchecked Sendable {
     }
 }
 
+/// The frame a scan is building and how many events it has sent, touched only by the scan's pool
+/// thread: its properties skip the run-time exclusivity checks (one pair per access, per record).
+final class ScanFrames {
+    @exclusivity(unchecked) var frame: ScanFrameBuilder
+    @exclusivity(unchecked) var sent = 0
+
+    init(_ frame: ScanFrameBuilder) {
+        self.frame = frame
+    }
+}
+
 /// Builds one scan response frame (`{"id":..,"ok":true,"events":[...]...}` behind its
 /// length prefix) straight in the buffer that goes to the socket: each event is copied once,
 /// from the storage engine's read buffer into the frame, with `"seq":N` spliced in.

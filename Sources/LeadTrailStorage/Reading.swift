@@ -252,6 +252,8 @@ extension EventStore {
                 }
                 guard go else { break }
                 let found = PieceRecords()
+                // Room for every record of the piece up front: growing the buffer would copy it again and again.
+                found.bytes.reserveCapacity(pieces[i].range.bytes.count)
                 do {
                     _ = try scanRange(pieces[i].view, pieces[i].range, hints: hints, matching: predicate) { record in
                         let start = found.bytes.count
@@ -307,13 +309,6 @@ extension EventStore {
             if let stopped { return stopped }
         }
         return nil
-    }
-
-    /// What a scan did with one record.
-    enum RecordOutcome {
-        case skipped
-        case damaged
-        case visited(keepGoing: Bool)
     }
 
     /// A stretch of a segment's records: its bytes, the seq of its first record and the seq after its last.
@@ -378,29 +373,22 @@ extension EventStore {
             if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
             if let from = hints.fromMs, header.timestampMs < from { continue }
             if let to = hints.toMs, header.timestampMs >= to { continue }
-            let outcome = try cursor.withRecordBytes { (record) throws -> RecordOutcome in
-                let body = UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize..<total]).assumingMemoryBound(to: UInt8.self)
-                let view = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
-                if let predicate, !predicate(view) { return .skipped }
-                // Served: its CRC must hold.
-                guard verified || (RecordHeader.checksumMatches(record, totalSize: total) && header.fieldsAreConsistent()) else {
-                    return .damaged
-                }
-                return .visited(keepGoing: try visitor(view))
-            }
-            switch outcome {
-            case .skipped:
-                continue
-            case .damaged:
+            // The cursor's bytes stay put until its next step: no closure (and no retain of the predicate) per record.
+            let bytes = cursor.recordBytes
+            let body = UnsafeRawBufferPointer(rebasing: bytes[SegmentFormat.recordHeaderSize..<total]).assumingMemoryBound(to: UInt8.self)
+            let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
+            if let predicate, !predicate(record) { continue }
+            // Served: its CRC must hold.
+            guard verified || (RecordHeader.checksumMatches(bytes, totalSize: total) && header.fieldsAreConsistent()) else {
                 // Its bytes fail their CRC, so its length cannot be trusted either: go on at the next known record.
                 noteReadDamage(view, offset: cursor.recordOffset)
                 unchecked = nil
                 guard let next = view.nextRecordOffset(after: cursor.recordOffset) else { return nil }
                 cursor.seek(to: next)
-            case .visited(let keepGoing):
-                unchecked = nil
-                if !keepGoing { return header.seq }
+                continue
             }
+            unchecked = nil
+            if try !visitor(record) { return header.seq }
         }
     }
 }
