@@ -188,12 +188,14 @@ extension EventStore {
             return completed ? max(lastSeq, hints.afterSeq) : lastVisited
         }
         // The byte ranges of the index runs worth reading (with the seqs each starts and ends at), adjacent
-        // runs merged into pieces of about `pieceBytes`.
+        // runs merged into pieces of about `pieceBytes`; or, in a segment with a type column when the scan
+        // wants some types only, the records of those types in the runs worth reading.
         var pieces: [(view: SegmentView, range: ScanRange)] = []
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
             var ranges: [ScanRange] = []
+            var picker = hints.types.flatMap { types in view.typeColumn.map { RecordPicker(column: $0, types: types, view: view) } }
             let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
             for i in firstRun..<view.sparse.count {
                 let entry = view.sparse[i]
@@ -201,16 +203,19 @@ extension EventStore {
                 if let to = hints.toMs, entry.minTs >= to { continue }
                 let range = Int(entry.offset)..<view.runEnd(i)
                 let endSeq = i + 1 < view.sparse.count ? view.sparse[i + 1].firstSeq : view.lastSeq + 1
-                if let last = ranges.last, last.bytes.upperBound == range.lowerBound, last.bytes.count < pieceBytes {
+                if picker != nil {
+                    picker!.pick(seqs: max(entry.firstSeq, hints.afterSeq + 1)..<endSeq, pieceBytes: pieceBytes) { ranges.append($0) }
+                } else if let last = ranges.last, last.bytes.upperBound == range.lowerBound, last.bytes.count < pieceBytes {
                     ranges[ranges.count - 1].bytes = last.bytes.lowerBound..<range.upperBound
                     ranges[ranges.count - 1].endSeq = endSeq
                 } else {
                     ranges.append(ScanRange(bytes: range, firstSeq: entry.firstSeq, endSeq: endSeq))
                 }
             }
+            picker?.finish { ranges.append($0) }
             for range in ranges { pieces.append((view, range)) }
         }
-        if let predicate, pieces.count > 1, pieces.reduce(0, { $0 + $1.range.bytes.count }) >= parallelMinimum {
+        if let predicate, pieces.count > 1, pieces.reduce(0, { $0 + $1.range.readBytes }) >= parallelMinimum {
             if let stopped = try scanInParallel(pieces, hints: hints, matching: predicate, visitor) { return stopped }
         } else {
             for piece in pieces {
@@ -253,7 +258,7 @@ extension EventStore {
                 guard go else { break }
                 let found = PieceRecords()
                 // Room for every record of the piece up front: growing the buffer would copy it again and again.
-                found.bytes.reserveCapacity(pieces[i].range.bytes.count)
+                found.bytes.reserveCapacity(pieces[i].range.readBytes)
                 do {
                     _ = try scanRange(pieces[i].view, pieces[i].range, hints: hints, matching: predicate) { record in
                         let start = found.bytes.count
@@ -311,11 +316,115 @@ extension EventStore {
         return nil
     }
 
-    /// A stretch of a segment's records: its bytes, the seq of its first record and the seq after its last.
+    /// A stretch of a segment's records: its bytes, the seq of its first record and the seq after its last;
+    /// or, when `picked` is set, only those records of the stretch (found through the segment's type column).
     struct ScanRange {
         var bytes: Range<Int>
         var firstSeq: UInt64
         var endSeq: UInt64
+        var picked: [PickedRecord]? = nil
+
+        /// The bytes a scan of it reads.
+        var readBytes: Int { picked?.reduce(0) { $0 + $1.bytes.count } ?? bytes.count }
+    }
+
+    /// One record a type column picked out: its seq and where it lies.
+    struct PickedRecord {
+        var seq: UInt64
+        var bytes: Range<Int>
+    }
+
+    /// Picks the records of a segment that a scan's types may want, through the segment's type column, and
+    /// deals them out in pieces of about `pieceBytes` (of records) each.
+    struct RecordPicker {
+        let column: TypeColumn
+        let wanted: [Bool]
+        let firstSeq: UInt64
+        let dataEnd: Int
+        var current: [PickedRecord] = []
+        var currentBytes = 0
+
+        init(column: TypeColumn, types: TypeSelection, view: SegmentView) {
+            self.column = column
+            self.wanted = column.wanted(by: types)
+            self.firstSeq = view.firstSeq
+            self.dataEnd = view.dataEnd
+        }
+
+        mutating func pick(seqs: Range<UInt64>, pieceBytes: Int, _ emit: (ScanRange) -> Void) {
+            guard !seqs.isEmpty else { return }
+            let ordinals = Int(seqs.lowerBound - firstSeq)..<Int(seqs.upperBound - firstSeq)
+            for k in ordinals where wanted[Int(column.id(at: k))] {
+                let start = column.offset(at: k)
+                let end = k + 1 < column.count ? column.offset(at: k + 1) : dataEnd
+                current.append(PickedRecord(seq: firstSeq + UInt64(k), bytes: start..<end))
+                currentBytes += end - start
+                if currentBytes >= pieceBytes { finish(emit) }
+            }
+        }
+
+        mutating func finish(_ emit: (ScanRange) -> Void) {
+            guard let first = current.first, let last = current.last else { return }
+            emit(ScanRange(bytes: first.bytes.lowerBound..<last.bytes.upperBound, firstSeq: first.seq, endSeq: last.seq + 1, picked: current))
+            current = []
+            currentBytes = 0
+        }
+    }
+
+    /// Picked records less than this far apart are read with one `pread` (reading the gap costs less than a call).
+    static let pickedGapBytes = 4 << 10
+
+    /// Visits the picked records of a range: each read whole (neighbours with one `pread`), found exactly
+    /// where the type column says, and checked in full (CRC included) before it is served. A record that is
+    /// not what the column says (another length or seq) or fails a check is reported and skipped: the
+    /// column gives the next one's offset, so no length read from the file is trusted.
+    func scanPicked(
+        _ segment: SegmentView, _ picked: [PickedRecord], hints: ScanHints, matching predicate: ((RecordView) -> Bool)?,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64? {
+        guard let span = picked.first.map({ $0.bytes.lowerBound..<picked[picked.count - 1].bytes.upperBound }) else { return nil }
+        var buffer = ChunkBuffer(capacity: min(Self.scanChunkSize, span.count))
+        var i = 0
+        while i < picked.count {
+            let start = picked[i].bytes.lowerBound
+            var end = picked[i].bytes.upperBound
+            var j = i + 1
+            while j < picked.count, picked[j].bytes.lowerBound - end <= Self.pickedGapBytes,
+                picked[j].bytes.upperBound - start <= Self.scanChunkSize
+            {
+                end = picked[j].bytes.upperBound
+                j += 1
+            }
+            if end - start > buffer.bytes.count { buffer = ChunkBuffer(capacity: end - start) }
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[0..<(end - start)])
+            let n = try segment.data.read(into: chunk, at: start)
+            for pick in picked[i..<j] {
+                let offset = pick.bytes.lowerBound
+                let here = (offset - start)..<(pick.bytes.upperBound - start)
+                let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(chunk)[here.clamped(to: 0..<n)])
+                guard case .success(let (header, total)?) = RecordReader.decode(bytes, at: offset, checksum: false), total == here.count else {
+                    noteReadDamage(segment, offset: offset)
+                    continue
+                }
+                if header.seq != pick.seq {
+                    noteReadDamage(segment, offset: offset, reason: "record has seq \(header.seq) where \(pick.seq) belongs; not served")
+                    continue
+                }
+                if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
+                if let from = hints.fromMs, header.timestampMs < from { continue }
+                if let to = hints.toMs, header.timestampMs >= to { continue }
+                let body = UnsafeRawBufferPointer(rebasing: bytes[SegmentFormat.recordHeaderSize...]).assumingMemoryBound(to: UInt8.self)
+                let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
+                if let predicate, !predicate(record) { continue }
+                guard RecordHeader.checksumMatches(bytes, totalSize: total), header.fieldsAreConsistent() else {
+                    noteReadDamage(segment, offset: offset)
+                    continue
+                }
+                if try !visitor(record) { return header.seq }
+            }
+            i = j
+        }
+        return nil
     }
 
     /// Scans read segments in chunks of this size: one `pread` each, into a buffer that stays in the CPU's cache.
@@ -326,6 +435,7 @@ extension EventStore {
         _ view: SegmentView, _ range: ScanRange, hints: ScanHints, matching predicate: ((RecordView) -> Bool)?,
         _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64? {
+        if let picked = range.picked { return try scanPicked(view, picked, hints: hints, matching: predicate, visitor) }
         // Seqs are consecutive inside a segment: a record whose seq is not the expected one is not served.
         var expected = range.firstSeq
         var cursor = RecordCursor(from: range.bytes.lowerBound, to: range.bytes.upperBound, data: view.data, chunkSize: Self.scanChunkSize)

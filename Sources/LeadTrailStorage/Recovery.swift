@@ -298,7 +298,7 @@ extension EventStore {
     {
         var result = ScanResult(batchEnd: from, failure: nil)
         var expected = expectedSeq
-        var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, offset: Int, size: Int)] = []
+        var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, type: UInt8, offset: Int, size: Int)] = []
         var pendingCRC = segment.chainCRC
         let data = segment.data
         var cursor = RecordCursor(from: from, to: to) { (count, offset) throws(StoreError) in try data.read(count: count, at: offset) }
@@ -318,21 +318,22 @@ extension EventStore {
                     return result
                 }
                 expected = header.seq + 1
-                let idHash = cursor.withRecordBytes { record in
+                let (idHash, typeID) = cursor.withRecordBytes { record in
                     pendingCRC = CRC32C.checksum(record, extending: pendingCRC)
                     let body = UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize...])
                     let ref = header.fields[.eventID]
+                    let typeID = segment.typeID(record: record, fields: header.fields)
                     if !ref.hasEscapes, ref.range.upperBound <= body.count {
-                        return StableHash.hash64(UnsafeRawBufferPointer(rebasing: body[ref.range]))
+                        return (StableHash.hash64(UnsafeRawBufferPointer(rebasing: body[ref.range])), typeID)
                     }
-                    return StableHash.hash64(ref.bytes(in: body.assumingMemoryBound(to: UInt8.self)) ?? [])
+                    return (StableHash.hash64(ref.bytes(in: body.assumingMemoryBound(to: UInt8.self)) ?? []), typeID)
                 }
-                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, cursor.recordOffset, total))
+                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, typeID, cursor.recordOffset, total))
                 if header.flags & SegmentFormat.flagBatchEnd != 0 {
                     for r in pendingBatch {
                         segment.noteRecord(
-                            seq: r.seq, timestampMs: r.ts, leadHash: r.lead, eventIDHash: r.hash, offset: r.offset, size: r.size,
-                            sparseInterval: configuration.sparseIndexInterval)
+                            seq: r.seq, timestampMs: r.ts, leadHash: r.lead, eventIDHash: r.hash, typeID: r.type, offset: r.offset,
+                            size: r.size, sparseInterval: configuration.sparseIndexInterval)
                     }
                     pendingBatch.removeAll(keepingCapacity: true)
                     result.batchEnd = cursor.offset

@@ -144,6 +144,7 @@ extension EventStore {
         var timestampMs: Int64
         var leadHash: UInt32
         var eventIDHash: UInt64
+        var fields: EventFieldRefs
     }
 
     /// A batch waiting in a group commit, with whom to tell.
@@ -228,7 +229,7 @@ extension EventStore {
                         payload: UnsafeRawBufferPointer(rebasing: bytes[entry.range]), to: &buffer)
                     records.append(EncodedRecord(
                         offsetInBuffer: start, size: buffer.count - start, seq: batchOutcomes[e].seq,
-                        timestampMs: entry.timestampMs, leadHash: leadHash, eventIDHash: entry.eventIDHash))
+                        timestampMs: entry.timestampMs, leadHash: leadHash, eventIDHash: entry.eventIDHash, fields: entry.fields))
                 }
             }
             outcomes.append(batchOutcomes)
@@ -296,12 +297,15 @@ extension EventStore {
         let chain = CRC32C.checksum(buffer, extending: segment.chainCRC)
         stateLock.withLock {
             if configuration.durability == .fsync { counters.syncs += 1 }
-            for record in records {
-                segment.noteRecord(
-                    seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash,
-                    eventIDHash: record.eventIDHash, offset: writeOffset + record.offsetInBuffer, size: record.size,
-                    sparseInterval: configuration.sparseIndexInterval)
-                eventIDs.insert(hash: record.eventIDHash, seq: record.seq)
+            buffer.withUnsafeBytes { bytes in
+                for record in records {
+                    let recordBytes = UnsafeRawBufferPointer(rebasing: bytes[record.offsetInBuffer..<(record.offsetInBuffer + record.size)])
+                    segment.noteRecord(
+                        seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash,
+                        eventIDHash: record.eventIDHash, typeID: segment.typeID(record: recordBytes, fields: record.fields),
+                        offset: writeOffset + record.offsetInBuffer, size: record.size, sparseInterval: configuration.sparseIndexInterval)
+                    eventIDs.insert(hash: record.eventIDHash, seq: record.seq)
+                }
             }
             segment.chainCRC = chain
             segment.dataEnd = writeOffset + buffer.count
