@@ -35,6 +35,20 @@ struct TypeColumn: Sendable {
         Int(offsetChunks[ordinal / Self.chunkLength][ordinal % Self.chunkLength])
     }
 
+    /// Calls `body` with each ordinal of `ordinals` and its type id, a chunk at a time.
+    @inline(__always) func forEachID(in ordinals: Range<Int>, _ body: (Int, UInt8) -> Void) {
+        var k = ordinals.lowerBound
+        while k < ordinals.upperBound {
+            let chunk = k / Self.chunkLength
+            let chunkStart = chunk * Self.chunkLength
+            let end = min(ordinals.upperBound, chunkStart + Self.chunkLength)
+            idChunks[chunk].withUnsafeBufferPointer { ids in
+                for j in k..<end { body(j, ids[j - chunkStart]) }
+            }
+            k = end
+        }
+    }
+
     mutating func addName(_ decoded: [UInt8]?) -> UInt8 {
         precondition(names.count < Self.maximumNames)
         names.append(decoded)
