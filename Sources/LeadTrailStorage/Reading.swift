@@ -205,7 +205,9 @@ extension EventStore {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
             var ranges: [ScanRange] = []
-            var picker = hints.types.flatMap { types in view.typeColumn.map { RecordPicker(column: $0, types: types, view: view) } }
+            var column = view.typeColumn
+            if hints.types != nil, column == nil { column = try typeColumn(for: view) }
+            var picker = hints.types.flatMap { types in column.map { RecordPicker(column: $0, types: types, view: view) } }
             let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
             for i in firstRun..<view.sparse.count {
                 let entry = view.sparse[i]
@@ -248,6 +250,39 @@ extension EventStore {
             if let stopped { return stopped }
         }
         return max(lastSeq, hints.afterSeq)
+    }
+
+    /// The type column of a sealed hot segment that has none (it was loaded from its footer): built by
+    /// reading its records' headers once (what a scan by type without it reads anyway) and kept with the
+    /// segment for the next scans. Nil for other segments, or when a record's length or seq does not
+    /// add up: that segment is then scanned record by record, which finds and reports the damage.
+    func typeColumn(for view: SegmentView) throws(StoreError) -> TypeColumn? {
+        guard view.isSealed, view.count > 0, view.data is HotFile, let first = view.sparse.first else { return nil }
+        var column = TypeColumn()
+        var dictionary = TypeDictionary()
+        var cursor = RecordCursor(from: Int(first.offset), to: view.dataEnd, data: view.data, chunkSize: Self.scanChunkSize)
+        cursor.verifiesChecksums = false
+        var expected = view.firstSeq
+        reading: while true {
+            switch try cursor.next() {
+            case .end:
+                break reading
+            case .record(let header, _):
+                guard header.seq == expected else { return nil }
+                column.append(id: dictionary.id(record: cursor.recordBytes, fields: header.fields, column: &column), offset: cursor.recordOffset)
+                expected += 1
+            case .incomplete, .corrupt:
+                return nil
+            }
+        }
+        guard column.count == Int(view.count), !column.isBroken else { return nil }
+        stateLock.withLock {
+            guard let segment = segments.first(where: { $0.id == view.id }), segment.data === view.data, segment.isSealed,
+                segment.types.count == 0, segment.count == view.count
+            else { return }
+            segment.types = column
+        }
+        return column
     }
 
     /// The records a helper thread found in one piece, checked and copied, for the scan's own thread to visit.

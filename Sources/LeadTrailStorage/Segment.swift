@@ -70,20 +70,11 @@ final class Segment: @unchecked Sendable {
         return String(repeating: "0", count: max(0, 16 - hex.count)) + hex + (sealed ? ".seg" : ".open")
     }
 
-    /// The type id of a record whose `type` field holds `raw` (between its quotes), for ``noteRecord``.
-    /// Called under the state lock once the segment is visible to readers.
-    func typeID(raw: UnsafeRawBufferPointer, hasEscapes: Bool) -> UInt8 {
-        typeDictionary.id(raw: raw, hasEscapes: hasEscapes, column: &types)
-    }
-
-    /// The type id of the record whose bytes (header and payload) are `record`: ``TypeColumn/unknown``
-    /// when its type reference does not lie inside them.
+    /// The type id of the record whose bytes (header and payload) are `record`, for ``noteRecord``
+    /// (``TypeColumn/unknown`` when its type reference does not lie inside them). Called under the
+    /// state lock once the segment is visible to readers.
     func typeID(record: UnsafeRawBufferPointer, fields: EventFieldRefs) -> UInt8 {
-        let ref = fields[.type]
-        let body = record.count - SegmentFormat.recordHeaderSize
-        guard ref.isPresent, body >= 0, ref.range.upperBound <= body else { return TypeColumn.unknown }
-        let start = SegmentFormat.recordHeaderSize + ref.range.lowerBound
-        return typeID(raw: UnsafeRawBufferPointer(rebasing: record[start..<(start + ref.length)]), hasEscapes: ref.hasEscapes)
+        typeDictionary.id(record: record, fields: fields, column: &types)
     }
 
     /// Records one committed record in the in-memory indexes.

@@ -10,9 +10,9 @@ import LeadTrailEvents
 /// kept in chunks of ``chunkLength``: a reader's snapshot shares the full chunks, so the
 /// writer's next append copies at most one chunk.
 ///
-/// Only segments whose every record went through ``Segment/noteRecord`` have one (the active
-/// segment, those sealed since the process started, and those recovered record by record);
-/// the others are scanned record by record.
+/// The active segment and those sealed since the process started have one from the start
+/// (every record went through ``Segment/noteRecord``); a sealed hot segment loaded from its
+/// footer gets one from the first scan by type that reads it (``EventStore/typeColumn(for:)``).
 struct TypeColumn: Sendable {
     static let unknown: UInt8 = 255
     static let maximumNames = 254
@@ -86,6 +86,16 @@ struct TypeDictionary {
     private var ids: [UInt64: UInt8] = [:]
     /// The raw bytes (as stored, escapes included) of each id's type, to tell a hash collision.
     private var raws: [[UInt8]] = []
+
+    /// The type id of the record whose bytes (header and payload) are `record`: ``TypeColumn/unknown``
+    /// when its type reference does not lie inside them.
+    mutating func id(record: UnsafeRawBufferPointer, fields: EventFieldRefs, column: inout TypeColumn) -> UInt8 {
+        let ref = fields[.type]
+        let body = record.count - SegmentFormat.recordHeaderSize
+        guard ref.isPresent, body >= 0, ref.range.upperBound <= body else { return TypeColumn.unknown }
+        let start = SegmentFormat.recordHeaderSize + ref.range.lowerBound
+        return id(raw: UnsafeRawBufferPointer(rebasing: record[start..<(start + ref.length)]), hasEscapes: ref.hasEscapes, column: &column)
+    }
 
     /// The id of the type whose raw bytes (between the quotes) are `raw`, given one in `column` when new.
     mutating func id(raw: UnsafeRawBufferPointer, hasEscapes: Bool, column: inout TypeColumn) -> UInt8 {
