@@ -205,14 +205,23 @@ extension EventStore {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
             var ranges: [ScanRange] = []
-            var column = view.typeColumn
-            if hints.types != nil, column == nil { column = try typeColumn(for: view) }
-            var picker = hints.types.flatMap { types in column.map { RecordPicker(column: $0, types: types, view: view) } }
             let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
+            func wanted(_ entry: SparseEntry) -> Bool {
+                if let from = hints.fromMs, entry.maxTs < from { return false }
+                if let to = hints.toMs, entry.minTs >= to { return false }
+                return true
+            }
+            var column = view.typeColumn
+            if hints.types != nil, column == nil {
+                // Built only when this scan reads most of the segment anyway (its column costs a pass over all of it).
+                let reading = (firstRun..<view.sparse.count).reduce(0) { wanted(view.sparse[$1]) ? $0 + view.runEnd($1) - Int(view.sparse[$1].offset) : $0 }
+                let all = view.dataEnd - Int(view.sparse.first?.offset ?? 0)
+                if reading * 2 >= all { column = try typeColumn(for: view) }
+            }
+            var picker = hints.types.flatMap { types in column.map { RecordPicker(column: $0, types: types, view: view) } }
             for i in firstRun..<view.sparse.count {
                 let entry = view.sparse[i]
-                if let from = hints.fromMs, entry.maxTs < from { continue }
-                if let to = hints.toMs, entry.minTs >= to { continue }
+                if !wanted(entry) { continue }
                 let range = Int(entry.offset)..<view.runEnd(i)
                 let endSeq = i + 1 < view.sparse.count ? view.sparse[i + 1].firstSeq : view.lastSeq + 1
                 if picker != nil {
@@ -253,8 +262,8 @@ extension EventStore {
     }
 
     /// The type column of a sealed hot segment that has none (it was loaded from its footer): built by
-    /// reading its records' headers once (what a scan by type without it reads anyway) and kept with the
-    /// segment for the next scans. Nil for other segments, or when a record's length or seq does not
+    /// reading its records' headers once (what a scan by type that reads most of the segment reads anyway)
+    /// and kept with the segment for the next scans. Nil for other segments, or when a record's length or seq does not
     /// add up: that segment is then scanned record by record, which finds and reports the damage.
     func typeColumn(for view: SegmentView) throws(StoreError) -> TypeColumn? {
         guard view.isSealed, view.count > 0, view.data is HotFile, let first = view.sparse.first else { return nil }

@@ -113,9 +113,17 @@ import Testing
         let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
         defer { store.close() }
         #expect(store.snapshot().views.filter { $0.typeColumn != nil }.count == 1)
-        // A scan without types leaves them as they are.
+        // A scan without types leaves them as they are, and so does a scan by type that reads a small part of them.
         _ = try Self.served(store, ScanHints(), twoThreads: false, matching: { _ in true })
         #expect(store.snapshot().views.filter { $0.typeColumn != nil }.count == 1)
+        let narrow = ScanHints(fromMs: 1_705_329_045_000 + 200_000, toMs: 1_705_329_045_000 + 203_000, types: Self.selections[0])
+        let inWindow = try Self.served(store, narrow, twoThreads: false, matching: Self.predicate(Self.selections[0]))
+        #expect(store.snapshot().views.filter { $0.typeColumn != nil }.count == 1)
+        #expect(inWindow.map(\.0) == (try events.filter { event in
+            let ts = 1_705_329_045_000 + Int64(event.id.dropFirst())! * 1000
+            return try ts >= 1_705_329_045_000 + 200_000 && ts < 1_705_329_045_000 + 203_000
+                && Self.selections[0].matches(Array(Self.type(of: event.body).utf8))
+        }.map(\.seq)))
         for selection in Self.selections {
             let want = try events.filter { try selection.matches(Array(Self.type(of: $0.body).utf8)) }
             for twoThreads in [false, true] {
