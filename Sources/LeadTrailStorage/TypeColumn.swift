@@ -12,7 +12,7 @@ import LeadTrailEvents
 ///
 /// The active segment and those sealed since the process started have one from the start
 /// (every record went through ``Segment/noteRecord``); a sealed hot segment loaded from its
-/// footer gets one from the first scan by type that reads it (``EventStore/typeColumn(for:)``).
+/// footer gets one from the first scan by type that reads most of it (``EventStore/typeColumn(for:)``).
 struct TypeColumn: Sendable {
     static let unknown: UInt8 = 255
     static let maximumNames = 254
