@@ -26,9 +26,13 @@ let package = Package(
         .executableTarget(
             name: "leadtrail-load",
             dependencies: [
+                "CScanCount",
                 .product(name: "LeadTrailEvents", package: "leadtrail"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]),
+
+        // The load client's scan frame counter, in C for its SIMD compares.
+        .target(name: "CScanCount"),
 
         // package-benchmark suite of the hot paths: `swift package --disable-sandbox benchmark` in this folder.
         .executableTarget(

@@ -54,6 +54,15 @@ public struct EventFieldRefs: Sendable, Equatable {
         storage = (.absent, .absent, .absent, .absent, .absent, .absent, .absent)
     }
 
+    /// From the seven references in ``IndexedField`` order (a record header's decoder builds one per record).
+    @inlinable
+    public init(
+        _ type: FieldRef, _ leadID: FieldRef, _ eventID: FieldRef, _ flowID: FieldRef, _ entityID: FieldRef, _ stepID: FieldRef,
+        _ outcome: FieldRef
+    ) {
+        storage = (type, leadID, eventID, flowID, entityID, stepID, outcome)
+    }
+
     /// From exactly ``count`` references in ``IndexedField`` order (missing ones are absent, extra ones ignored).
     public init(refs: [FieldRef]) {
         self.init()

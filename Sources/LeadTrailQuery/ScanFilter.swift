@@ -62,7 +62,9 @@ public struct ScanFilter: Sendable, Equatable {
 
     /// What the storage engine can use to skip segments and index runs.
     public var hints: ScanHints {
-        ScanHints(afterSeq: afterSeq, fromMs: fromMs, toMs: toMs, leadID: leadID)
+        ScanHints(
+            afterSeq: afterSeq, fromMs: fromMs, toMs: toMs, leadID: leadID,
+            types: types.isEmpty ? nil : TypeSelection(exact: exactTypes, prefixes: typePrefixes))
     }
 
     /// Whether a record passes every filter (seq and time included).

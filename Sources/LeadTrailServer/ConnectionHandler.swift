@@ -617,36 +617,39 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let frameTarget = min(1 << 20, frameLimit)
             let capacity = frameTarget + server.configuration.maxEventBytes + (8 << 10)
             let unchanged = server.presenter.presentsUnchanged(to: access)
-            var frame = ScanFrameBuilder(id: id, capacity: capacity)
-            var sent = 0
+            // Held by a class, not captured `var`s: variables that the local functions below capture are boxed
+            // and checked for exclusive access at run time, at every record.
+            let building = ScanFrames(ScanFrameBuilder(id: id, capacity: capacity))
             func send(_ buffer: ByteBuffer, last: Bool) {
                 loop.execute { bound.value.enqueue(buffer, in: boundSlot.value, last: last) }
             }
             /// Sends the frame built so far once a credit allows (false when the stream was cancelled).
             func flush() -> Bool {
                 guard stream.acquire(timeoutSeconds: waitSeconds) else { return false }
-                send(frame.finish(lastSeq: nil), last: false)
-                sent += frame.count
-                frame = ScanFrameBuilder(id: id, capacity: capacity)
+                send(building.frame.finish(lastSeq: nil), last: false)
+                building.sent += building.frame.count
+                building.frame = ScanFrameBuilder(id: id, capacity: capacity)
                 return true
             }
             let outcome: Result<(lastSeq: UInt64, returned: Int), Error>
             do {
                 let result = try server.store.scan(scan) { record in
                     if unchanged {
-                        if frame.count > 0, frame.eventBytes + ScanFrameBuilder.size(of: record) > frameLimit, !flush() { return false }
-                        frame.append(record)
+                        if building.frame.count > 0, building.frame.eventBytes + ScanFrameBuilder.size(of: record) > frameLimit, !flush() {
+                            return false
+                        }
+                        building.frame.append(record)
                     } else {
                         var json: [UInt8] = []
                         json.reserveCapacity(record.body.count + 24)
                         record.appendJSON(to: &json)
                         let shown = server.presenter.present(json, to: access)
-                        if frame.count > 0, frame.eventBytes + shown.count + 1 > frameLimit, !flush() { return false }
-                        frame.append(rendered: shown)
+                        if building.frame.count > 0, building.frame.eventBytes + shown.count + 1 > frameLimit, !flush() { return false }
+                        building.frame.append(rendered: shown)
                     }
-                    if frame.eventBytes >= frameTarget { return flush() }
+                    if building.frame.eventBytes >= frameTarget { return flush() }
                     // `flush` notices a cancelled stream; between flushes, look now and then.
-                    return frame.count % 256 != 0 || !stream.isCancelled
+                    return building.frame.count % 256 != 0 || !stream.isCancelled
                 }
                 outcome = .success(result)
             } catch {
@@ -654,8 +657,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             switch outcome {
             case .success(let result) where !stream.isCancelled:
-                let returned = sent + frame.count
-                send(frame.finish(lastSeq: result.lastSeq), last: true)
+                let returned = building.sent + building.frame.count
+                send(building.frame.finish(lastSeq: result.lastSeq), last: true)
                 loop.execute {
                     boundSlot.value.logMetadata["seq.last"] = "\(result.lastSeq)"
                     boundSlot.value.logMetadata["events"] = "\(returned)"

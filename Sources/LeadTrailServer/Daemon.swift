@@ -79,6 +79,9 @@ public enum Daemon {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 256 << 10))
+            // Room in the kernel for two 1 MiB scan frames (the default, about 208 KiB, takes a dozen wake-ups of
+            // the daemon and of the client per frame); a scan's frames still wait for their credits.
+            .childChannelOption(.socketOption(.so_sndbuf), value: 2 << 20)
             // Append frames are often megabytes: let reads grow to 1 MiB (fewer syscalls and loop turns per frame);
             // the allocator shrinks them again for connections that send little.
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16 << 10, maximum: 1 << 20))

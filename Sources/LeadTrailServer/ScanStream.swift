@@ -58,6 +58,17 @@ final class ScanStream: @unchecked Sendable {
     }
 }
 
+/// The frame a scan is building and how many events it has sent, touched only by the scan's pool
+/// thread: its properties skip the run-time exclusivity checks (one pair per access, per record).
+final class ScanFrames {
+    @exclusivity(unchecked) var frame: ScanFrameBuilder
+    @exclusivity(unchecked) var sent = 0
+
+    init(_ frame: ScanFrameBuilder) {
+        self.frame = frame
+    }
+}
+
 /// Builds one scan response frame (`{"id":..,"ok":true,"events":[...]...}` behind its
 /// length prefix) straight in the buffer that goes to the socket: each event is copied once,
 /// from the storage engine's read buffer into the frame, with `"seq":N` spliced in.
@@ -85,17 +96,31 @@ struct ScanFrameBuilder {
         record.body.count + 28
     }
 
-    /// Adds a stored event as returned to clients (`"seq":N` first).
+    /// Adds a stored event as returned to clients (`"seq":N` first), with one write into the buffer
+    /// (each write checks the buffer's uniqueness and, inlined from NIO, its exclusive access).
     mutating func append(_ record: RecordView) {
-        let before = buffer.writerIndex
-        if count > 0 { buffer.writeStaticString(",") }
-        buffer.writeStaticString("{\"seq\":")
-        JSONNumber.withDigits(record.seq) { buffer.writeBytes($0) }
-        buffer.writeStaticString(",")
+        let body = UnsafeRawBufferPointer(record.body)
+        guard let bodyStart = body.baseAddress, body.count > 0 else { return }
+        let first = count == 0
         // The body is a JSON object with at least type and lead_id, so a comma always follows `seq`.
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(record.body).dropFirst()))
+        let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: body.count + 32) { out in
+            var i = 0
+            @inline(__always) func put(_ byte: StaticString) {
+                out.baseAddress!.advanced(by: i).copyMemory(from: byte.utf8Start, byteCount: byte.utf8CodeUnitCount)
+                i += byte.utf8CodeUnitCount
+            }
+            if !first { put(",") }
+            put("{\"seq\":")
+            JSONNumber.withDigits(record.seq) { digits in
+                out.baseAddress!.advanced(by: i).copyMemory(from: digits.baseAddress!, byteCount: digits.count)
+                i += digits.count
+            }
+            put(",")
+            out.baseAddress!.advanced(by: i).copyMemory(from: bodyStart + 1, byteCount: body.count - 1)
+            return i + body.count - 1
+        }
         count += 1
-        eventBytes += buffer.writerIndex - before
+        eventBytes += written
     }
 
     /// Adds an event that is already rendered JSON (a presenter rewrote it).

@@ -168,18 +168,28 @@ extension EventStore {
     public func scan(
         _ hints: ScanHints, matching predicate: ((RecordView) -> Bool)? = nil, _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64 {
-        try scan(hints, matching: predicate, pieceBytes: Self.scanPieceBytes, parallelFrom: Self.parallelScanMinimumBytes, visitor)
+        try scan(
+            hints, matching: predicate, pieceBytes: Self.scanPieceBytes, parallelFrom: Self.parallelScanMinimumBytes,
+            probeBytes: Self.parallelProbeBytes, visitor)
     }
 
     /// Records in one piece of a scan: pieces are what the two threads of a parallel scan share out.
     static let scanPieceBytes = 1 << 20
-    /// A filtered scan that reads at least this many bytes runs on two threads.
+    /// A filtered scan that reads at least this many bytes may run on two threads.
     static let parallelScanMinimumBytes = 8 << 20
+    /// A filtered scan first reads this much on its own thread, and takes a helper thread for the rest only
+    /// if it served at most ``parallelServedShare`` of the bytes it read: a selective filter's header walk
+    /// is work worth sharing, but a scan that serves most of what it reads is limited by copying records
+    /// out to the client, and the helper's extra copy of each record and its thread only compete with that
+    /// (on two cores, a one-hour window or a scan by type through the type columns took 10-20% longer).
+    static let parallelProbeBytes = 2 << 20
+    static let parallelServedShare = 0.25
 
-    /// ``scan(_:matching:_:)`` with the sizes that decide how it splits its work (tests make them small).
+    /// ``scan(_:matching:_:)`` with the sizes that decide how it splits its work (tests make them small;
+    /// with `probeBytes` 0 a scan of at least `parallelMinimum` bytes takes a helper thread from the start).
     func scan(
         _ hints: ScanHints, matching predicate: ((RecordView) -> Bool)?, pieceBytes: Int, parallelFrom parallelMinimum: Int,
-        _ visitor: (RecordView) throws -> Bool
+        probeBytes: Int = 0, _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64 {
         let (views, lastSeq) = snapshot()
         if let leadID = hints.leadID {
@@ -191,37 +201,100 @@ extension EventStore {
             return completed ? max(lastSeq, hints.afterSeq) : lastVisited
         }
         // The byte ranges of the index runs worth reading (with the seqs each starts and ends at), adjacent
-        // runs merged into pieces of about `pieceBytes`.
+        // runs merged into pieces of about `pieceBytes`; or, in a segment with a type column when the scan
+        // wants some types only, the records of those types in the runs worth reading.
         var pieces: [(view: SegmentView, range: ScanRange)] = []
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
             var ranges: [ScanRange] = []
             let firstRun = view.sparseIndex(forSeq: hints.afterSeq + 1) ?? 0
+            func wanted(_ entry: SparseEntry) -> Bool {
+                if let from = hints.fromMs, entry.maxTs < from { return false }
+                if let to = hints.toMs, entry.minTs >= to { return false }
+                return true
+            }
+            var column = view.typeColumn
+            if hints.types != nil, column == nil {
+                // Built only when this scan reads most of the segment anyway (its column costs a pass over all of it).
+                let reading = (firstRun..<view.sparse.count).reduce(0) { wanted(view.sparse[$1]) ? $0 + view.runEnd($1) - Int(view.sparse[$1].offset) : $0 }
+                let all = view.dataEnd - Int(view.sparse.first?.offset ?? 0)
+                if reading * 2 >= all { column = try typeColumn(for: view) }
+            }
+            var picker = hints.types.flatMap { types in column.map { RecordPicker(column: $0, types: types, view: view) } }
             for i in firstRun..<view.sparse.count {
                 let entry = view.sparse[i]
-                if let from = hints.fromMs, entry.maxTs < from { continue }
-                if let to = hints.toMs, entry.minTs >= to { continue }
+                if !wanted(entry) { continue }
                 let range = Int(entry.offset)..<view.runEnd(i)
                 let endSeq = i + 1 < view.sparse.count ? view.sparse[i + 1].firstSeq : view.lastSeq + 1
-                if let last = ranges.last, last.bytes.upperBound == range.lowerBound, last.bytes.count < pieceBytes {
+                if picker != nil {
+                    picker!.pick(seqs: max(entry.firstSeq, hints.afterSeq + 1)..<endSeq, pieceBytes: pieceBytes) { ranges.append($0) }
+                } else if let last = ranges.last, last.bytes.upperBound == range.lowerBound, last.bytes.count < pieceBytes {
                     ranges[ranges.count - 1].bytes = last.bytes.lowerBound..<range.upperBound
                     ranges[ranges.count - 1].endSeq = endSeq
                 } else {
                     ranges.append(ScanRange(bytes: range, firstSeq: entry.firstSeq, endSeq: endSeq))
                 }
             }
+            picker?.finish { ranges.append($0) }
             for range in ranges { pieces.append((view, range)) }
         }
-        if let predicate, pieces.count > 1, pieces.reduce(0, { $0 + $1.range.bytes.count }) >= parallelMinimum {
-            if let stopped = try scanInParallel(pieces, hints: hints, matching: predicate, visitor) { return stopped }
-        } else {
-            for piece in pieces {
-                let stopped = try scanRange(piece.view, piece.range, hints: hints, matching: predicate, visitor)
+        var next = 0
+        if let predicate, pieces.count > 1, pieces.reduce(0, { $0 + $1.range.readBytes }) >= parallelMinimum {
+            // The probe: the first pieces on this thread, counting what they read and serve.
+            var read = 0, served = 0
+            while next < pieces.count, read < probeBytes {
+                let stopped = try scanRange(pieces[next].view, pieces[next].range, hints: hints, matching: predicate) { record in
+                    served += record.body.count
+                    return try visitor(record)
+                }
                 if let stopped { return stopped }
+                read += pieces[next].range.readBytes
+                next += 1
+            }
+            if pieces.count - next > 1, Double(served) <= Double(read) * Self.parallelServedShare {
+                let stopped = try scanInParallel(Array(pieces[next...]), hints: hints, matching: predicate, visitor)
+                return stopped ?? max(lastSeq, hints.afterSeq)
             }
         }
+        for piece in pieces[next...] {
+            let stopped = try scanRange(piece.view, piece.range, hints: hints, matching: predicate, visitor)
+            if let stopped { return stopped }
+        }
         return max(lastSeq, hints.afterSeq)
+    }
+
+    /// The type column of a sealed hot segment that has none (it was loaded from its footer): built by
+    /// reading its records' headers once (what a scan by type that reads most of the segment reads anyway)
+    /// and kept with the segment for the next scans. Nil for other segments, or when a record's length or seq does not
+    /// add up: that segment is then scanned record by record, which finds and reports the damage.
+    func typeColumn(for view: SegmentView) throws(StoreError) -> TypeColumn? {
+        guard view.isSealed, view.count > 0, view.data is HotFile, let first = view.sparse.first else { return nil }
+        var column = TypeColumn()
+        var dictionary = TypeDictionary()
+        var cursor = RecordCursor(from: Int(first.offset), to: view.dataEnd, data: view.data, chunkSize: Self.scanChunkSize)
+        cursor.verifiesChecksums = false
+        var expected = view.firstSeq
+        reading: while true {
+            switch try cursor.next() {
+            case .end:
+                break reading
+            case .record(let header, _):
+                guard header.seq == expected else { return nil }
+                column.append(id: dictionary.id(record: cursor.recordBytes, fields: header.fields, column: &column), offset: cursor.recordOffset)
+                expected += 1
+            case .incomplete, .corrupt:
+                return nil
+            }
+        }
+        guard column.count == Int(view.count), !column.isBroken else { return nil }
+        stateLock.withLock {
+            guard let segment = segments.first(where: { $0.id == view.id }), segment.data === view.data, segment.isSealed,
+                segment.types.count == 0, segment.count == view.count
+            else { return }
+            segment.types = column
+        }
+        return column
     }
 
     /// The records a helper thread found in one piece, checked and copied, for the scan's own thread to visit.
@@ -255,6 +328,8 @@ extension EventStore {
                 }
                 guard go else { break }
                 let found = PieceRecords()
+                // Room for every record of the piece up front: growing the buffer would copy it again and again.
+                found.bytes.reserveCapacity(pieces[i].range.readBytes)
                 do {
                     _ = try scanRange(pieces[i].view, pieces[i].range, hints: hints, matching: predicate) { record in
                         let start = found.bytes.count
@@ -312,18 +387,116 @@ extension EventStore {
         return nil
     }
 
-    /// What a scan did with one record.
-    enum RecordOutcome {
-        case skipped
-        case damaged
-        case visited(keepGoing: Bool)
-    }
-
-    /// A stretch of a segment's records: its bytes, the seq of its first record and the seq after its last.
+    /// A stretch of a segment's records: its bytes, the seq of its first record and the seq after its last;
+    /// or, when `picked` is set, only those records of the stretch (found through the segment's type column).
     struct ScanRange {
         var bytes: Range<Int>
         var firstSeq: UInt64
         var endSeq: UInt64
+        var picked: [PickedRecord]? = nil
+
+        /// The bytes a scan of it reads.
+        var readBytes: Int { picked?.reduce(0) { $0 + $1.bytes.count } ?? bytes.count }
+    }
+
+    /// One record a type column picked out: its seq and where it lies.
+    struct PickedRecord {
+        var seq: UInt64
+        var bytes: Range<Int>
+    }
+
+    /// Picks the records of a segment that a scan's types may want, through the segment's type column, and
+    /// deals them out in pieces of about `pieceBytes` (of records) each.
+    struct RecordPicker {
+        let column: TypeColumn
+        let wanted: [Bool]
+        let firstSeq: UInt64
+        let dataEnd: Int
+        var current: [PickedRecord] = []
+        var currentBytes = 0
+
+        init(column: TypeColumn, types: TypeSelection, view: SegmentView) {
+            self.column = column
+            self.wanted = column.wanted(by: types)
+            self.firstSeq = view.firstSeq
+            self.dataEnd = view.dataEnd
+        }
+
+        mutating func pick(seqs: Range<UInt64>, pieceBytes: Int, _ emit: (ScanRange) -> Void) {
+            guard !seqs.isEmpty else { return }
+            let ordinals = Int(seqs.lowerBound - firstSeq)..<Int(seqs.upperBound - firstSeq)
+            column.forEachID(in: ordinals) { k, id in
+                guard wanted[Int(id)] else { return }
+                let start = column.offset(at: k)
+                let end = k + 1 < column.count ? column.offset(at: k + 1) : dataEnd
+                current.append(PickedRecord(seq: firstSeq + UInt64(k), bytes: start..<end))
+                currentBytes += end - start
+                if currentBytes >= pieceBytes { finish(emit) }
+            }
+        }
+
+        mutating func finish(_ emit: (ScanRange) -> Void) {
+            guard let first = current.first, let last = current.last else { return }
+            emit(ScanRange(bytes: first.bytes.lowerBound..<last.bytes.upperBound, firstSeq: first.seq, endSeq: last.seq + 1, picked: current))
+            current = []
+            currentBytes = 0
+        }
+    }
+
+    /// Picked records less than this far apart are read with one `pread` (reading the gap costs less than a call).
+    static let pickedGapBytes = 4 << 10
+
+    /// Visits the picked records of a range: each read whole (neighbours with one `pread`), found exactly
+    /// where the type column says, and checked in full (CRC included) before it is served. A record that is
+    /// not what the column says (another length or seq) or fails a check is reported and skipped: the
+    /// column gives the next one's offset, so no length read from the file is trusted.
+    func scanPicked(
+        _ segment: SegmentView, _ picked: [PickedRecord], hints: ScanHints, matching predicate: ((RecordView) -> Bool)?,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64? {
+        guard let span = picked.first.map({ $0.bytes.lowerBound..<picked[picked.count - 1].bytes.upperBound }) else { return nil }
+        var buffer = ChunkBuffer(capacity: min(Self.scanChunkSize, span.count))
+        var i = 0
+        while i < picked.count {
+            let start = picked[i].bytes.lowerBound
+            var end = picked[i].bytes.upperBound
+            var j = i + 1
+            while j < picked.count, picked[j].bytes.lowerBound - end <= Self.pickedGapBytes,
+                picked[j].bytes.upperBound - start <= Self.scanChunkSize
+            {
+                end = picked[j].bytes.upperBound
+                j += 1
+            }
+            if end - start > buffer.bytes.count { buffer = ChunkBuffer(capacity: end - start) }
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[0..<(end - start)])
+            let n = try segment.data.read(into: chunk, at: start)
+            for pick in picked[i..<j] {
+                let offset = pick.bytes.lowerBound
+                let here = (offset - start)..<(pick.bytes.upperBound - start)
+                let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(chunk)[here.clamped(to: 0..<n)])
+                guard case .success(let (header, total)?) = RecordReader.decode(bytes, at: offset, checksum: false), total == here.count else {
+                    noteReadDamage(segment, offset: offset)
+                    continue
+                }
+                if header.seq != pick.seq {
+                    noteReadDamage(segment, offset: offset, reason: "record has seq \(header.seq) where \(pick.seq) belongs; not served")
+                    continue
+                }
+                if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
+                if let from = hints.fromMs, header.timestampMs < from { continue }
+                if let to = hints.toMs, header.timestampMs >= to { continue }
+                let body = UnsafeRawBufferPointer(rebasing: bytes[SegmentFormat.recordHeaderSize...]).assumingMemoryBound(to: UInt8.self)
+                let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
+                if let predicate, !predicate(record) { continue }
+                guard RecordHeader.checksumMatches(bytes, totalSize: total), header.fieldsAreConsistent() else {
+                    noteReadDamage(segment, offset: offset)
+                    continue
+                }
+                if try !visitor(record) { return header.seq }
+            }
+            i = j
+        }
+        return nil
     }
 
     /// Scans read segments in chunks of this size: one `pread` each, into a buffer that stays in the CPU's cache.
@@ -334,6 +507,7 @@ extension EventStore {
         _ view: SegmentView, _ range: ScanRange, hints: ScanHints, matching predicate: ((RecordView) -> Bool)?,
         _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64? {
+        if let picked = range.picked { return try scanPicked(view, picked, hints: hints, matching: predicate, visitor) }
         // Seqs are consecutive inside a segment: a record whose seq is not the expected one is not served.
         var expected = range.firstSeq
         var cursor = RecordCursor(from: range.bytes.lowerBound, to: range.bytes.upperBound, data: view.data, chunkSize: Self.scanChunkSize)
@@ -381,29 +555,22 @@ extension EventStore {
             if header.kind != SegmentFormat.kindEvent || header.seq <= hints.afterSeq { continue }
             if let from = hints.fromMs, header.timestampMs < from { continue }
             if let to = hints.toMs, header.timestampMs >= to { continue }
-            let outcome = try cursor.withRecordBytes { (record) throws -> RecordOutcome in
-                let body = UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize..<total]).assumingMemoryBound(to: UInt8.self)
-                let view = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
-                if let predicate, !predicate(view) { return .skipped }
-                // Served: its CRC must hold.
-                guard verified || (RecordHeader.checksumMatches(record, totalSize: total) && header.fieldsAreConsistent()) else {
-                    return .damaged
-                }
-                return .visited(keepGoing: try visitor(view))
-            }
-            switch outcome {
-            case .skipped:
-                continue
-            case .damaged:
+            // The cursor's bytes stay put until its next step: no closure (and no retain of the predicate) per record.
+            let bytes = cursor.recordBytes
+            let body = UnsafeRawBufferPointer(rebasing: bytes[SegmentFormat.recordHeaderSize..<total]).assumingMemoryBound(to: UInt8.self)
+            let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
+            if let predicate, !predicate(record) { continue }
+            // Served: its CRC must hold.
+            guard verified || (RecordHeader.checksumMatches(bytes, totalSize: total) && header.fieldsAreConsistent()) else {
                 // Its bytes fail their CRC, so its length cannot be trusted either: go on at the next known record.
                 noteReadDamage(view, offset: cursor.recordOffset)
                 unchecked = nil
                 guard let next = view.nextRecordOffset(after: cursor.recordOffset) else { return nil }
                 cursor.seek(to: next)
-            case .visited(let keepGoing):
-                unchecked = nil
-                if !keepGoing { return header.seq }
+                continue
             }
+            unchecked = nil
+            if try !visitor(record) { return header.seq }
         }
     }
 }

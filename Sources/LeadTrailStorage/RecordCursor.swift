@@ -114,6 +114,11 @@ struct RecordCursor {
         }
     }
 
+    /// The bytes (header and payload) of the record last returned, valid until the next step or seek.
+    var recordBytes: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer.bytes)[recordRange])
+    }
+
     /// The bytes (header and payload) of the record last returned.
     func withRecordBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
         try body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer.bytes)[recordRange]))

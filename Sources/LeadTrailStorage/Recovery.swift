@@ -301,7 +301,7 @@ extension EventStore {
     {
         var result = ScanResult(batchEnd: from, failure: nil)
         var expected = expectedSeq
-        var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, offset: Int, size: Int)] = []
+        var pendingBatch: [(seq: UInt64, ts: Int64, lead: UInt32, hash: UInt64, type: UInt8, offset: Int, size: Int)] = []
         var pendingCRC = segment.chainCRC
         let data = segment.data
         var cursor = RecordCursor(from: from, to: to) { (count, offset) throws(StoreError) in try data.read(count: count, at: offset) }
@@ -321,21 +321,22 @@ extension EventStore {
                     return result
                 }
                 expected = header.seq + 1
-                let idHash = cursor.withRecordBytes { record in
+                let (idHash, typeID) = cursor.withRecordBytes { record in
                     pendingCRC = CRC32C.checksum(record, extending: pendingCRC)
                     let body = UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize...])
                     let ref = header.fields[.eventID]
+                    let typeID = segment.typeID(record: record, fields: header.fields)
                     if !ref.hasEscapes, ref.range.upperBound <= body.count {
-                        return StableHash.hash64(UnsafeRawBufferPointer(rebasing: body[ref.range]))
+                        return (StableHash.hash64(UnsafeRawBufferPointer(rebasing: body[ref.range])), typeID)
                     }
-                    return StableHash.hash64(ref.bytes(in: body.assumingMemoryBound(to: UInt8.self)) ?? [])
+                    return (StableHash.hash64(ref.bytes(in: body.assumingMemoryBound(to: UInt8.self)) ?? []), typeID)
                 }
-                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, cursor.recordOffset, total))
+                pendingBatch.append((header.seq, header.timestampMs, header.leadHash, idHash, typeID, cursor.recordOffset, total))
                 if header.flags & SegmentFormat.flagBatchEnd != 0 {
                     for r in pendingBatch {
                         segment.noteRecord(
-                            seq: r.seq, timestampMs: r.ts, leadHash: r.lead, eventIDHash: r.hash, offset: r.offset, size: r.size,
-                            sparseInterval: configuration.sparseIndexInterval)
+                            seq: r.seq, timestampMs: r.ts, leadHash: r.lead, eventIDHash: r.hash, typeID: r.type, offset: r.offset,
+                            size: r.size, sparseInterval: configuration.sparseIndexInterval)
                     }
                     pendingBatch.removeAll(keepingCapacity: true)
                     result.batchEnd = cursor.offset
@@ -363,15 +364,17 @@ extension EventStore {
         case .success(let h):
             header = h
         case .failure(let failure):
-            io.close(fd)
+            defer { io.close(fd) }
             // A header never made durable means nothing in the file was acknowledged: a new segment's header is
-            // synced before (or, from a spare, together with) its first records. That is an empty or headerless file,
-            // or a header of zeros with unsynced records after it (never one the checkpoint calls durable).
+            // synced before (or, from a spare, together with) its first records. That is an empty or headerless
+            // file, or a bad header followed by a first record that does not check out either (the first sync
+            // never completed: the power went while both were in the page cache). A bad header in front of a
+            // good record, or in a segment the checkpoint calls durable, is damage.
             if size <= SegmentFormat.headerSize {
                 try io.unlink(path)
                 try io.syncDirectory(hotDirectory)
                 logger.notice("removed a segment whose creation was interrupted", metadata: ["file": "\(name)"])
-            } else if headerBytes.allSatisfy({ $0 == 0 }) && checkpoint?.segmentID != id {
+            } else if checkpoint?.segmentID != id, try !firstRecordChecksOut(fd: fd, size: size) {
                 let target = try quarantine(path: path, reason: "header never written")
                 logger.notice(
                     "moved aside a new segment whose first write was interrupted before its sync (nothing in it was acknowledged)",
@@ -410,6 +413,18 @@ extension EventStore {
         }
         segment.fileSize = segment.dataEnd
         return segment
+    }
+
+    /// Whether the record right after the header of a segment file is whole and passes its checks.
+    func firstRecordChecksOut(fd: Int32, size: Int) throws(StoreError) -> Bool {
+        let start = SegmentFormat.headerSize
+        guard size >= start + SegmentFormat.recordHeaderSize else { return false }
+        let header = try io.read(fd, count: SegmentFormat.recordHeaderSize, at: start).withUnsafeBytes { RecordHeader.decode($0) }
+        guard header.payloadLength <= size - start - SegmentFormat.recordHeaderSize else { return false }
+        let bytes = try io.read(fd, count: SegmentFormat.recordHeaderSize + header.payloadLength, at: start)
+        let decoded = bytes.withUnsafeBytes { RecordReader.decode($0, at: start) }
+        if case .success(_?) = decoded { return true }
+        return false
     }
 
     /// Moves a whole file into `quarantine/` and returns its new path.

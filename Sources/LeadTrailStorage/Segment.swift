@@ -32,6 +32,10 @@ final class Segment: @unchecked Sendable {
     var leadIndex = LeadIndex()
     /// (event-id hash, seq) of the active segment's records; written to the footer at seal time.
     var eventEntries: [(hash: UInt64, seq: UInt64)] = []
+    /// Each record's type and offset, when every record was noted in this process (see ``TypeColumn``).
+    var types = TypeColumn()
+    /// The ids behind `types` (writer and recovery only).
+    var typeDictionary = TypeDictionary()
     /// Bytes since the last sparse-index entry began.
     var bytesSinceSparse = 0
     /// When the active segment received its first record (monotonic ms), for age-based sealing.
@@ -66,8 +70,19 @@ final class Segment: @unchecked Sendable {
         return String(repeating: "0", count: max(0, 16 - hex.count)) + hex + (sealed ? ".seg" : ".open")
     }
 
+    /// The type id of the record whose bytes (header and payload) are `record`, for ``noteRecord``
+    /// (``TypeColumn/unknown`` when its type reference does not lie inside them). Called under the
+    /// state lock once the segment is visible to readers.
+    func typeID(record: UnsafeRawBufferPointer, fields: EventFieldRefs) -> UInt8 {
+        typeDictionary.id(record: record, fields: fields, column: &types)
+    }
+
     /// Records one committed record in the in-memory indexes.
-    func noteRecord(seq: UInt64, timestampMs: Int64, leadHash: UInt32, eventIDHash: UInt64, offset: Int, size: Int, sparseInterval: Int) {
+    func noteRecord(
+        seq: UInt64, timestampMs: Int64, leadHash: UInt32, eventIDHash: UInt64, typeID: UInt8, offset: Int, size: Int, sparseInterval: Int
+    ) {
+        // Seqs are consecutive inside a segment: the column's n-th entry is the record with seq firstSeq + n.
+        if types.count == Int(count) { types.append(id: typeID, offset: offset) }
         if count == 0 { firstSeq = seq }
         count += 1
         lastSeq = seq
@@ -90,7 +105,7 @@ final class Segment: @unchecked Sendable {
     func view() -> SegmentView {
         SegmentView(
             id: id, data: data, tier: tier, isSealed: isSealed, dataEnd: dataEnd, count: count, firstSeq: firstSeq, lastSeq: lastSeq,
-            minTs: minTs, maxTs: maxTs, sparse: sparse, leadIndex: leadIndex, fileName: fileName)
+            minTs: minTs, maxTs: maxTs, sparse: sparse, leadIndex: leadIndex, types: types, fileName: fileName)
     }
 }
 
@@ -108,6 +123,7 @@ struct SegmentView: Sendable {
     var maxTs: Int64
     var sparse: [SparseEntry]
     var leadIndex: LeadIndex
+    var types: TypeColumn
     var fileName: String
 
     /// Offsets of the records whose lead hash matches, in file (and so seq) order.
@@ -130,6 +146,13 @@ struct SegmentView: Sendable {
     /// where a read resumes after a damaged record, whose length cannot be trusted.
     func nextRecordOffset(after offset: Int) -> Int? {
         leadIndex.nextOffset(after: offset)
+    }
+
+    /// The type column, when it holds every record of the view and the records are cheap to read one by one
+    /// (a hot file: a warm file would decompress a block per record).
+    var typeColumn: TypeColumn? {
+        guard types.count == Int(count), count > 0, !types.isBroken, data is HotFile else { return nil }
+        return types
     }
 
     /// Where the run of sparse entry `i` ends.

@@ -154,10 +154,8 @@ struct RecordHeader {
 
     /// Decodes the header at the start of `b` (at least `recordHeaderSize` bytes). The CRC is not checked here.
     static func decode(_ b: UnsafeRawBufferPointer) -> RecordHeader {
-        var fields = EventFieldRefs()
-        for k in 0..<EventFieldRefs.count {
-            fields[k] = FieldRef(offset: b.u32(at: 32 + 4 * k), packedLength: b.u16(at: 60 + 2 * k))
-        }
+        @inline(__always) func ref(_ k: Int) -> FieldRef { FieldRef(offset: b.u32(at: 32 + 4 * k), packedLength: b.u16(at: 60 + 2 * k)) }
+        let fields = EventFieldRefs(ref(0), ref(1), ref(2), ref(3), ref(4), ref(5), ref(6))
         return RecordHeader(
             payloadLength: Int(b.u32(at: 4)), kind: b[8], flags: b[9], leadHash: b.u32(at: 12),
             seq: b.u64(at: 16), timestampMs: b.i64(at: 24), fields: fields)

@@ -167,12 +167,31 @@ public struct ScanHints: Sendable {
     public var toMs: Int64? = nil
     /// Only records of this lead, found through the lead indexes.
     public var leadID: String? = nil
+    /// Only records whose `type` this selects, found through the segments' type columns where they have one.
+    public var types: TypeSelection? = nil
 
-    public init(afterSeq: UInt64 = 0, fromMs: Int64? = nil, toMs: Int64? = nil, leadID: String? = nil) {
+    public init(afterSeq: UInt64 = 0, fromMs: Int64? = nil, toMs: Int64? = nil, leadID: String? = nil, types: TypeSelection? = nil) {
         self.afterSeq = afterSeq
         self.fromMs = fromMs
         self.toMs = toMs
         self.leadID = leadID
+        self.types = types
+    }
+}
+
+/// A set of event types: exact values, and prefixes (`recipient.` for the contract's `recipient.*`),
+/// compared with the decoded value of the `type` field.
+public struct TypeSelection: Sendable, Equatable {
+    public var exact: [[UInt8]]
+    public var prefixes: [[UInt8]]
+
+    public init(exact: [[UInt8]], prefixes: [[UInt8]]) {
+        self.exact = exact
+        self.prefixes = prefixes
+    }
+
+    public func matches(_ decoded: [UInt8]) -> Bool {
+        exact.contains(decoded) || prefixes.contains { decoded.starts(with: $0) }
     }
 }
 

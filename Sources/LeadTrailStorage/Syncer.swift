@@ -153,7 +153,7 @@ extension EventStore {
                 for record in group.records {
                     segment.noteRecord(
                         seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash,
-                        eventIDHash: record.eventIDHash, offset: group.offset + record.offsetInBuffer, size: record.size,
+                        eventIDHash: record.eventIDHash, typeID: record.typeID, offset: group.offset + record.offsetInBuffer, size: record.size,
                         sparseInterval: configuration.sparseIndexInterval)
                     eventIDs.insert(hash: record.eventIDHash, seq: record.seq)
                 }

@@ -146,6 +146,9 @@ extension EventStore {
         var timestampMs: Int64
         var leadHash: UInt32
         var eventIDHash: UInt64
+        var fields: EventFieldRefs
+        /// The record's id in its segment's type column (found by the writer, noted when published).
+        var typeID = TypeColumn.unknown
     }
 
     /// A batch waiting in a group commit, with whom to tell.
@@ -217,7 +220,7 @@ extension EventStore {
                         payload: UnsafeRawBufferPointer(rebasing: bytes[entry.range]), to: &buffer)
                     records.append(EncodedRecord(
                         offsetInBuffer: start, size: buffer.count - start, seq: batchOutcomes[e].seq,
-                        timestampMs: entry.timestampMs, leadHash: leadHash, eventIDHash: entry.eventIDHash))
+                        timestampMs: entry.timestampMs, leadHash: leadHash, eventIDHash: entry.eventIDHash, fields: entry.fields))
                 }
             }
             outcomes.append(batchOutcomes)
@@ -250,6 +253,16 @@ extension EventStore {
         let segment = active
         let offset = writeOffset
         let chain = buffer.isEmpty ? writeChainCRC : CRC32C.checksum(buffer, extending: writeChainCRC)
+        // Type ids come from the record bytes, which only the writer holds: found now, noted when published.
+        var records = records
+        buffer.withUnsafeBytes { bytes in
+            stateLock.withLock {
+                for i in records.indices {
+                    let record = bytes[records[i].offsetInBuffer..<(records[i].offsetInBuffer + records[i].size)]
+                    records[i].typeID = segment.typeID(record: UnsafeRawBufferPointer(rebasing: record), fields: records[i].fields)
+                }
+            }
+        }
         let group = WrittenGroup(
             segment: segment, offset: offset, byteCount: buffer.count, chainCRC: chain, records: records, batches: batches,
             outcomes: outcomes, ids: ids)

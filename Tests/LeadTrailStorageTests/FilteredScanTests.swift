@@ -13,9 +13,10 @@ import Testing
         return { $0.fields[.leadID].equals(bytes, in: $0.body) }
     }
 
-    /// How a scan splits its work: one thread, or two sharing pieces of a few records each.
+    /// How a scan splits its work: one thread, or two sharing pieces of a few records each (from the start,
+    /// or after a first stretch read alone, when that stretch served little of what it read).
     enum Split: CaseIterable {
-        case oneThread, twoThreads
+        case oneThread, twoThreads, probedFirst
     }
 
     static func scan(
@@ -25,6 +26,7 @@ import Testing
         switch split {
         case .oneThread: try store.scan(hints, matching: predicate, pieceBytes: .max, parallelFrom: .max, visitor)
         case .twoThreads: try store.scan(hints, matching: predicate, pieceBytes: 300, parallelFrom: 0, visitor)
+        case .probedFirst: try store.scan(hints, matching: predicate, pieceBytes: 300, parallelFrom: 0, probeBytes: 1500, visitor)
         }
     }
 

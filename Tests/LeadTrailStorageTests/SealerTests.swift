@@ -89,15 +89,22 @@ import Testing
         #expect(store.verify().isClean)
     }
 
-    /// A header of zeros in a segment the checkpoint calls durable is damage, not an interrupted creation.
-    @Test func zeroHeaderInADurableSegmentIsDamage() throws {
+    /// A header of zeros in front of records that check out, or in a segment the checkpoint calls durable, is
+    /// damage, not an interrupted creation.
+    @Test(arguments: [true, false]) func zeroHeaderInADurableSegmentIsDamage(checkpointNamesIt: Bool) throws {
         let dir = TemporaryDirectory()
         _ = try WrittenStore.make(in: dir.path, batchSizes: [3, 2], seed: 13)
         let path = try #require(Files.openSegment(dir.path))
         var bytes = try Files.read(path)
         for i in 0..<SegmentFormat.headerSize { bytes[i] = 0 }
+        if checkpointNamesIt {
+            // The first record garbled too: only the checkpoint tells the segment held acknowledged events.
+            for i in SegmentFormat.headerSize..<(SegmentFormat.headerSize + 8) { bytes[i] ^= 0xFF }
+            try writeCheckpoint(dir.path, segmentID: segmentID(path), durableOffset: bytes.count, lastSeq: 5)
+        } else {
+            try FileManager.default.removeItem(atPath: dir.path + "/checkpoint")
+        }
         try Files.write(bytes, to: path)
-        try writeCheckpoint(dir.path, segmentID: segmentID(path), durableOffset: bytes.count, lastSeq: 5)
 
         let store = try EventStore.openForTest(dir.path)
         defer { store.close() }

@@ -4,6 +4,7 @@
 //                         [--window W] [--rate EVENTS_PER_S] [--limit N]
 //   leadtrail-load query  --socket S --file EVENTS.ndjson [--lookups N] [--from TS --to TS]
 //   leadtrail-load slowscan --socket S --pid DAEMON_PID [--read-bytes 65536] [--pause-us 5000] [--scan JSON]
+//   leadtrail-load scan   --socket S [--scan JSON] [--repeat N] [--pid DAEMON_PID] [--check]
 //
 // `append` reads raw NDJSON lines (the generator's events, as a producer would
 // have them), builds one append frame per batch *before* the clock starts,
@@ -18,13 +19,20 @@
 // time, p50/p99 through the socket) and two scans: a one-hour `from`/`to`
 // window and the whole store filtered by `types: ["recipient.*"]`. Scans count
 // the events they receive with one pass over each frame that follows strings and
-// nesting without decoding anything (`countScanFrame`), reading every frame into
-// one reused buffer, so that the client is not what limits the scan.
+// nesting without decoding anything (`leadtrail_count_scan_frame`, in C: 64 bytes
+// at a time with SIMD compares), reading every frame into one reused buffer, so
+// that the client is not what limits the scan.
 //
 // `slowscan` reads a scan (the whole store by default) slowly while it samples the
 // daemon's resident memory: it must stay flat however slowly the client reads.
 //
+// `scan` runs one scan (`--scan`, the whole store by default) `--repeat` times on one
+// connection and prints each run's time, the fastest and the median, with the CPU time
+// the client spent (and, with --pid, the daemon's): which side limits a scan. --check first
+// runs it once counting every frame with both counters (C and scalar Swift), which must agree.
+//
 // Output is `key=value` lines, for scripts/bench.
+import CScanCount
 import Foundation
 import LeadTrailEvents
 
@@ -51,6 +59,8 @@ struct Options {
     var readBytes = 64 << 10
     var pauseMicroseconds: UInt32 = 5000
     var scan = #"{"op":"scan"}"#
+    var repeats = 1
+    var check = false
 }
 
 func fail(_ message: String) -> Never {
@@ -85,10 +95,12 @@ func parseOptions() -> Options {
         case "--read-bytes": options.readBytes = max(1, Int(value(argument)) ?? (64 << 10))
         case "--pause-us": options.pauseMicroseconds = UInt32(value(argument)) ?? 5000
         case "--scan": options.scan = value(argument)
+        case "--repeat": options.repeats = max(1, Int(value(argument)) ?? 1)
+        case "--check": options.check = true
         default: fail("unknown option \(argument)")
         }
     }
-    if options.socket.isEmpty || (options.file.isEmpty && options.mode != "slowscan") { fail("--socket and --file are required") }
+    if options.socket.isEmpty || (options.file.isEmpty && options.mode != "slowscan" && options.mode != "scan") { fail("--socket and --file are required") }
     return options
 }
 
@@ -373,10 +385,17 @@ func countEvents(_ body: [UInt8]) -> (events: Int, done: Bool, ok: Bool) {
 func request(_ object: String) -> [UInt8] { frame(Array(object.utf8)) }
 
 /// Events in a scan response frame (the objects of its top-level `events` array), and whether it
-/// says `"ok":true` and `"done":true`: one pass over the bytes that follows strings and nesting
-/// (jumping from quote to quote with `memchr`) and decodes nothing, so the client keeps up with
-/// the daemon. The contract's frames put only objects in `events`.
+/// says `"ok":true` and `"done":true`, counted by the C counter: one pass over the bytes that
+/// follows strings and nesting and decodes nothing, so the client keeps up with the daemon.
 func countScanFrame(_ p: UnsafeBufferPointer<UInt8>) -> (events: Int, done: Bool, ok: Bool) {
+    guard let base = p.baseAddress else { return (0, true, false) }
+    let counted = leadtrail_count_scan_frame(base, p.count)
+    return (Int(counted.events), counted.done != 0 || counted.ok == 0, counted.ok != 0)
+}
+
+/// The same count one byte (and one `memchr` per string) at a time: `scan --check` compares the two.
+/// The contract's frames put only objects in `events`.
+func countScanFrameScalar(_ p: UnsafeBufferPointer<UInt8>) -> (events: Int, done: Bool, ok: Bool) {
     guard let base = p.baseAddress else { return (0, true, false) }
     let n = p.count
     var i = 0
@@ -424,8 +443,9 @@ func countScanFrame(_ p: UnsafeBufferPointer<UInt8>) -> (events: Int, done: Bool
     return (events, done || !ok, ok)
 }
 
-/// Runs one scan; returns (seconds, events, bytes received).
-func timedScan(_ connection: Connection, _ requestBody: String) -> (Double, Int, Int) {
+/// Runs one scan; returns (seconds, events, bytes received). With `check`, every frame is also counted
+/// by the scalar counter and the two must agree.
+func timedScan(_ connection: Connection, _ requestBody: String, check: Bool = false) -> (Double, Int, Int) {
     let start = now()
     connection.write(request(requestBody))
     var events = 0
@@ -434,6 +454,7 @@ func timedScan(_ connection: Connection, _ requestBody: String) -> (Double, Int,
         let (counted, failure) = connection.withFrame { body -> ((events: Int, done: Bool, ok: Bool), String?) in
             bytes += body.count + 4
             let counted = countScanFrame(body)
+            if check, countScanFrameScalar(body) != counted { fail("the two frame counters disagree") }
             return (counted, counted.ok ? nil : String(decoding: body.prefix(300), as: UTF8.self))
         }
         if let failure { fail("scan failed: \(failure)") }
@@ -538,10 +559,59 @@ func runSlowScan(_ options: Options) {
     emit("rss_growth_mb", String(format: "%.1f", peak - before))
 }
 
+// MARK: - scan
+
+/// CPU seconds (user + system) of a process from /proc (0 when it cannot be read).
+func processCPUSeconds(pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+    else { return 0 }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    // After the command: state is field 3, utime and stime are fields 14 and 15.
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// CPU seconds (user + system) of this process.
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+func runScan(_ options: Options) {
+    let connection = Connection(path: options.socket)
+    var times: [Double] = []
+    var clientCPU = 0.0, daemonCPU = 0.0
+    var events = 0, bytes = 0
+    if options.check { _ = timedScan(connection, options.scan, check: true) }
+    for _ in 0..<max(1, options.repeats) {
+        let cpu0 = ownCPUSeconds()
+        let daemon0 = options.pid > 0 ? processCPUSeconds(pid: options.pid) : 0
+        let (seconds, n, b) = timedScan(connection, options.scan)
+        clientCPU += ownCPUSeconds() - cpu0
+        if options.pid > 0 { daemonCPU += processCPUSeconds(pid: options.pid) - daemon0 }
+        times.append(seconds)
+        events = n
+        bytes = b
+    }
+    let runs = Double(times.count)
+    emit("scan_runs_ms", times.map { String(format: "%.1f", $0 * 1000) }.joined(separator: ","))
+    emit("scan_events", events)
+    emit("scan_bytes", bytes)
+    let sorted = times.sorted()
+    emit("scan_min_ms", String(format: "%.2f", sorted[0] * 1000))
+    emit("scan_median_ms", String(format: "%.2f", percentile(sorted, 0.5) * 1000))
+    emit("client_cpu_ms_per_scan", String(format: "%.1f", clientCPU / runs * 1000))
+    if options.pid > 0 { emit("daemon_cpu_ms_per_scan", String(format: "%.1f", daemonCPU / runs * 1000)) }
+}
+
 let options = parseOptions()
 switch options.mode {
 case "append": runAppend(options)
 case "query": runQuery(options)
 case "slowscan": runSlowScan(options)
-default: fail("unknown mode \(options.mode): expected append or query")
+case "scan": runScan(options)
+default: fail("unknown mode \(options.mode): expected append, query, slowscan or scan")
 }
