@@ -270,6 +270,9 @@ extension EventStore {
     /// add up: that segment is then scanned record by record, which finds and reports the damage.
     func typeColumn(for view: SegmentView) throws(StoreError) -> TypeColumn? {
         guard view.isSealed, view.count > 0, view.data is HotFile, let first = view.sparse.first else { return nil }
+        // Past the memory budget the column would be dropped again at once: the plain scan reads less.
+        let newer = stateLock.withLock { segments.filter { $0.id > view.id }.reduce(0) { $0 + $1.types.count } }
+        guard newer + Int(view.count) <= configuration.typeColumnRecordBudget else { return nil }
         var column = TypeColumn()
         var dictionary = TypeDictionary()
         var cursor = RecordCursor(from: Int(first.offset), to: view.dataEnd, data: view.data, chunkSize: Self.scanChunkSize)
@@ -293,8 +296,23 @@ extension EventStore {
                 segment.types.count == 0, segment.count == view.count
             else { return }
             segment.types = column
+            trimTypeColumns()
         }
         return column
+    }
+
+    /// Keeps type columns within ``StoreConfiguration/typeColumnRecordBudget``, newest segments first: an older
+    /// sealed segment past the budget drops its column (a scan by type then reads it record by record, and
+    /// builds a column for that scan only). The active and rolled segments keep theirs. Caller holds `stateLock`.
+    func trimTypeColumns() {
+        var kept = 0
+        for segment in segments.reversed() where segment.types.count > 0 {
+            if segment.isSealed && kept + segment.types.count > configuration.typeColumnRecordBudget {
+                segment.types = TypeColumn()
+            } else {
+                kept += segment.types.count
+            }
+        }
     }
 
     /// The records a helper thread found in one piece, checked and copied, for the scan's own thread to visit.

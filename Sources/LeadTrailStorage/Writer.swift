@@ -466,6 +466,7 @@ extension EventStore {
         stateLock.withLock {
             segment.path = sealedPath
             segment.isSealed = true
+            trimTypeColumns()
             segment.leadIndex = LeadIndex(sorted: leadSorted)
             segment.eventEntries = []
             segment.fileSize = segment.dataEnd + w.bytes.count

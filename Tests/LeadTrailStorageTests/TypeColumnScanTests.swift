@@ -136,6 +136,39 @@ import Testing
         #expect(store.stats().corruptSegments.isEmpty)
     }
 
+    /// Type columns stay within their record budget, newest segments first, as segments are sealed and as scans
+    /// build them after a restart; scans by type serve the same records with or without them.
+    @Test func typeColumnsStayWithinTheirBudget() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, events) = try Self.store(in: dir.path)
+        first.close()
+        var configuration = StoreConfiguration(directory: dir.path)
+        configuration.typeColumnRecordBudget = 100
+        configuration.segmentMaxBytes = 16 << 10
+        configuration.sparseIndexInterval = 512
+        let store = try EventStore.open(configuration, fileOperations: FaultyFileOperations.withoutSyncs)
+        defer { store.close() }
+        func columnRecords() -> [Int] { store.snapshot().views.map { $0.typeColumn == nil ? 0 : Int($0.count) } }
+        for selection in Self.selections {
+            let want = try events.filter { try selection.matches(Array(Self.type(of: $0.body).utf8)) }
+            let picked = try Self.served(store, ScanHints(types: selection), twoThreads: false, matching: Self.predicate(selection))
+            #expect(picked.map(\.0) == want.map(\.seq))
+            #expect(picked.map(\.1) == want.map(\.body))
+            let columns = columnRecords()
+            // The active segment always keeps its column; sealed ones only within the budget, the newest first.
+            #expect(columns.dropLast().reduce(0, +) <= 100)
+            #expect(columns.last.map { $0 > 0 } == true)
+            #expect(columns.dropLast().contains { $0 > 0 })
+            #expect(columns.first == 0)
+        }
+        // Appends that seal more segments keep to the budget as well.
+        let segmentsBefore = store.snapshot().views.count
+        for k in 0..<60 { _ = try store.appendAndWait([try Events.make(lead: "l", id: "more\(k)", extra: "\"pad\":\"\(String(repeating: "q", count: 900))\"")]) }
+        #expect(store.snapshot().views.count > segmentsBefore + 2)
+        #expect(columnRecords().dropLast().reduce(0, +) <= 100)
+        #expect(columnRecords().dropLast().last.map { $0 > 0 } == true)
+    }
+
     /// A sealed segment whose record length is wrong gets no column (its records do not add up): it is scanned
     /// record by record, which finds the damage; a flipped bit past a record's type leaves the headers whole, so
     /// the column is built and the picked record fails its CRC. Either way the damaged record is never served.
