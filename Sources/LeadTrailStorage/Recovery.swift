@@ -183,6 +183,18 @@ extension EventStore {
         }
         committedLastSeq = last
         nextSeq = last + 1
+        // Seqs run without gaps inside a segment (reads by seq and the type column count on it): when the log
+        // goes on past seqs that are missing, it goes on in a new segment.
+        if let current = active, nextSeq != (current.count > 0 ? current.lastSeq + 1 : current.header.baseSeq) {
+            if current.count > 0 {
+                try seal(current)
+                loaded.append(current)
+            } else {
+                io.close(current.fd)
+                try io.unlink(current.path)
+            }
+            active = nil
+        }
         segments = loaded
         if let active {
             segments.append(active)

@@ -170,6 +170,7 @@ private func everything(_ store: EventStore) throws -> [(seq: UInt64, id: String
         let io = FaultyFileOperations()
         let store = try EventStore.openForTest(dir.path, fileOperations: io)
         let acknowledged = try store.appendAndWait(try batch("a", 4))
+        store.waitForSpareSegment()
         io.failNext(step)
         #expect(throws: StoreError.self) { _ = try store.rotate() }
         let sealedBefore = try Files.sealedSegments(dir.path).map { try Files.read($0) }

@@ -271,6 +271,14 @@ func expectServes(_ store: EventStore, _ expected: [ExpectedEvent], absent: [Exp
         // Seqs that were acknowledged are not handed out again.
         #expect(store.lastSeq == lastAcknowledged)
         #expect(try store.appendAndWait([try Events.make(lead: "x", id: "n")]).first?.seq == lastAcknowledged + 1)
+        // Past the missing seqs the log goes on in a new segment (seqs run without gaps inside one); the damaged one is sealed.
+        let openName = String(try #require(open.split(separator: "/").last))
+        #expect(Files.sealedSegments(dir.path).contains { $0.hasSuffix(openName.dropLast(5) + ".seg") })
+        #expect(try store.event(seq: lastAcknowledged + 1)?.seq == lastAcknowledged + 1)
+        #expect(try store.event(withID: "n")?.seq == lastAcknowledged + 1)
+        var scanned: [UInt64] = []
+        try store.scan(ScanHints()) { scanned.append($0.seq); return true }
+        #expect(scanned == kept.map(\.seq) + [lastAcknowledged + 1])
         // The damaged bytes were kept for an operator.
         #expect(!Files.list(dir.path + "/quarantine").isEmpty)
     }

@@ -74,7 +74,7 @@ import Testing
         nonisolated(unsafe) var refused: [String] = []
         Self.concurrently(4) { t in
             for k in 0..<60 {
-                if t == 0 && k == 20 { io.failNext(.fdatasync) }
+                if t == 0 && k == 20 { io.failSyncs() }
                 let ids = (0..<4).map { "t\(t)-\(k)-\($0)" }
                 guard let events = try? ids.map({ try Events.make(lead: "lead\(k % 5)", id: $0, extra: "\"pad\":\"\(String(repeating: "p", count: 300))\"") })
                 else { continue }

@@ -63,6 +63,13 @@ extension EventStore {
     }
 }
 
+extension EventStore {
+    /// Waits (up to 10 s) until the sealer has made its spare segment, so a test's one-shot fault is not taken by it.
+    func waitForSpareSegment() {
+        for _ in 0..<1000 where !spareLock.withLock({ spareSegment != nil }) { usleep(10_000) }
+    }
+}
+
 /// A small seeded generator (SplitMix64), so a failing random test reproduces from its seed.
 struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
