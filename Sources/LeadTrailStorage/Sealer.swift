@@ -54,7 +54,6 @@ extension EventStore {
                 continue
             }
             if stop { break }
-            prepareSpareSegment()
         }
         sealerSignal.withLock {
             sealerFinished = true

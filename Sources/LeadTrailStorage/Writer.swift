@@ -504,8 +504,10 @@ extension EventStore {
                 removeSpareFile(spare)
                 throw error
             }
-            // The next sync of the active segment makes the header durable.
+            // The next sync of the active segment makes the header durable: the first group's, or the timer's
+            // within a second (nothing in the segment is acknowledged before).
             dirtySinceSync = true
+            lastSyncMonotonicMs = monotonicMilliseconds()
         } else {
             (path, fd) = try createSegmentFile(id: id) { (fd) throws(StoreError) in
                 try io.write(fd, header.encode(), at: 0)
