@@ -270,8 +270,9 @@ extension EventStore {
     /// add up: that segment is then scanned record by record, which finds and reports the damage.
     func typeColumn(for view: SegmentView) throws(StoreError) -> TypeColumn? {
         guard view.isSealed, view.count > 0, view.data is HotFile, let first = view.sparse.first else { return nil }
-        // Past the memory budget the column would be dropped again at once: the plain scan reads less.
-        let newer = stateLock.withLock { segments.filter { $0.id > view.id }.reduce(0) { $0 + $1.types.count } }
+        // Only the newest segments' columns fit the memory budget (counting every newer segment, with a column
+        // or yet to get one): past it a column would soon be dropped again, and the plain scan reads less.
+        let newer = stateLock.withLock { segments.filter { $0.id > view.id }.reduce(0) { $0 + Int($1.count) } }
         guard newer + Int(view.count) <= configuration.typeColumnRecordBudget else { return nil }
         var column = TypeColumn()
         var dictionary = TypeDictionary()
