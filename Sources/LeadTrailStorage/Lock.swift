@@ -53,7 +53,8 @@ func monotonicMilliseconds() -> Int64 {
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
-/// Starts a named thread running `body`: the engine's long-lived loops (writer, syncer, sealer, checkpointer).
+/// Starts a named thread running `body`: the engine's loops (writer, syncer, sealer, checkpointer) and the
+/// event-id table's background build.
 func startThread(named name: String, qualityOfService: QualityOfService = .default, _ body: @escaping @Sendable () -> Void) {
     let thread = Thread(block: body)
     thread.name = name

@@ -136,10 +136,9 @@ extension EventStore {
             index(entries)
         }
 
-        // Open segments: normally one, the newest. Older ones (a crash between sealing and cleanup cannot make
-        // them, but a copied directory could) are recovered the same way and sealed.
-        // A crash while the sealer worked leaves the segment before the active one open too, and an empty
-        // spare segment may follow the active one (recoverOpen removes it).
+        // Open segments: normally one, the newest, the active segment. Older ones (a crash while the sealer
+        // worked, or a copied directory) are recovered the same way and sealed; an empty spare segment after
+        // the active one is removed by recoverOpen.
         var recoveredOpen: [Segment] = []
         for id in openIDs {
             if let segment = try recoverOpen(id: id, checkpoint: checkpoint) { recoveredOpen.append(segment) }

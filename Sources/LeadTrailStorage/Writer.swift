@@ -292,12 +292,9 @@ extension EventStore {
         writeOffset = offset + buffer.count
         writeChainCRC = chain
         if !buffer.isEmpty && segment.firstRecordMonotonicMs == nil { segment.firstRecordMonotonicMs = monotonicMilliseconds() }
-        if configuration.durability == .fsync && !buffer.isEmpty {
-            // The syncer's sync of this group also makes a new segment's header durable.
-            dirtySinceSync = false
-        } else if !buffer.isEmpty {
-            dirtySinceSync = true
-        }
+        // With fsync the syncer's sync of this group also makes a new segment's header durable; relaxed mode
+        // leaves the group to the timer's sync.
+        if !buffer.isEmpty { dirtySinceSync = configuration.durability == .relaxed }
         return group
     }
 
@@ -322,7 +319,7 @@ extension EventStore {
         eventIDGrowthRunning = true
         let coveredSeq = stateLock.withLock { committedLastSeq }
         let capacity = max(eventIDs.count, 1) * 2
-        let thread = Thread { [self] in
+        startThread(named: "leadtrail-id-table") { [self] in
             // No segment changes tier while the footers are read (one sealed after the snapshot is
             // covered by the seq filter here and by the adoption).
             tierLock.lock()
@@ -331,8 +328,6 @@ extension EventStore {
             tierLock.unlock()
             stateLock.withLock { grownEventIDs = (table, coveredSeq, archived) }
         }
-        thread.name = "leadtrail-id-table"
-        thread.start()
     }
 
     /// Swaps in the table built in the background once it is ready, after adding the ids stored since its
@@ -483,9 +478,9 @@ extension EventStore {
     /// Creates the next active segment.
     ///
     /// From the spare segment when one is ready: its header is written and made durable by the next sync of
-    /// the active segment (a group's, or the relaxed-mode timer's), before any record in it is acknowledged. A
-    /// crash before that leaves an empty file or one whose header is all zeros, which recovery removes. Without
-    /// a spare: header written and synced, directory synced.
+    /// the active segment (a group's, or the timer's), before any record in it is acknowledged. A crash before
+    /// that leaves an empty file, or one whose header and first record do not check out, which recovery removes
+    /// or moves aside. Without a spare: header written and synced, directory synced.
     func createActiveSegment() throws(StoreError) {
         spareLock.lock()
         defer { spareLock.unlock() }

@@ -249,32 +249,10 @@ private func event(type: String = "recipient.delivered", lead: String = "\"L1\""
 /// Time-window scans read only the segments and index runs whose timestamps can hold a match,
 /// and still return exactly the events a brute-force filter finds.
 @Suite struct WindowScanTests {
-    /// File operations that count the bytes `pread` returns.
-    final class CountingFileOperations: FileOperations, @unchecked Sendable {
-        let base = NoSyncFileOperations()
-        private let lock = NSLock()
-        private var read = 0
-        var bytesRead: Int { lock.withLock { read } }
-        func open(_ path: String, flags: Int32, mode: mode_t) throws(StoreError) -> Int32 { try base.open(path, flags: flags, mode: mode) }
-        func close(_ fd: Int32) { base.close(fd) }
-        func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
-            let n = try base.pread(fd, into: buffer, at: offset)
-            lock.withLock { read += n }
-            return n
-        }
-        func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) { try base.pwrite(fd, buffer, at: offset) }
-        func fdatasync(_ fd: Int32) throws(StoreError) {}
-        func fsync(_ fd: Int32) throws(StoreError) {}
-        func ftruncate(_ fd: Int32, length: Int) throws(StoreError) { try base.ftruncate(fd, length: length) }
-        func fileSize(_ fd: Int32) throws(StoreError) -> Int { try base.fileSize(fd) }
-        func rename(_ from: String, _ to: String) throws(StoreError) { try base.rename(from, to) }
-        func unlink(_ path: String) throws(StoreError) { try base.unlink(path) }
-        func syncDirectory(_ path: String) throws(StoreError) {}
-    }
-
     @Test func windowsSkipWhatTheyCannotMatchAndStayExact() throws {
         let dir = TemporaryDirectory()
-        let io = CountingFileOperations()
+        let reads = ByteCounter()
+        let io = NoSyncFileOperations(bytesRead: reads)
         var configuration = StoreConfiguration(directory: dir.path)
         configuration.segmentMaxBytes = 16 << 10
         configuration.sparseIndexInterval = 1024
@@ -313,10 +291,10 @@ private func event(type: String = "recipient.delivered", lead: String = "\"L1\""
             }
         }
         // A one-minute window reads a small part of the store.
-        let before = io.bytesRead
+        let before = reads.value
         var seen = 0
         _ = try engine.scan(ScanFilter(fromMs: base + 200_000, toMs: base + 260_000)) { _ in seen += 1; return true }
         #expect(seen >= 55)
-        #expect(io.bytesRead - before < Int(total) / 4, "read \(io.bytesRead - before) of \(total) bytes")
+        #expect(reads.value - before < Int(total) / 4, "read \(reads.value - before) of \(total) bytes")
     }
 }

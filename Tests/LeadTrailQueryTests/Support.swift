@@ -46,9 +46,15 @@ enum Environment {
 /// and thousands of `fdatasync`s would only cost time.
 struct NoSyncFileOperations: FileOperations {
     let base = PosixFileOperations()
+    /// When given, counts the bytes `pread` returns (tests of how much a scan reads).
+    var bytesRead: ByteCounter? = nil
     func open(_ path: String, flags: Int32, mode: mode_t) throws(StoreError) -> Int32 { try base.open(path, flags: flags, mode: mode) }
     func close(_ fd: Int32) { base.close(fd) }
-    func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int { try base.pread(fd, into: buffer, at: offset) }
+    func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        let n = try base.pread(fd, into: buffer, at: offset)
+        bytesRead?.add(n)
+        return n
+    }
     func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) { try base.pwrite(fd, buffer, at: offset) }
     func fdatasync(_ fd: Int32) throws(StoreError) {}
     func fsync(_ fd: Int32) throws(StoreError) {}
@@ -57,6 +63,14 @@ struct NoSyncFileOperations: FileOperations {
     func rename(_ from: String, _ to: String) throws(StoreError) { try base.rename(from, to) }
     func unlink(_ path: String) throws(StoreError) { try base.unlink(path) }
     func syncDirectory(_ path: String) throws(StoreError) {}
+}
+
+/// A running total that threads may add to.
+final class ByteCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = 0
+    var value: Int { lock.withLock { total } }
+    func add(_ n: Int) { lock.withLock { total += n } }
 }
 
 /// Prepares an event from JSON text.
