@@ -189,7 +189,7 @@ extension EventStore {
                 try seal(current)
                 loaded.append(current)
             } else {
-                io.close(current.fd)
+                // Its descriptor closes when the segment is released, below.
                 try io.unlink(current.path)
             }
             active = nil

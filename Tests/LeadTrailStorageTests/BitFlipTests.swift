@@ -165,12 +165,15 @@ enum SegmentRegion: String, CaseIterable, Sendable {
         // Offline, an unreadable spot in the .open file may be a torn tail: reported as damage or as a warning, naming the file.
         #expect(Set(offline.corrupt.map(\.file)).isSubset(of: [name]))
         #expect(!offline.corrupt.isEmpty || offline.warnings.contains { $0.contains(name) })
-        let store = try EventStore.openForTest(work, segmentMaxBytes: 4096, fileOperations: FaultyFileOperations.withoutSyncs)
-        defer { store.close() }
+        let io = FaultyFileOperations(syncs: false)
+        let store = try EventStore.openForTest(work, segmentMaxBytes: 4096, fileOperations: io)
         #expect(store.stats().corruptSegments.contains { $0.contains(name) })
         try expectNoWrongBytes(store, fixture.written.events, what: "active")
         #expect(try store.event(withID: fixture.written.events.first { $0.seq == target.seq }!.id) == nil)
         let last = fixture.written.events.last!.seq
         #expect(try store.appendAndWait([try Events.make(lead: "after", id: "after")]).first?.seq == last + 1)
+        store.close()
+        // Recovery left the damaged segment behind and started a new one: no descriptor was closed twice.
+        #expect(io.unmatchedCloses == 0)
     }
 }

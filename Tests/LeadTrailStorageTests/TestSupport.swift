@@ -217,6 +217,7 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     private var _createFailures = 0
     private var _allWritesFail = false
     private var _writesSeen = 0
+    private var _unmatchedCloses = 0
     /// When false, syncs return at once: for tests of recovery logic that simulate crashes by editing files,
     /// where thousands of real `fdatasync`s would only cost time.
     private let syncs: Bool
@@ -275,9 +276,15 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     }
 
     func close(_ fd: Int32) {
-        lock.withLock { paths[fd] = nil }
+        lock.withLock {
+            if paths.removeValue(forKey: fd) == nil { _unmatchedCloses += 1 }
+        }
         base.close(fd)
     }
+
+    /// Closes of a descriptor these operations did not open, or had closed already. A second close of a
+    /// number can close a file another thread has since opened under it, so this must stay 0.
+    var unmatchedCloses: Int { lock.withLock { _unmatchedCloses } }
 
     func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
         try base.pread(fd, into: buffer, at: offset)
