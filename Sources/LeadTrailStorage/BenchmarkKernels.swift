@@ -51,8 +51,9 @@ public enum StorageKernels {
 public struct EventIDTableKernel {
     private var table: EventIDTable
 
-    public init(minimumCapacity: Int) {
-        table = EventIDTable(minimumCapacity: minimumCapacity)
+    /// A table sized for `expectedCount` entries (it grows past them).
+    public init(expectedCount: Int) {
+        table = EventIDTable(expectedCount: expectedCount)
     }
 
     /// Adds (hash → seq); `seq` must be in 1..<2^40.

@@ -58,12 +58,6 @@ public final class EventStore: @unchecked Sendable {
     var dirtySinceSync = false
     var lastSyncMonotonicMs: Int64 = 0
 
-    /// Whether a bigger event-id table is being built in the background (writer thread only).
-    var eventIDGrowthRunning = false
-    /// That table once built, the last seq it covers, and how many segments were archived when it was
-    /// built (guarded by `stateLock`).
-    var grownEventIDs: (table: EventIDTable, coveredSeq: UInt64, archivedSegments: Int)? = nil
-
     // MARK: Checkpoints (written by the checkpointer thread, see Checkpointer.swift)
     /// The newest position known durable (guarded by `stateLock`; set by the writer after each sync).
     var durablePosition: Checkpoint? = nil

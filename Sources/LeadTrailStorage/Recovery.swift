@@ -81,17 +81,13 @@ extension EventStore {
         for id in sealedIDs { expected += recordCount(hotPath: hotDirectory + "/" + Segment.fileName(id: id, sealed: true)) }
         for id in warmIDs { expected += recordCount(warmPath: warmDirectory + "/" + Self.warmFileName(id)) }
         for id in openIDs { expected += recordCount(openPath: hotDirectory + "/" + Segment.fileName(id: id, sealed: false)) }
-        eventIDs = EventIDTable(minimumCapacity: expected + expected / 16)
+        eventIDs = EventIDTable(expectedCount: expected)
         // Entries go in one segment at a time (each footer's event-id index is sorted by hash, and the table's
         // slots follow hash order, so each pass streams through the table). Should the trailers have
-        // undercounted (damaged ones are guessed from file sizes), the table is rebuilt at the end, sized by the count.
-        var indexedEntries = 0
-        var tableOverflowed = false
+        // undercounted (damaged ones are guessed from file sizes), the table's partitions grow as they fill.
         func index(_ entries: [(hash: UInt64, seq: UInt64)]) {
-            indexedEntries += entries.count
-            guard !tableOverflowed else { return }
-            if Double(eventIDs.count + entries.count) > Double(eventIDs.capacity) * EventIDTable.maximumLoad || !eventIDs.insert(contentsOf: entries) {
-                tableOverflowed = true
+            if !eventIDs.insert(contentsOf: entries) {
+                logger.critical("an event-id index holds a seq out of range; resent duplicates of its later events may be stored again")
             }
         }
 
@@ -202,10 +198,6 @@ extension EventStore {
             writeChainCRC = active.chainCRC
         } else {
             try createActiveSegment()
-        }
-        if tableOverflowed {
-            logger.warning("the event-id table was sized too small at start; rebuilding it", metadata: ["entries": "\(indexedEntries)"])
-            rebuildEventIDTable(minimumCapacity: indexedEntries * 2)
         }
         #if canImport(Glibc)
         // Loading freed tens of MB of footer buffers, some in the loader thread's malloc arena: hand them back.
@@ -478,32 +470,6 @@ extension EventStore {
                 throw error
             }
         }
-    }
-
-    /// Builds a new event-id table of at least `minimumCapacity` entries from every segment's footer, the archives'
-    /// id indexes and the active segment's entries, and swaps it in.
-    func rebuildEventIDTable(minimumCapacity: Int) {
-        let table = buildEventIDTable(minimumCapacity: minimumCapacity)
-        stateLock.withLock { eventIDs = table }
-    }
-
-    /// A new event-id table of at least `minimumCapacity` entries holding every stored id (only those up to
-    /// `maximumSeq` when given). The caller keeps tier moves out (`tierLock`).
-    func buildEventIDTable(minimumCapacity: Int, maximumSeq: UInt64? = nil) -> EventIDTable {
-        var table = EventIDTable(minimumCapacity: minimumCapacity)
-        func kept(_ entries: [(hash: UInt64, seq: UInt64)]) -> [(hash: UInt64, seq: UInt64)] {
-            guard let maximumSeq else { return entries }
-            return entries.filter { $0.seq <= maximumSeq }
-        }
-        table.insert(contentsOf: kept((try? coldEventEntries()) ?? []))
-        for segment in stateLock.withLock({ segments }) where segment.tier != .restored {
-            guard let entries = storedEventEntries(segment) else { continue }
-            if !table.insert(contentsOf: kept(entries)) {
-                logger.critical("the event-id table could not hold every stored id; resent duplicates may be stored again")
-                break
-            }
-        }
-        return table
     }
 }
 

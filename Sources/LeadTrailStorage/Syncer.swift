@@ -164,9 +164,6 @@ extension EventStore {
             committedLastSeq = last.records.last?.seq ?? committedLastSeq
         }
         if configuration.durability == .fsync { noteDurable() }
-        adoptGrownEventIDTable()
-        if !eventIDGrowthRunning && eventIDs.shouldStartGrowing { startEventIDTableGrowth() }
-        if eventIDs.needsGrowth { growEventIDTable() }
     }
 
     /// Answers every batch of the groups, then tells the commit observers the new last seq.

@@ -323,15 +323,12 @@ private func everything(_ store: EventStore) throws -> [(seq: UInt64, id: String
         #expect(again == [AppendResult(seq: 1, eventID: "ab1", duplicate: true)])
     }
 
-    /// Enough ids to make the in-memory id table grow, with sealed segments whose hashes come from footers.
-    ///
-    /// The bigger table is built in the background from 49,152 ids on (0.6 of the first table's 81,920
-    /// slots) while appends go on, segments are sealed meanwhile, and it must be in use by 65,536 (0.8):
-    /// every id stored before, during and after the build must still be found.
+    /// Enough ids to make every partition of the in-memory id table grow (a new store's table starts at
+    /// 16 slots per partition), while segments are sealed: every id stored before, during and after the
+    /// growth must still be found, and found again after a restart.
     @Test func idTableGrowthKeepsEveryID() throws {
         let dir = TemporaryDirectory()
         let store = try EventStore.openForTest(dir.path, segmentMaxBytes: 1 << 20)
-        defer { store.close() }
         let total = 70_000
         // One prepared event, its id's digits rewritten in place (preparing 60,000 events in a debug build is slow).
         let template = try Events.prepare("{\"type\":\"a.b\",\"lead_id\":\"l\",\"event_id\":\"g000000\",\"timestamp\":\"2024-01-15T14:30:45.234Z\"}")
@@ -350,7 +347,7 @@ private func everything(_ store: EventStore) throws -> [(seq: UInt64, id: String
             _ = try store.appendAndWait((k..<(k + n)).map(event))
             k += n
         }
-        #expect(store.eventIDs.capacity > EventIDTable().capacity)  // grown
+        #expect(store.eventIDs.capacity > EventIDTable().capacity)  // its partitions grew
         #expect(Files.sealedSegments(dir.path).count >= 2)
         var rng = SplitMix64(seed: 3)
         let sample = (0..<300).map { _ in Int.random(in: 0..<total, using: &rng) }
@@ -359,6 +356,15 @@ private func everything(_ store: EventStore) throws -> [(seq: UInt64, id: String
         let again = try store.appendAndWait(sample.map(event))
         #expect(again.allSatisfy { $0.duplicate })
         #expect(again.map(\.seq) == sample.map { UInt64($0 + 1) })
+        // After a restart the table is filled from the footers, sized for what they hold.
+        store.close()
+        let reopened = try EventStore.openForTest(dir.path, segmentMaxBytes: 1 << 20)
+        defer { reopened.close() }
+        #expect(reopened.eventIDs.count == total)
+        let resent = Array(sample.prefix(50))
+        let afterRestart = try reopened.appendAndWait(resent.map(event))
+        let expectedSeqs = resent.map { UInt64($0 + 1) }
+        #expect(afterRestart.map(\.seq) == expectedSeqs)
     }
 }
 

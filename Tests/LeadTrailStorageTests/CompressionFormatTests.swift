@@ -334,10 +334,10 @@ import Testing
         #expect(store.lastSeq == lastSeq + 1)
     }
 
-    @Test func eventIDTableBulkFillFindsEveryEntryAndRefusesToOverfill() {
+    @Test func eventIDTableBulkFillFindsEveryEntry() {
         var rng = SplitMix64(seed: 7)
         let entries = (1...50_000).map { (hash: rng.next(), seq: UInt64($0)) }.sorted { $0.hash < $1.hash }
-        var table = EventIDTable(minimumCapacity: 60_000)
+        var table = EventIDTable(expectedCount: 50_000)
         let filled = table.insert(contentsOf: entries)
         #expect(filled)
         #expect(table.count == entries.count)
@@ -350,13 +350,41 @@ import Testing
             #expect(found)
         }
         // The same entries one at a time give the same table.
-        var single = EventIDTable(minimumCapacity: 60_000)
+        var single = EventIDTable(expectedCount: 50_000)
         for entry in entries { single.insert(hash: entry.hash, seq: entry.seq) }
-        #expect(single.slots == table.slots)
-        // A table that cannot hold them all stops instead of probing forever.
-        var small = EventIDTable(minimumCapacity: 1)
-        let overfilled = small.insert(contentsOf: (1...70_000).map { (hash: UInt64($0) &* 0x9E37_79B9_7F4A_7C15, seq: UInt64($0)) })
-        #expect(!overfilled)
-        #expect(small.count < small.capacity)
+        #expect(single.partitions == table.partitions)
+        // A seq the slots cannot hold is refused, not stored truncated.
+        let outOfRange = table.insert(contentsOf: [(hash: 1, seq: EventIDTable.seqMask + 1)])
+        #expect(!outOfRange)
+        #expect(table.count == entries.count)
+    }
+
+    /// A table sized for nothing grows partition by partition, from its own slots, and loses no entry.
+    @Test func eventIDTablePartitionsGrowFromTheirOwnSlots() {
+        var rng = SplitMix64(seed: 11)
+        var table = EventIDTable()
+        let startCapacity = table.capacity
+        let entries = (1...120_000).map { (hash: rng.next(), seq: UInt64($0)) }
+        for entry in entries { table.insert(hash: entry.hash, seq: entry.seq) }
+        #expect(table.capacity > startCapacity)
+        // Every partition stays within its load bounds (60-80% once grown).
+        for partition in table.partitions {
+            let used = partition.filter { $0 != 0 }.count
+            #expect(Double(used) <= Double(partition.count) * EventIDTable.maximumLoad)
+        }
+        #expect(Double(table.count) / Double(table.capacity) > 0.5)
+        for entry in entries where entry.seq % 7 == 0 {
+            var seqs: [UInt64] = []
+            table.candidates(hash: entry.hash) { seqs.append($0); return false }
+            #expect(seqs.contains(entry.seq))
+        }
+        // An id never stored finds (almost always) nothing; when it does, only as a candidate to check.
+        var misses = 0
+        for _ in 0..<10_000 {
+            var n = 0
+            table.candidates(hash: rng.next()) { _ in n += 1; return false }
+            misses += n
+        }
+        #expect(misses < 10)
     }
 }

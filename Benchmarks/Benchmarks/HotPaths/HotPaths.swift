@@ -99,7 +99,7 @@ let benchmarks = {
     }
 
     // 6. The event-id table: 1,000 dedupe lookups (misses and hits) in a table of 1M ids.
-    var table = EventIDTableKernel(minimumCapacity: 1_000_000)
+    var table = EventIDTableKernel(expectedCount: 1_000_000)
     var hashes: [UInt64] = []
     var state: UInt64 = 0x1234_5678
     for seq in 1...1_000_000 {
