@@ -195,6 +195,14 @@ struct ColdMember: Sendable, Equatable {
     }
 
     /// The hot segment file without its lead and event-id index sections: what a format 2 member holds.
+    /// The lead hashes of a checked hot segment file's lead section.
+    static func leadHashes(ofHotFile raw: [UInt8], trailer: SegmentTrailer) -> [UInt32] {
+        let leadStart = Int(trailer.dataEnd) + Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize
+        return raw.withUnsafeBytes { b in
+            (0..<Int(trailer.recordCount)).map { UInt32(truncatingIfNeeded: b.u64(at: leadStart + $0 * SegmentFormat.leadEntrySize) >> 32) }
+        }
+    }
+
     static func reducedHotFile(_ raw: [UInt8], trailer: SegmentTrailer) -> [UInt8] {
         let sparseEnd = Int(trailer.dataEnd) + Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize
         return Array(raw[0..<sparseEnd]) + Array(raw[(raw.count - SegmentFormat.trailerSize)...])
@@ -401,7 +409,7 @@ extension EventStore {
         try io.syncDirectory(coldDirectory)
         CrashPoint.coldAfterMember.reached()
 
-        let leadHashes = segment.leadIndex.leadHashes
+        let leadHashes = ColdMember.leadHashes(ofHotFile: raw, trailer: trailer)
         archive.members.append(ColdMember(
             segmentID: segment.id, offset: offset, length: member.count, rawLength: raw.count, rawCRC: CRC32C.checksum(raw),
             idsOffset: idsOffset, idsCount: eventSection.count / 16, idsCRC: CRC32C.checksum(idsBytes),

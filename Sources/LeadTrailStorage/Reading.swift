@@ -129,7 +129,12 @@ extension EventStore {
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
-            for offset in view.offsets(forLeadHash: hash32) {
+            guard let offsets = view.offsets(forLeadHash: hash32) else {
+                noteReadDamage(view, offset: view.dataEnd, reason: "lead index block failed its checksum on read; its records are read in full instead")
+                if !(try scanLeadWithoutIndex(leadBytes, in: view, hints: hints, matching: predicate, visitor)) { return false }
+                continue
+            }
+            for offset in offsets {
                 let outcome = try reader.withRecord(view.data, at: offset, limit: view.dataEnd) {
                     (header, bytes) throws(StoreError) -> Bool in
                     guard header.seq > hints.afterSeq else { return true }
@@ -149,6 +154,30 @@ extension EventStore {
             }
         }
         return true
+    }
+
+    /// ``scanLead(_:hints:matching:_:)`` in one segment whose lead index cannot be used: every record of the
+    /// segment is read (and every one served checked), and those of the lead visited.
+    private func scanLeadWithoutIndex(
+        _ leadBytes: [UInt8], in view: SegmentView, hints: ScanHints, matching predicate: ((RecordView) -> Bool)?,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws(StoreError) -> Bool {
+        var segmentHints = hints
+        segmentHints.leadID = nil
+        segmentHints.types = nil
+        segmentHints.afterSeq = max(hints.afterSeq, view.firstSeq - 1)
+        var stopped = false
+        try storeErrors {
+            // The first record past the segment is let through only to end the scan there.
+            try scan(segmentHints, matching: { record in
+                record.seq > view.lastSeq || (record.fields[.leadID].equals(leadBytes, in: record.body) && predicate?(record) != false)
+            }) { record in
+                guard record.seq <= view.lastSeq else { return false }
+                if try !visitor(record) { stopped = true }
+                return !stopped
+            }
+        }
+        return !stopped
     }
 
     /// Visits acknowledged records in seq order, skipping whole segments and

@@ -251,7 +251,7 @@ extension EventStore {
             segment.damage.append(report)
             let scan = try scanRecords(segment, from: SegmentFormat.headerSize, to: size, expectedSeq: nil, stopAtTrailer: true)
             segment.eventEntries.sort { $0.hash < $1.hash }
-            segment.leadIndex = LeadIndex(sorted: segment.leadIndex.sorted())
+            segment.leadIndex = LeadIndex(sorted: segment.leadIndex.sorted() ?? [])  // built in memory by the scan
             if let failure = scan.failure {
                 segment.damage.append(CorruptionReport(file: segment.fileName, offset: failure.offset, reason: failure.reason))
             }
@@ -280,7 +280,7 @@ extension EventStore {
         guard index.count == trailer.indexSize, CRC32C.mask(CRC32C.checksum(index)) == trailer.indexCRC else {
             throw StoreError(.corrupt, "index checksum mismatch")
         }
-        let entries = Self.parseIndex(index, trailer: trailer, into: segment)
+        let entries = Self.parseIndex(index, trailer: trailer, into: segment, storedAt: indexStart)
         segment.dataEnd = indexStart
         segment.count = trailer.recordCount
         segment.firstSeq = trailer.firstSeq

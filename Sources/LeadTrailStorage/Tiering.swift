@@ -171,7 +171,8 @@ extension EventStore {
         segment.minTs = hot.minTs
         segment.maxTs = hot.maxTs
         segment.chainCRC = hot.dataCRC
-        if let reuse {
+        // A hot segment's lead index lives in the hot file's footer, which is about to go: parse the warm footer's copy.
+        if let reuse, reuse.leadIndex.footerRun == nil {
             segment.sparse = reuse.sparse
             segment.leadIndex = reuse.leadIndex
             return (segment, [])
@@ -182,7 +183,11 @@ extension EventStore {
     }
 
     /// Fills a segment's sparse and lead indexes from index-section bytes; returns the event-id entries.
-    static func parseIndex(_ index: [UInt8], trailer: SegmentTrailer, into segment: Segment) -> [(hash: UInt64, seq: UInt64)] {
+    /// `storedAt`, the index's offset in the segment's own file (a sealed hot segment), leaves the lead
+    /// entries there rather than in memory.
+    static func parseIndex(
+        _ index: [UInt8], trailer: SegmentTrailer, into segment: Segment, storedAt indexOffset: Int? = nil
+    ) -> [(hash: UInt64, seq: UInt64)] {
         let sparseCount = Int(trailer.sparseCount), records = Int(trailer.recordCount)
         guard index.count >= sparseCount * SegmentFormat.sparseEntrySize + records * (SegmentFormat.leadEntrySize + SegmentFormat.eventEntrySize) else { return [] }
         // Local arrays filled through buffers, then assigned once (appending to the segment's properties one
@@ -209,7 +214,11 @@ extension EventStore {
                 initialized = records
             }
             segment.sparse = sparse
-            segment.leadIndex = LeadIndex(sorted: leads)
+            if let indexOffset {
+                segment.leadIndex = LeadIndex(sorted: leads, storedIn: segment.data, at: indexOffset + leadStart)
+            } else {
+                segment.leadIndex = LeadIndex(sorted: leads)
+            }
             return entries
         }
     }

@@ -342,7 +342,9 @@ extension EventStore {
     /// Writes the footer (indexes and trailer), syncs, renames `.open` to `.seg`, syncs the directory.
     func seal(_ segment: Segment) throws(StoreError) {
         let started = monotonicMilliseconds()
-        let leadSorted = segment.leadIndex.sorted()
+        guard let leadSorted = segment.leadIndex.sorted() else {
+            throw StoreError(.corrupt, "\(segment.fileName): its lead index could not be read back for the footer")
+        }
         let eventSorted = segment.eventEntries.sorted { $0.hash < $1.hash || ($0.hash == $1.hash && $0.seq < $1.seq) }
         var w = ByteWriter(capacity: segment.sparse.count * 32 + leadSorted.count * 8 + eventSorted.count * 16 + 80)
         for entry in segment.sparse {
@@ -387,7 +389,9 @@ extension EventStore {
             segment.path = sealedPath
             segment.isSealed = true
             trimTypeColumns()
-            segment.leadIndex = LeadIndex(sorted: leadSorted)
+            // From now on the lead entries are read from the footer just written.
+            segment.leadIndex = LeadIndex(
+                sorted: leadSorted, storedIn: segment.data, at: segment.dataEnd + segment.sparse.count * SegmentFormat.sparseEntrySize)
             segment.eventEntries = []
             segment.fileSize = segment.dataEnd + w.bytes.count
         }

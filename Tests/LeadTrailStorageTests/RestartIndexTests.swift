@@ -44,7 +44,7 @@ import Testing
         var dataEnds: [Int]
         var chains: [UInt32]
         var sparse: [[SparseEntry]]
-        var leads: [[UInt64]]
+        var leads: [[UInt64]?]
     }
 
     static func indexes(_ store: EventStore) -> Indexes {
