@@ -349,10 +349,11 @@ import Testing
             }
             #expect(found)
         }
-        // The same entries one at a time give the same table.
+        // The same entries one at a time give the same slots (partitions grow at other moments, so by sets).
         var single = EventIDTable(expectedCount: 50_000)
         for entry in entries { single.insert(hash: entry.hash, seq: entry.seq) }
-        #expect(single.partitions == table.partitions)
+        let sameSlots = zip(single.partitions, table.partitions).allSatisfy { Set($0.0) == Set($0.1) }
+        #expect(sameSlots)
         // A seq the slots cannot hold is refused, not stored truncated.
         let outOfRange = table.insert(contentsOf: [(hash: 1, seq: EventIDTable.seqMask + 1)])
         #expect(!outOfRange)
