@@ -26,6 +26,8 @@ let package = Package(
         .target(name: "CCRC32C"),
         .target(name: "CLZ4", linkerSettings: [.linkedLibrary("lz4")]),
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
+        // The leadtrail executable's malloc settings, applied before main (see arena.c).
+        .target(name: "CMallocArena"),
 
         // The event schema: JSON scanning, validation, normalisation, ids and hashes.
         .target(
@@ -84,6 +86,7 @@ let package = Package(
             name: "leadtrail",
             dependencies: [
                 "LeadTrailCLIKit", "LeadTrailEvents", "LeadTrailStorage", "LeadTrailServer", "LeadTrailClient", "LeadTrailWire",
+                "CMallocArena",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

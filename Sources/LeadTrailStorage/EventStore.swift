@@ -56,6 +56,8 @@ public final class EventStore: @unchecked Sendable {
     /// The buffer the writer encodes each group into, kept between groups.
     var groupBuffer: [UInt8] = []
     var dirtySinceSync = false
+    /// When the writer last committed a group, until the memory freed since is handed back (writer thread only).
+    var lastGroupBeforeTrimMonotonicMs: Int64? = nil
     var lastSyncMonotonicMs: Int64 = 0
 
     // MARK: Checkpoints (written by the checkpointer thread, see Checkpointer.swift)

@@ -71,10 +71,18 @@ extension EventStore {
 
     var hasSegments: Bool { stateLock.withLock { !segments.isEmpty } }
 
-    /// Age-based sealing, relaxed-mode syncs and checkpoints.
+    /// Age-based sealing, relaxed-mode syncs, checkpoints, and handing memory back once appends pause.
     func maintenance() {
         guard stateLock.withLock({ fatalError_ }) == nil else { return }
         let now = monotonicMilliseconds()
+        #if canImport(Glibc)
+        // A burst of appends leaves megabyte buffers (frames, prepared batches) freed in malloc's free lists,
+        // where glibc keeps them: after a second without appends they go back to the system.
+        if let last = lastGroupBeforeTrimMonotonicMs, now - last >= 1000 {
+            _ = leadtrailMallocTrim(0)
+            lastGroupBeforeTrimMonotonicMs = nil
+        }
+        #endif
         if let first = active.firstRecordMonotonicMs, now - first >= Int64(configuration.segmentMaxAgeSeconds) * 1000 {
             do throws(StoreError) {
                 _ = try rotateSegment()
@@ -168,6 +176,7 @@ extension EventStore {
             for pending in group { pending.completion(.failure(failure)) }
             return
         }
+        lastGroupBeforeTrimMonotonicMs = monotonicMilliseconds()
         let eventCount = group.reduce(0) { $0 + $1.batch.count }
         // The previous group's buffer, reused: a fresh megabyte would cost a page fault per 4 KiB on this path.
         var buffer: [UInt8] = []

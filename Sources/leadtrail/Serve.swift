@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMallocArena
 import LeadTrailCLIKit
 import LeadTrailServer
 import Logging
@@ -67,6 +68,7 @@ struct Serve: AsyncParsableCommand {
         }
         var logger = Logger(label: "leadtrail")
         logger.logLevel = level
+        logger.debug("malloc arenas", metadata: ["limit": "\(leadtrail_malloc_arena_limit() == 1 ? "1" : "glibc default")"])
         do {
             try await Daemon.run(settings, logger: logger)
         } catch {
@@ -74,3 +76,4 @@ struct Serve: AsyncParsableCommand {
         }
     }
 }
+
