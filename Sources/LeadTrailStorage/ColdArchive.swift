@@ -358,6 +358,25 @@ extension EventStore {
         String(Timestamp.format(ms).prefix(10))
     }
 
+    /// The exact hot segment file an archived member was made from; nil when the member or its ids fail their checks.
+    func archivedHotFile(day: String, member: ColdMember) throws(StoreError) -> [UInt8]? {
+        let fd = try io.open(coldDirectory + "/\(day).ltz", flags: O_RDONLY, mode: 0)
+        let bytes: [UInt8]
+        do throws(StoreError) {
+            bytes = try io.read(fd, count: member.length, at: member.offset)
+        } catch {
+            io.close(fd)
+            throw error
+        }
+        io.close(fd)
+        let idsPath = coldDirectory + "/\(day).ids"
+        return member.hotFile(fromStored: bytes) { offset, count in
+            guard let idsFD = try? io.open(idsPath, flags: O_RDONLY, mode: 0) else { return nil }
+            defer { io.close(idsFD) }
+            return try? io.read(idsFD, count: count, at: offset)
+        }
+    }
+
     /// Archives a warm segment: gzip member appended to its day's archive and synced,
     /// event ids appended to the day's `.ids`, the manifest rewritten crash-safely,
     /// and only then the warm file removed.
@@ -453,17 +472,7 @@ extension EventStore {
                 report.alreadyRestored += m.events
                 continue
             }
-            let archivePath = coldDirectory + "/\(entry.day).ltz"
-            let fd = try io.open(archivePath, flags: O_RDONLY, mode: 0)
-            let bytes = try io.read(fd, count: m.length, at: m.offset)
-            io.close(fd)
-            let idsPath = coldDirectory + "/\(entry.day).ids"
-            let raw = m.hotFile(fromStored: bytes) { offset, count in
-                guard let idsFD = try? io.open(idsPath, flags: O_RDONLY, mode: 0) else { return nil }
-                defer { io.close(idsFD) }
-                return try? io.read(idsFD, count: count, at: offset)
-            }
-            guard let raw else {
+            guard let raw = try archivedHotFile(day: entry.day, member: m) else {
                 let report = CorruptionReport(file: "\(entry.day).ltz", offset: m.offset, reason: "archived segment \(m.segmentID) is damaged; not restored")
                 stateLock.withLock { if !damage.contains(report) { damage.append(report) } }
                 logger.error("\(report)")

@@ -168,7 +168,7 @@ struct LeadFilter: Sendable {
 /// the writer itself sorted) and the filter: 0.2 bytes per event instead of 8. A lookup
 /// reads the block or two where the lead's entries start, and uses a block only if it
 /// matches its CRC, so an index that changed on disk after the start is reported, never used.
-struct FooterLeadRun: @unchecked Sendable {
+struct FooterLeadRun: Sendable {
     let file: SegmentData
     /// Where the first entry is in the file.
     let offset: Int

@@ -422,11 +422,11 @@ extension EventStore {
     func createActiveSegment() throws(StoreError) {
         spareLock.lock()
         defer { spareLock.unlock() }
-        let previous = stateLock.withLock { segments.last }
         let id = nextSegmentID()
+        let previous = chainOfSegment(before: id)
         let header = SegmentHeader(
-            segmentID: id, baseSeq: nextSeq, createdMs: Timestamp.now(), previousLastSeq: previous?.lastSeq ?? 0,
-            previousChainCRC: previous?.chainCRC ?? 0)
+            segmentID: id, baseSeq: nextSeq, createdMs: Timestamp.now(), previousLastSeq: previous.lastSeq,
+            previousChainCRC: previous.chainCRC)
         let path: String, fd: Int32
         if let spare = takeSpareSegment(id: id) {
             (path, fd) = (spare.path, spare.fd)
@@ -454,5 +454,21 @@ extension EventStore {
         writeOffset = SegmentFormat.headerSize
         writeChainCRC = 0
         stateLock.withLock { segments.append(segment) }
+    }
+
+    /// The chain fields a new segment `id` carries: the last seq and data CRC of segment `id - 1`. That one is
+    /// the active segment being rolled, except at a start after a crash cut the active segment's creation short:
+    /// then it may already be archived, and its trailer is read back from the archive. Without a segment
+    /// `id - 1` (the first segment, or one lost to damage), the newest segment held.
+    func chainOfSegment(before id: UInt64) -> (lastSeq: UInt64, chainCRC: UInt32) {
+        let (held, archived, newest) = stateLock.withLock {
+            (segments.last { $0.id + 1 == id }, coldCatalog.members.first { $0.member.segmentID + 1 == id }, segments.last)
+        }
+        if let held { return (held.lastSeq, held.chainCRC) }
+        if let archived, let raw = try? archivedHotFile(day: archived.day, member: archived.member),
+           let (trailer, _) = try? checkedHotFile(raw, name: "cold/\(archived.day).ltz") {
+            return (trailer.lastSeq, trailer.dataCRC)
+        }
+        return (newest?.lastSeq ?? 0, newest?.chainCRC ?? 0)
     }
 }

@@ -381,3 +381,39 @@ func expectServes(_ store: EventStore, _ expected: [ExpectedEvent], absent: [Exp
         }
     }
 }
+
+/// What the long power-loss sweep found: a crash cut the new active segment's creation short (its header never
+/// written) after a tier move had archived the segment before it. Recovery removes the headerless file and
+/// creates the active segment again; its header must chain to the archived segment (which `verify` checks
+/// across tiers), not to the newest segment still hot.
+@Suite struct ChainAcrossTiersTests {
+    static let day: Int64 = 86_400_000
+    static let now: Int64 = 1_767_225_600_000
+
+    @Test func aRecreatedActiveSegmentChainsToAnArchivedPredecessor() throws {
+        let dir = TemporaryDirectory()
+        var configuration = StoreConfiguration(directory: dir.path)
+        configuration.tiers.intervalSeconds = 0
+        let store = try EventStore.open(configuration)
+        _ = try store.appendAndWait(try (0..<5).map { try Events.make(lead: "old", id: "old\($0)", timestampMs: Self.now - 300 * Self.day + Int64($0)) })
+        _ = try store.rotate()
+        _ = try store.appendAndWait(try (0..<5).map { try Events.make(lead: "old", id: "older\($0)", timestampMs: Self.now - 299 * Self.day + Int64($0)) })
+        _ = try store.rotate()
+        _ = try store.tier(now: Self.now)
+        _ = try store.tier(now: Self.now)
+        store.close()
+        #expect(Files.list(dir.path + "/cold").contains { $0.hasSuffix(".ltz") })
+        // The active segment: its header only, never made durable (zeros after the crash).
+        let open = try #require(Files.openSegment(dir.path))
+        #expect(try Files.read(open).count == SegmentFormat.headerSize)
+        try Files.write([UInt8](repeating: 0, count: SegmentFormat.headerSize), to: open)
+
+        let reopened = try EventStore.open(configuration)
+        defer { reopened.close() }
+        #expect(reopened.stats().corruptSegments.isEmpty)
+        let report = reopened.verify()
+        #expect(report.isClean, "\(report.corrupt)")
+        #expect(try reopened.appendAndWait([try Events.make(lead: "new", id: "new0", timestampMs: Self.now)]).first?.seq == 11)
+        #expect(reopened.verify().isClean)
+    }
+}
