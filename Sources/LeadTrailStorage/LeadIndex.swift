@@ -67,7 +67,7 @@ struct LeadIndex: Sendable {
     /// The smallest record offset above `offset` (every record has an entry). Linear: only used after damage.
     func nextOffset(after offset: Int) -> Int? {
         var next: Int? = nil
-        for entry in (sorted() ?? []) {
+        for entry in footerRun.map({ $0.entries() ?? [] }) ?? Array(runs.joined()) + tail {
             let candidate = Int(entry & 0xFFFF_FFFF)
             if candidate > offset, candidate < next ?? .max { next = candidate }
         }

@@ -47,11 +47,7 @@ import Testing
         let dir = TemporaryDirectory()
         let written = try WrittenStore.make(in: dir.path, sealedBatches: 3, batchSizes: [3, 2], seed: 5)
         let sealedPath = try #require(Files.sealedSegments(dir.path).first)
-        let bytes = try Files.read(sealedPath)
-        let dataEnd = try #require(RecordLayout.dataEnd(ofSealed: bytes))
-        let openPath = String(sealedPath.dropLast(4)) + ".open"
-        try Files.write(Array(bytes[..<dataEnd]), to: openPath)
-        try FileManager.default.removeItem(atPath: sealedPath)
+        try Files.unseal(sealedPath)
         let activeID = try #require(Files.segments(dir.path).map(segmentID).max())
         let sparePath = dir.path + "/hot/" + Segment.fileName(id: activeID + 1, sealed: false)
         try Files.write([], to: sparePath)

@@ -1,5 +1,6 @@
 import Foundation
 import LeadTrailEvents
+import Testing
 @testable import LeadTrailStorage
 
 /// Whether `/dev/shm` is writable and has room (containers often give it only 64 MiB).
@@ -155,6 +156,18 @@ enum Files {
     static func remove(_ path: String) throws { try FileManager.default.removeItem(atPath: path) }
 
     static func rename(_ from: String, _ to: String) throws { try FileManager.default.moveItem(atPath: from, toPath: to) }
+
+    /// Turns a sealed segment back into an `.open` one whose seal never wrote its footer (its records only);
+    /// returns the `.open` path.
+    @discardableResult
+    static func unseal(_ sealedPath: String) throws -> String {
+        let bytes = try read(sealedPath)
+        let dataEnd = try #require(RecordLayout.dataEnd(ofSealed: bytes))
+        let openPath = String(sealedPath.dropLast(4)) + ".open"
+        try write(Array(bytes[..<dataEnd]), to: openPath)
+        try remove(sealedPath)
+        return openPath
+    }
 
     /// The paths of a data directory's hot segment files, sealed and open, in id order.
     /// The hot segment files, without the empty spare segment the sealer keeps ready.
