@@ -65,6 +65,7 @@ let package = Package(
                 "LeadTrailEvents", "LeadTrailStorage", "LeadTrailQuery", "LeadTrailWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),

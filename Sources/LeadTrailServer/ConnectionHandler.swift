@@ -16,6 +16,7 @@ final class ServerContext: Sendable {
     let logger: Logger
     let daemonUID: UInt32
     let registry: ConnectionRegistry
+    let admission: RequestAdmission
     let credentials: @Sendable (Channel) -> EventLoopFuture<PeerCredentials>
     let startedAtMs: Int64
 
@@ -33,6 +34,7 @@ final class ServerContext: Sendable {
         self.logger = logger
         self.daemonUID = daemonUID
         self.registry = registry
+        self.admission = RequestAdmission(budgetBytes: configuration.requestBytesInFlight)
         self.credentials = credentials
         self.startedAtMs = Timestamp.now()
     }
@@ -63,6 +65,8 @@ final class ResponseSlot {
     var deferredStart: (() -> Void)?
     /// An append's validated events, until they are handed to the store.
     var preparedEvents: PreparedBatch?
+    /// The bytes of the request's frame, held against the daemon's ``RequestAdmission`` budget until it is answered.
+    var heldBytes = 0
     /// Whether the append was handed to the store.
     var submitted = false
 
@@ -79,8 +83,9 @@ final class ResponseSlot {
 /// - responses leave in request order, whatever order the work completes in;
 /// - a read starts only after every append sent before it on the same connection was
 ///   acknowledged, so a connection reads its own writes;
-/// - at most `max_pipelined_requests` requests are in progress: beyond that, or while
-///   the socket does not take our writes, the connection is not read (back-pressure);
+/// - at most `max_pipelined_requests` requests are in progress: beyond that, while the
+///   socket does not take our writes, or while the daemon holds its budget of unanswered
+///   request bytes (``RequestAdmission``), the connection is not read (back-pressure);
 /// - a bad frame gets its error and the connection goes on, except `frame_too_large`,
 ///   which is answered and then closes the connection;
 /// - blocking store calls, and the validation of large append batches, run on the thread
@@ -193,11 +198,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if shouldRead {
-            context.read()
-        } else {
-            readPending = true
-        }
+        readPending = true
+        readIfAllowed()
     }
 
     // MARK: - Lifecycle
@@ -215,7 +217,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         closed = true
         timer?.cancel()
         timer = nil
-        for slot in pending { slot.stream?.cancel() }
+        for slot in pending {
+            slot.stream?.cancel()
+            release(slot)
+        }
+        server.admission.forget(connection: connectionID)
         server.registry.remove(connectionID)
         logger.debug("connection closed")
     }
@@ -244,7 +250,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var shouldRead: Bool {
         guard let context, access != nil, !draining, !closed, !decoder.hasFailed else { return false }
         return pending.count < server.configuration.maxPipelinedRequests && context.channel.isWritable
+            && (pending.isEmpty || server.admission.hasRoom)
     }
+
+    /// Hands a request's frame bytes back to the daemon's budget (once).
+    private func release(_ slot: ResponseSlot) {
+        server.admission.release(slot.heldBytes)
+        slot.heldBytes = 0
+    }
+
 
     /// Writes the responses that are ready in order, then takes new requests while there is room.
     private func pump() {
@@ -261,15 +275,29 @@ final class ConnectionHandler: ChannelDuplexHandler {
             writeReadyResponses()
             takeRequests()
         } while pumpAgain && !closed
-        guard let context, !closed else { return }
+        guard context != nil, !closed else { return }
         if draining, pending.isEmpty {
             closeAfterFlush()
             return
         }
-        if shouldRead, readPending {
-            readPending = false
-            context.read()
+        if readPending { readIfAllowed() }
+    }
+
+    /// Issues the pending read if the connection may read now; while the daemon's budget of request bytes
+    /// is spent, asks to be pumped again once there is room.
+    private func readIfAllowed() {
+        guard let context else { return }
+        if !shouldRead, !server.admission.hasRoom, !pending.isEmpty {
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let loop = context.eventLoop
+            let waiting = server.admission.waitForRoom(connection: connectionID) {
+                loop.execute { bound.value.pump() }
+            }
+            if waiting { return }
         }
+        guard shouldRead else { return }
+        readPending = false
+        context.read()
     }
 
     /// Closes the connection once everything written so far has left (once).
@@ -303,6 +331,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             guard head.isComplete else { break }
             pending.removeFirst()
+            release(head)
             logCompletion(head)
             if head.closeAfter {
                 draining = true
@@ -365,6 +394,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func handle(_ frame: [UInt8]) {
         guard let access, let context else { return }
         let slot = ResponseSlot(id: nil, op: "-")
+        slot.heldBytes = frame.count
+        server.admission.hold(frame.count)
         pending.append(slot)
         guard frame.count > Self.inlineParseLimit else {
             dispatch(RequestEnvelope.parse(frame), slot: slot, access: access)

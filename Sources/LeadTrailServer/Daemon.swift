@@ -118,7 +118,7 @@ public enum Daemon {
         ])
         return RunningDaemon(
             configuration: configuration, group: group, threadPool: threadPool, channel: channel,
-            registry: registry, backend: backend, logger: logger, socketIdentity: identity)
+            registry: registry, admission: server.admission, backend: backend, logger: logger, socketIdentity: identity)
     }
 }
 
@@ -129,6 +129,7 @@ public final class RunningDaemon: @unchecked Sendable {
     private let threadPool: NIOThreadPool
     private let channel: Channel
     private let registry: ConnectionRegistry
+    private let admission: RequestAdmission
     private let backend: any StoreBackend
     private let logger: Logger
     private let socketIdentity: SocketFile.Identity?
@@ -136,13 +137,15 @@ public final class RunningDaemon: @unchecked Sendable {
 
     init(
         configuration: DaemonConfiguration, group: MultiThreadedEventLoopGroup, threadPool: NIOThreadPool, channel: Channel,
-        registry: ConnectionRegistry, backend: any StoreBackend, logger: Logger, socketIdentity: SocketFile.Identity?
+        registry: ConnectionRegistry, admission: RequestAdmission, backend: any StoreBackend, logger: Logger,
+        socketIdentity: SocketFile.Identity?
     ) {
         self.configuration = configuration
         self.group = group
         self.threadPool = threadPool
         self.channel = channel
         self.registry = registry
+        self.admission = admission
         self.backend = backend
         self.logger = logger
         self.socketIdentity = socketIdentity
@@ -153,6 +156,9 @@ public final class RunningDaemon: @unchecked Sendable {
 
     /// Open connections now.
     public var connectionCount: Int { registry.count }
+
+    /// Bytes of request frames taken and not yet answered (see ``DaemonConfiguration/requestBytesInFlight``).
+    public var requestBytesHeld: Int { admission.heldBytes }
 
     /// Stops accepting, answers every request already received, closes the store, removes the socket.
     ///

@@ -63,6 +63,10 @@ public struct DaemonConfiguration: Sendable {
     /// `max_pipelined_requests`: a connection with this many unanswered requests is not read from
     /// until one is answered (back-pressure). Default 8.
     public var maxPipelinedRequests: Int = 8
+    /// The bytes of request frames taken and not yet answered, over every connection, past which no
+    /// connection is read from (back-pressure; see `RequestAdmission`). Not a configuration-file key:
+    /// at least `max_frame_bytes` is always let through. Default 16 MiB.
+    public var requestBytesInFlight: Int = 16 << 20
     /// `idle_timeout_seconds`: a connection with nothing in flight and no traffic for this long is closed. Default 600.
     public var idleTimeoutSeconds: Int = 600
     /// `stall_timeout_seconds`: a connection that leaves a frame half-sent, or does not read its

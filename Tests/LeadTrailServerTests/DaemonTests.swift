@@ -640,3 +640,63 @@ import Testing
         #expect(AccessPolicy.allows(.admin, .verify))
     }
 }
+
+@Suite struct RequestAdmissionTests {
+    @Test func roomComesBackAndWakesEachWaiterOnce() {
+        let admission = RequestAdmission(budgetBytes: 100)
+        #expect(admission.hasRoom)
+        #expect(!admission.waitForRoom(connection: 1) { Issue.record("woken while there was room") })
+        admission.hold(60)
+        admission.hold(60)
+        #expect(!admission.hasRoom)
+        let woken = UnsafeSendable(NSLock())
+        nonisolated(unsafe) var wakes: [UInt64] = []
+        for id in [UInt64(1), 2, 2] {
+            #expect(admission.waitForRoom(connection: id) { woken.value.withLock { wakes.append(id) } })
+        }
+        admission.forget(connection: 3)
+        admission.release(10)  // 110 held: still no room
+        #expect(woken.value.withLock { wakes.isEmpty })
+        admission.release(60)
+        #expect(woken.value.withLock { wakes.sorted() } == [1, 2])
+        admission.release(50)
+        #expect(admission.heldBytes == 0)
+        #expect(woken.value.withLock { wakes.count } == 2)
+    }
+
+    @Test func manyProducersOverATinyBudgetAreAllAnsweredInOrder() async throws {
+        // A budget smaller than one frame: every connection still gets through, one frame at a time when it must.
+        let daemon = try await TestDaemon.start { $0.requestBytesInFlight = 512 }
+        let producers = 6, batches = 30, perBatch = 3
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for p in 0..<producers {
+                let connection = UnsafeSendable(try daemon.connect())
+                group.addTask {
+                    try await onThread {
+                        for b in 0..<batches {
+                            let events = (0..<perBatch).map { eventJSON(lead: "P\(p)", id: "p\(p)-\(b)-\($0)") }
+                            try connection.value.sendRaw(appendFrame(events, id: "\(b)"))
+                        }
+                        for b in 0..<batches {
+                            let response = try connection.value.receive()
+                            #expect(response["ok"] as? Bool == true)
+                            #expect(int(response["id"]) == b)
+                        }
+                        connection.value.close()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(daemon.store?.lastSeq == UInt64(producers * batches * perBatch))
+        #expect(daemon.daemon.requestBytesHeld == 0)
+        let big = try daemon.connect()
+        let events = (0..<200).map { eventJSON(lead: "B", id: "big-\($0)") }
+        #expect(appendFrame(events).count > 512 * 30)
+        try big.sendRaw(appendFrame(events, id: "7"))
+        let answer = try big.receive()
+        #expect(answer["ok"] as? Bool == true, "\(answer)")
+        big.close()
+        await daemon.stop()
+    }
+}
