@@ -65,8 +65,10 @@ public struct DaemonConfiguration: Sendable {
     public var maxPipelinedRequests: Int = 8
     /// The bytes of request frames taken and not yet answered, over every connection, past which no
     /// connection is read from (back-pressure; see `RequestAdmission`). Not a configuration-file key:
-    /// at least `max_frame_bytes` is always let through. Default 16 MiB.
-    public var requestBytesInFlight: Int = 16 << 20
+    /// a connection with nothing in progress is always read, so a frame of `max_frame_bytes` still
+    /// gets through. Default 6 MiB: five batches of 1,000 lead events, enough to keep group commit busy
+    /// (4 producers: the same events/s as 16 MiB, and 35 MB less resident at the peak at 10 million events).
+    public var requestBytesInFlight: Int = 6 << 20
     /// `idle_timeout_seconds`: a connection with nothing in flight and no traffic for this long is closed. Default 600.
     public var idleTimeoutSeconds: Int = 600
     /// `stall_timeout_seconds`: a connection that leaves a frame half-sent, or does not read its

@@ -10,9 +10,9 @@ import NIOConcurrencyHelpers
 /// - a connection that stopped reading for the budget is woken (once) as soon as there is room.
 ///
 /// Producers feel it as back-pressure (their writes block, as when the daemon is busy), never as an error.
+/// The daemon's request memory is then at most the budget plus one frame per connection.
 final class RequestAdmission: Sendable {
-    /// The budget; a batch of 1,000 lead events is about 1.2 MB, so the default lets a dozen wait for the
-    /// writer, more than group commit needs to keep the disk busy.
+    /// The budget (``DaemonConfiguration/requestBytesInFlight``).
     let budgetBytes: Int
 
     private struct State {
