@@ -24,6 +24,8 @@ let package = Package(
     targets: [
         // C shims: hardware CRC32C, and the system LZ4 and zlib libraries.
         .target(name: "CCRC32C"),
+        // preadv2 with RWF_NOWAIT (not in Swift's Glibc module): reads that must not wait for the disk.
+        .target(name: "CFileIO"),
         .target(name: "CLZ4", linkerSettings: [.linkedLibrary("lz4")]),
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         // The leadtrail executable's malloc settings, applied before main (see arena.c).
@@ -39,7 +41,7 @@ let package = Package(
         .target(
             name: "LeadTrailStorage",
             dependencies: [
-                "LeadTrailEvents", "CCRC32C", "CLZ4", "CZlib",
+                "LeadTrailEvents", "CCRC32C", "CFileIO", "CLZ4", "CZlib",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),

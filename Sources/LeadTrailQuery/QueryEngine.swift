@@ -13,9 +13,20 @@ public struct QueryEngine: Sendable {
     /// (the earliest), with `truncated` set when the lead has more.
     public func timeline(leadID: String, limit: Int = 10_000) throws(StoreError) -> (events: [StoredEvent], truncated: Bool) {
         var events = try store.events(forLead: leadID)
-        events.sort { ($0.timestampMs, $0.seq) < ($1.timestampMs, $1.seq) }
+        events.sort(by: Self.timelineOrder)
         guard events.count > limit else { return (events, false) }
         return (Array(events.prefix(limit)), true)
+    }
+
+    /// The whole timeline of a lead with at most `limit` events, when the storage engine can read it
+    /// without waiting for the disk (see ``EventStore/eventsWithoutWaiting(forLead:limit:)``); else nil.
+    public func timelineWithoutWaiting(leadID: String, limit: Int) -> [StoredEvent]? {
+        store.eventsWithoutWaiting(forLead: leadID, limit: limit)?.sorted(by: Self.timelineOrder)
+    }
+
+    /// A timeline's order: by timestamp, then by seq.
+    static func timelineOrder(_ a: StoredEvent, _ b: StoredEvent) -> Bool {
+        (a.timestampMs, a.seq) < (b.timestampMs, b.seq)
     }
 
     /// Visits the matching events in seq order, each checked against its CRC, without copying them:

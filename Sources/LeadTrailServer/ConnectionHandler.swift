@@ -557,7 +557,20 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// A timeline of at most this many events is answered on the event loop when the store can read it
+    /// without waiting for the disk (the usual case: a lead's hot events in the page cache): the round
+    /// trip through the thread pool was about 60 of a timeline's 140 microseconds.
+    static let inlineTimelineEvents = 256
+
     private func startRead(_ request: Request, operation: Operation, slot: ResponseSlot, access: AccessContext, loop: EventLoop) {
+        if case .timeline(let leadID) = request,
+            let events = server.store.timelineWithoutWaiting(leadID: leadID, limit: Self.inlineTimelineEvents)
+        {
+            let (body, count) = Self.timelineResponse(events, truncated: false, id: slot.id, access: access, server: server)
+            audit(operation, access: access, returned: count)
+            complete(slot, body: body)
+            return
+        }
         let bound = NIOLoopBound(self, eventLoop: loop)
         let boundSlot = NIOLoopBound(slot, eventLoop: loop)
         let server = self.server
@@ -585,6 +598,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Runs a blocking read on a pool thread; returns the response body and how many events it holds.
+    /// A timeline's response body, masked for `access`, and how many events it holds.
+    private static func timelineResponse(
+        _ stored: [StoredEvent], truncated: Bool, id: [UInt8]?, access: AccessContext, server: ServerContext
+    ) -> ([UInt8], Int) {
+        let coldOnlyBefore = server.store.coldOnlyBefore
+        if server.presenter.presentsUnchanged(to: access) {
+            return (Responses.events(id: id, stored: stored, truncated: truncated, coldOnlyBefore: coldOnlyBefore), stored.count)
+        }
+        let events = stored.map { server.presenter.present($0.jsonWithSeq, to: access) }
+        return (Responses.events(id: id, events, truncated: truncated, coldOnlyBefore: coldOnlyBefore), events.count)
+    }
+
     private static func runRead(_ request: Request, id: [UInt8]?, access: AccessContext, server: ServerContext) -> Result<([UInt8], Int), WireError> {
         let store = server.store
         do {
@@ -596,13 +621,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return .success((Responses.event(id: id, server.presenter.present(event.jsonWithSeq, to: access)), 1))
             case .timeline(let leadID):
                 let timeline = try store.timeline(leadID: leadID, limit: 10_000)
-                if server.presenter.presentsUnchanged(to: access) {
-                    let body = Responses.events(id: id, stored: timeline.events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
-                    return .success((body, timeline.events.count))
-                }
-                let events = timeline.events.map { server.presenter.present($0.jsonWithSeq, to: access) }
-                let body = Responses.events(id: id, events, truncated: timeline.truncated, coldOnlyBefore: store.coldOnlyBefore)
-                return .success((body, events.count))
+                return .success(timelineResponse(timeline.events, truncated: timeline.truncated, id: id, access: access, server: server))
             case .stats:
                 let stats = store.stats()
                 let body = Responses.stats(id: id, stats) { writer in

@@ -37,6 +37,10 @@ final class EventStoreBackend: StoreBackend {
         try query.timeline(leadID: leadID, limit: limit)
     }
 
+    func timelineWithoutWaiting(leadID: String, limit: Int) -> [StoredEvent]? {
+        query.timelineWithoutWaiting(leadID: leadID, limit: limit)
+    }
+
     func scan(_ request: ScanRequest, visit: (RecordView) throws -> Bool) throws -> (lastSeq: UInt64, returned: Int) {
         let filter = ScanFilter(
             fromMs: request.fromMs, toMs: request.toMs, types: request.types, outcomes: request.outcomes,

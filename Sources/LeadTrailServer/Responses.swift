@@ -158,6 +158,7 @@ enum Responses {
         case .io: WireError(.unavailable, "storage failure: \(error.message)")
         case .invalidArgument: WireError(.badRequest, error.message)
         case .corrupt: WireError(.internal, "stored data failed a check: \(error.message)")
+        case .wouldBlock: WireError(.internal, "a read that may not wait was not retried: \(error.message)")
         }
     }
 }

@@ -13,6 +13,9 @@ protocol StoreBackend: AnyObject, Sendable {
     func append(_ batch: PreparedBatch, completion: @escaping @Sendable (Result<[AppendOutcome], StoreError>) -> Void)
     func event(withID id: String) throws(StoreError) -> StoredEvent?
     func timeline(leadID: String, limit: Int) throws(StoreError) -> (events: [StoredEvent], truncated: Bool)
+    /// The whole timeline of a lead with at most `limit` events when it can be read without waiting for
+    /// the disk (an event loop may call it); nil to ask ``timeline(leadID:limit:)`` on the thread pool.
+    func timelineWithoutWaiting(leadID: String, limit: Int) -> [StoredEvent]?
     /// Visits the matching events in seq order, each checked against its CRC; a record's bytes are
     /// valid only during the call. `visit` returns false to stop early. Returns the highest seq
     /// examined and the count visited.
@@ -29,4 +32,8 @@ protocol StoreBackend: AnyObject, Sendable {
     func verify() -> VerifyReport
     /// Drains queued appends, syncs and releases the store.
     func close()
+}
+
+extension StoreBackend {
+    func timelineWithoutWaiting(leadID: String, limit: Int) -> [StoredEvent]? { nil }
 }

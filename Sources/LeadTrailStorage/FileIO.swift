@@ -1,3 +1,4 @@
+import CFileIO
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -21,6 +22,35 @@ public protocol FileOperations: Sendable {
     func rename(_ from: String, _ to: String) throws(StoreError)
     func unlink(_ path: String) throws(StoreError)
     func syncDirectory(_ path: String) throws(StoreError)
+    /// Fills `buffer` from the page cache only, never waiting for the disk: the bytes read, or nil when
+    /// not all of them are cached (or the system cannot tell). Implementations that inject faults leave
+    /// this out, so that every read goes through ``pread(_:into:at:)``.
+    func preadWithoutWaiting(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int?
+}
+
+extension FileOperations {
+    public func preadWithoutWaiting(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int? { nil }
+}
+
+/// Marks the reads of the calling thread as ones that may not wait for the disk: while ``run(_:)`` runs,
+/// a hot segment is read from the page cache only, and any read that would wait (or a warm segment's,
+/// which decompresses) throws ``StoreError/wouldBlock`` instead. An event loop answers a timeline this way
+/// when it can, without the round trip through the thread pool.
+enum ReadsWithoutWaiting {
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Whether the calling thread is inside ``run(_:)``.
+    static var active: Bool { pthread_getspecific(key) != nil }
+
+    static func run<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(key, nil) }
+        return try body()
+    }
 }
 
 /// The real thing: POSIX calls, retried on EINTR.
@@ -113,6 +143,12 @@ public struct PosixFileOperations: FileOperations {
         let fd = try open(path, flags: O_RDONLY | O_DIRECTORY, mode: 0)
         defer { close(fd) }
         try fsync(fd)
+    }
+
+    public func preadWithoutWaiting(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int? {
+        guard let base = buffer.baseAddress else { return 0 }
+        let n = leadtrail_pread_nowait(fd, base, buffer.count, Int64(offset))
+        return n == buffer.count ? n : nil
     }
 }
 

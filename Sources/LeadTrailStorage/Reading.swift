@@ -105,6 +105,26 @@ extension EventStore {
         return StoredEvent(seq: header.seq, timestampMs: header.timestampMs, body: body, fields: header.fields)
     }
 
+    /// ``events(forLead:)`` when it can be answered without waiting for the disk: at most `limit` events,
+    /// all in hot segments, every byte needed in the page cache, nothing damaged. Else nil, having
+    /// reported nothing: the caller then asks ``events(forLead:)`` on a thread that may wait (which
+    /// also reports any damage). Costs at most `limit` record reads from memory.
+    public func eventsWithoutWaiting(forLead leadID: String, limit: Int) -> [StoredEvent]? {
+        var result: [StoredEvent] = []
+        do {
+            try ReadsWithoutWaiting.run { () throws(StoreError) in
+                try scanLead(leadID, hints: ScanHints(), matching: nil) { view in
+                    guard result.count < limit else { throw StoreError.wouldBlock }
+                    result.append(view.copy())
+                    return true
+                }
+            }
+        } catch {
+            return nil
+        }
+        return result
+    }
+
     /// Every readable event of one lead, in seq order, found through the lead indexes.
     public func events(forLead leadID: String) throws(StoreError) -> [StoredEvent] {
         var result: [StoredEvent] = []
@@ -130,6 +150,8 @@ extension EventStore {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
             guard let offsets = view.offsets(forLeadHash: hash32) else {
+                // A read that may not wait leaves damage (or a footer block not in memory) to one that may.
+                if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
                 noteReadDamage(view, offset: view.dataEnd, reason: "lead index block failed its checksum on read; its records are read in full instead")
                 if !(try scanLeadWithoutIndex(leadBytes, in: view, hints: hints, matching: predicate, visitor)) { return false }
                 continue
@@ -147,6 +169,7 @@ extension EventStore {
                     return try storeErrors { try visitor(record) }
                 }
                 guard let keepGoing = outcome else {
+                    if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
                     noteReadDamage(view, offset: offset)
                     continue
                 }

@@ -201,12 +201,17 @@ final class HotFile: SegmentData, @unchecked Sendable {
     }
 
     func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8] {
-        try io.read(fd, count: count, at: offset)
+        guard ReadsWithoutWaiting.active else { return try io.read(fd, count: count, at: offset) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        try storeErrors { try bytes.withUnsafeMutableBytes { _ = try read(into: $0, at: offset) } }
+        return bytes
     }
 
-    /// One `pread` straight into the caller's buffer.
+    /// One `pread` straight into the caller's buffer (from the page cache only, for a read that may not wait).
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
-        try io.pread(fd, into: buffer, at: offset)
+        guard ReadsWithoutWaiting.active else { return try io.pread(fd, into: buffer, at: offset) }
+        guard let n = io.preadWithoutWaiting(fd, into: buffer, at: offset) else { throw StoreError.wouldBlock }
+        return n
     }
 
     deinit {

@@ -44,7 +44,13 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case io
         /// The caller asked for something impossible.
         case invalidArgument
+        /// A read that may not wait for the disk would have (``EventStore/eventsWithoutWaiting(forLead:limit:)``):
+        /// the caller asks again on a thread that may wait. Never leaves the daemon.
+        case wouldBlock
     }
+
+    /// What a read that may not wait throws instead of waiting.
+    static let wouldBlock = StoreError(.wouldBlock, "the read would wait for the disk")
 
     public var code: Code
     public var message: String

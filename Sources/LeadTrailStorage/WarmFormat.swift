@@ -572,6 +572,7 @@ final class WarmFile: SegmentData, @unchecked Sendable {
 
     /// Like ``read(count:at:)``, but copies each block's bytes straight into `buffer` (scans read through this).
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
+        if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
         var done = 0
         while done < buffer.count, let index = blockIndex(containing: offset + done) {
             guard let bytes = try block(index) else { break }
@@ -586,6 +587,7 @@ final class WarmFile: SegmentData, @unchecked Sendable {
     }
 
     func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8] {
+        if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
         var out: [UInt8] = []
         out.reserveCapacity(count)
         var position = offset

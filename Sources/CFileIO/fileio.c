@@ -1,0 +1,17 @@
+#define _GNU_SOURCE
+#include "cfileio.h"
+#include <errno.h>
+#include <sys/uio.h>
+
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
+
+long leadtrail_pread_nowait(int fd, void *buffer, size_t count, long long offset) {
+    struct iovec vector = {buffer, count};
+    ssize_t n;
+    do {
+        n = preadv2(fd, &vector, 1, (off_t)offset, RWF_NOWAIT);
+    } while (n < 0 && errno == EINTR);
+    return (long)n;
+}

@@ -1,0 +1,9 @@
+#ifndef CFILEIO_H
+#define CFILEIO_H
+#include <stddef.h>
+
+/// Reads up to `count` bytes at `offset` only from the page cache (`preadv2` with `RWF_NOWAIT`): never
+/// waits for the disk. Returns the bytes read (fewer when only part is cached), or -1 with errno set
+/// (EAGAIN: nothing of it is cached; EOPNOTSUPP: the file system cannot tell).
+long leadtrail_pread_nowait(int fd, void *buffer, size_t count, long long offset);
+#endif

@@ -1,0 +1,62 @@
+import Foundation
+import LeadTrailEvents
+import LeadTrailQuery
+import Testing
+@testable import LeadTrailStorage
+
+/// `eventsWithoutWaiting(forLead:limit:)`: what an event loop may answer itself, and what it must leave to the pool.
+@Suite struct ReadsWithoutWaitingTests {
+    @Test func hotCachedLeadsAnswerExactlyAsTheBlockingRead() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore.openForTest(dir.path, segmentMaxBytes: 64 << 10)
+        defer { store.close() }
+        for batch in 0..<6 {
+            _ = try store.appendAndWait(try (0..<100).map { i in
+                try Events.make(lead: "lead_\(i % 20)", id: "e\(batch)_\(i)", extra: "\"pad\":\"\(String(repeating: "x", count: 200))\"")
+            })
+        }
+        #expect(store.stats().hot.segments > 2)  // sealed segments (lead index in the footer) and the active one
+        for lead in ["lead_0", "lead_7", "lead_19", "nobody"] {
+            let blocking = try store.events(forLead: lead)
+            #expect(store.eventsWithoutWaiting(forLead: lead, limit: 256) == blocking)
+        }
+        // More events than the limit: left to the pool, however cached.
+        #expect(store.eventsWithoutWaiting(forLead: "lead_3", limit: 29) == nil)
+        #expect(store.eventsWithoutWaiting(forLead: "lead_3", limit: 30)?.count == 30)
+        #expect(!ReadsWithoutWaiting.active)
+    }
+
+    @Test func warmEventsAreLeftToThePool() throws {
+        let dir = TemporaryDirectory()
+        let store = try TieringTests.makeStore(dir)
+        defer { store.close() }
+        _ = try store.tier(now: TieringTests.now)
+        #expect(store.stats().warm.segments == 1)
+        // lead_1 has events in the warm segment (decompressing is work an event loop must not do) and hot ones.
+        #expect(store.eventsWithoutWaiting(forLead: "lead_1", limit: 1000) == nil)
+        #expect(try store.events(forLead: "lead_1").count == 25)
+    }
+
+    @Test func damageIsLeftToThePoolWhichReportsIt() throws {
+        let dir = TemporaryDirectory()
+        var target: (seq: UInt64, lead: String)? = nil
+        do {
+            let store = try EventStore.openForTest(dir.path, segmentMaxBytes: 1 << 20)
+            let written = try store.appendAndWait(try (0..<50).map { i in try Events.make(lead: "lead_\(i % 5)", id: "d\(i)") })
+            target = (written[21].seq, "lead_1")
+            _ = try store.rotate()
+            store.close()
+        }
+        let sealed = try #require(Files.sealedSegments(dir.path).first)
+        let record = try #require(RecordLayout.parse(try Files.read(sealed)).first { $0.seq == target?.seq })
+        try Files.flipBit(sealed, byte: record.offset + SegmentFormat.recordHeaderSize + 3, bit: 2)
+        let store = try EventStore.openForTest(dir.path)
+        defer { store.close() }
+        #expect(store.eventsWithoutWaiting(forLead: "lead_1", limit: 256) == nil)
+        #expect(store.stats().corruptSegments.isEmpty)  // nothing reported by the read that may not wait
+        let events = try store.events(forLead: "lead_1")
+        #expect(events.count == 9 && !events.contains { $0.seq == target?.seq })
+        #expect(!store.stats().corruptSegments.isEmpty)
+        #expect(store.eventsWithoutWaiting(forLead: "lead_2", limit: 256) == (try store.events(forLead: "lead_2")))
+    }
+}
