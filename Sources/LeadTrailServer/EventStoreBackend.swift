@@ -37,6 +37,10 @@ final class EventStoreBackend: StoreBackend {
         try query.timeline(leadID: leadID, limit: limit)
     }
 
+    func eventWithoutWaiting(withID id: String) -> StoredEvent?? {
+        store.eventWithoutWaiting(withID: id)
+    }
+
     func timelineWithoutWaiting(leadID: String, limit: Int) -> [StoredEvent]? {
         query.timelineWithoutWaiting(leadID: leadID, limit: limit)
     }

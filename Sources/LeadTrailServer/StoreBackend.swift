@@ -16,6 +16,9 @@ protocol StoreBackend: AnyObject, Sendable {
     /// The whole timeline of a lead with at most `limit` events when it can be read without waiting for
     /// the disk (an event loop may call it); nil to ask ``timeline(leadID:limit:)`` on the thread pool.
     func timelineWithoutWaiting(leadID: String, limit: Int) -> [StoredEvent]?
+    /// ``event(withID:)`` when it can be read without waiting for the disk (an event loop may call it):
+    /// nil to ask on the thread pool, `.some(nil)` when there is no such event.
+    func eventWithoutWaiting(withID id: String) -> StoredEvent??
     /// Visits the matching events in seq order, each checked against its CRC; a record's bytes are
     /// valid only during the call. `visit` returns false to stop early. Returns the highest seq
     /// examined and the count visited.
@@ -36,4 +39,5 @@ protocol StoreBackend: AnyObject, Sendable {
 
 extension StoreBackend {
     func timelineWithoutWaiting(leadID: String, limit: Int) -> [StoredEvent]? { nil }
+    func eventWithoutWaiting(withID id: String) -> StoredEvent?? { nil }
 }

@@ -31,6 +31,7 @@ extension EventStore {
         let end = view.dataEnd
         while offset < end && expected <= seq {
             guard let (header, body) = try reader.readRecord(view.data, at: offset, limit: end) else {
+                if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
                 noteReadDamage(view, offset: offset)
                 // The records after a damaged one are still served: go on at the next known record.
                 guard let next = view.nextRecordOffset(after: offset) else { return nil }
@@ -39,6 +40,7 @@ extension EventStore {
                 continue
             }
             if header.seq != expected {
+                if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
                 // Its checksum holds but it is not where its seq says: never served.
                 noteReadDamage(view, offset: offset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
             } else if header.seq == seq {
@@ -103,6 +105,16 @@ extension EventStore {
         let (views, _) = snapshot()
         guard let (header, body) = try record(seq: seq, in: views) else { return nil }
         return StoredEvent(seq: header.seq, timestampMs: header.timestampMs, body: body, fields: header.fields)
+    }
+
+    /// ``event(withID:)`` when it can be answered without waiting for the disk (see
+    /// ``eventsWithoutWaiting(forLead:limit:)``): nil when it cannot, `.some(nil)` when there is no such event.
+    public func eventWithoutWaiting(withID id: String) -> StoredEvent?? {
+        do {
+            return .some(try ReadsWithoutWaiting.run { () throws(StoreError) in try event(withID: id) })
+        } catch {
+            return nil
+        }
     }
 
     /// ``events(forLead:)`` when it can be answered without waiting for the disk: at most `limit` events,

@@ -60,3 +60,20 @@ import Testing
         #expect(store.eventsWithoutWaiting(forLead: "lead_2", limit: 256) == (try store.events(forLead: "lead_2")))
     }
 }
+
+extension ReadsWithoutWaitingTests {
+    @Test func getsAnswerAsTheBlockingReadOrLeaveItToThePool() throws {
+        let dir = TemporaryDirectory()
+        let store = try TieringTests.makeStore(dir)
+        defer { store.close() }
+        _ = try store.tier(now: TieringTests.now)
+        for id in ["age10_7", "fresh", "no_such_event"] {
+            let answered = try #require(store.eventWithoutWaiting(withID: id), "\(id) should be answered without waiting")
+            #expect(answered == (try store.event(withID: id)))
+        }
+        #expect(store.eventWithoutWaiting(withID: "age10_7")??.seq != nil)
+        // In the warm segment: decompressing is left to the pool.
+        #expect(store.eventWithoutWaiting(withID: "age45_7") == nil)
+        #expect(try store.event(withID: "age45_7") != nil)
+    }
+}
