@@ -194,7 +194,6 @@ struct ColdMember: Sendable, Equatable {
         return ids.withUnsafeBytes { b in (0..<(b.count / 16)).map { (b.u64(at: $0 * 16), b.u64(at: $0 * 16 + 8)) } }
     }
 
-    /// The hot segment file without its lead and event-id index sections: what a format 2 member holds.
     /// The lead hashes of a checked hot segment file's lead section.
     static func leadHashes(ofHotFile raw: [UInt8], trailer: SegmentTrailer) -> [UInt32] {
         let leadStart = Int(trailer.dataEnd) + Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize
@@ -203,6 +202,7 @@ struct ColdMember: Sendable, Equatable {
         }
     }
 
+    /// The hot segment file without its lead and event-id index sections: what a format 2 member holds.
     static func reducedHotFile(_ raw: [UInt8], trailer: SegmentTrailer) -> [UInt8] {
         let sparseEnd = Int(trailer.dataEnd) + Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize
         return Array(raw[0..<sparseEnd]) + Array(raw[(raw.count - SegmentFormat.trailerSize)...])
@@ -361,14 +361,8 @@ extension EventStore {
     /// The exact hot segment file an archived member was made from; nil when the member or its ids fail their checks.
     func archivedHotFile(day: String, member: ColdMember) throws(StoreError) -> [UInt8]? {
         let fd = try io.open(coldDirectory + "/\(day).ltz", flags: O_RDONLY, mode: 0)
-        let bytes: [UInt8]
-        do throws(StoreError) {
-            bytes = try io.read(fd, count: member.length, at: member.offset)
-        } catch {
-            io.close(fd)
-            throw error
-        }
-        io.close(fd)
+        defer { io.close(fd) }
+        let bytes = try io.read(fd, count: member.length, at: member.offset)
         let idsPath = coldDirectory + "/\(day).ids"
         return member.hotFile(fromStored: bytes) { offset, count in
             guard let idsFD = try? io.open(idsPath, flags: O_RDONLY, mode: 0) else { return nil }

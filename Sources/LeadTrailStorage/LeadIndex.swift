@@ -43,6 +43,17 @@ struct LeadIndex: Sendable {
         stride(from: 0, to: run.count, by: fenceStride).map { run[$0] }
     }
 
+    /// The position of the first entry >= `key` in `sorted[low..<high]` (`high` when there is none).
+    @inline(__always)
+    static func lowerBound(of key: UInt64, in sorted: UnsafeBufferPointer<UInt64>, from low: Int = 0, to high: Int? = nil) -> Int {
+        var low = low, high = high ?? sorted.count
+        while low < high {
+            let mid = (low + high) / 2
+            if sorted[mid] < key { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
     var count: Int { runs.reduce(tail.count + (footerRun?.count ?? 0)) { $0 + $1.count } }
 
     mutating func append(_ entry: UInt64) {
@@ -86,19 +97,10 @@ struct LeadIndex: Sendable {
             run.withUnsafeBufferPointer { run in
                 // The first fence entry >= key: the run's first entry >= key lies after the block before it
                 // (whose first entry is < key) and at or before that entry.
-                var f = 0, fenceHigh = fence.count
-                fence.withUnsafeBufferPointer { fence in
-                    while f < fenceHigh {
-                        let mid = (f + fenceHigh) / 2
-                        if fence[mid] < key { f = mid + 1 } else { fenceHigh = mid }
-                    }
-                }
-                var low = f == 0 ? 0 : (f - 1) * Self.fenceStride + 1
-                var high = f < fence.count ? f * Self.fenceStride : run.count
-                while low < high {
-                    let mid = (low + high) / 2
-                    if run[mid] < key { low = mid + 1 } else { high = mid }
-                }
+                let f = fence.withUnsafeBufferPointer { Self.lowerBound(of: key, in: $0) }
+                var low = Self.lowerBound(
+                    of: key, in: run, from: f == 0 ? 0 : (f - 1) * Self.fenceStride + 1,
+                    to: f < fence.count ? f * Self.fenceStride : run.count)
                 while low < run.count, run[low] >> 32 == UInt64(hash) {
                     result.append(Int(run[low] & 0xFFFF_FFFF))
                     low += 1
@@ -220,11 +222,7 @@ struct FooterLeadRun: Sendable {
         if let filter, !filter.mayContain(hash) { return [] }
         let key = UInt64(hash) << 32
         // The first fence >= key: the first entry >= key lies in the block before it, or is that fence.
-        var f = 0, high = fences.count
-        while f < high {
-            let mid = (f + high) / 2
-            if fences[mid] < key { f = mid + 1 } else { high = mid }
-        }
+        let f = fences.withUnsafeBufferPointer { LeadIndex.lowerBound(of: key, in: $0) }
         var block = max(f - 1, 0)
         var result: [Int] = []
         var started = false

@@ -31,8 +31,7 @@ extension EventStore {
         let end = view.dataEnd
         while offset < end && expected <= seq {
             guard let (header, body) = try reader.readRecord(view.data, at: offset, limit: end) else {
-                if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
-                noteReadDamage(view, offset: offset)
+                try noteReadDamageUnlessNotWaiting(view, offset: offset)
                 // The records after a damaged one are still served: go on at the next known record.
                 guard let next = view.nextRecordOffset(after: offset) else { return nil }
                 offset = next
@@ -40,9 +39,8 @@ extension EventStore {
                 continue
             }
             if header.seq != expected {
-                if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
                 // Its checksum holds but it is not where its seq says: never served.
-                noteReadDamage(view, offset: offset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
+                try noteReadDamageUnlessNotWaiting(view, offset: offset, reason: "record has seq \(header.seq) where \(expected) belongs; not served")
             } else if header.seq == seq {
                 return (header, body)
             }
@@ -59,6 +57,15 @@ extension EventStore {
             segment.damage.append(report)
             logger.error("\(report)")
         }
+    }
+
+    /// ``noteReadDamage(_:offset:reason:)``, except in a read that may not wait (``ReadsWithoutWaiting``): that one
+    /// gives up with ``StoreError/wouldBlock`` and leaves the damage to the read that follows on a thread that may.
+    func noteReadDamageUnlessNotWaiting(
+        _ view: SegmentView, offset: Int, reason: String = "record failed its checksum on read; not served"
+    ) throws(StoreError) {
+        if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
+        noteReadDamage(view, offset: offset, reason: reason)
     }
 
     /// The seq of the stored event with this id, if any (writer thread: reads the table without the lock).
@@ -162,9 +169,9 @@ extension EventStore {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
             guard let offsets = view.offsets(forLeadHash: hash32) else {
-                // A read that may not wait leaves damage (or a footer block not in memory) to one that may.
-                if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
-                noteReadDamage(view, offset: view.dataEnd, reason: "lead index block failed its checksum on read; its records are read in full instead")
+                // In a read that may not wait, this may also be a footer block not in the page cache.
+                try noteReadDamageUnlessNotWaiting(
+                    view, offset: view.dataEnd, reason: "lead index block failed its checksum on read; its records are read in full instead")
                 if !(try scanLeadWithoutIndex(leadBytes, in: view, hints: hints, matching: predicate, visitor)) { return false }
                 continue
             }
@@ -181,8 +188,7 @@ extension EventStore {
                     return try storeErrors { try visitor(record) }
                 }
                 guard let keepGoing = outcome else {
-                    if ReadsWithoutWaiting.active { throw StoreError.wouldBlock }
-                    noteReadDamage(view, offset: offset)
+                    try noteReadDamageUnlessNotWaiting(view, offset: offset)
                     continue
                 }
                 if !keepGoing { return false }

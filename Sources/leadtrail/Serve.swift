@@ -76,4 +76,3 @@ struct Serve: AsyncParsableCommand {
         }
     }
 }
-
