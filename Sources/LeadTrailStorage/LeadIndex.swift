@@ -5,10 +5,11 @@ import LeadTrailEvents
 /// While the segment is active: runs of 4,096 entries sorted as they fill and an
 /// unsorted tail, so a lookup is a binary search per run, and a reader's snapshot
 /// shares the runs instead of copying the whole index on the writer's next append.
-/// A sealed warm segment keeps its one sorted run in memory. A sealed hot segment
-/// leaves its sorted run in its file's footer (``FooterLeadRun``): memory keeps a
+/// A sealed hot segment leaves its sorted run in its file's footer, and a warm one
+/// of format 3 in its stored lead section (``FooterLeadRun``): memory keeps a
 /// fortieth of it, and a lookup reads one or two 512-byte blocks, each checked
-/// against its CRC before it is used.
+/// against its CRC before it is used. Warm files of older formats (their copy is
+/// compressed) and segments recovered without a footer keep one sorted run in memory.
 struct LeadIndex: Sendable {
     private(set) var runs: [[UInt64]] = []
     private(set) var tail: [UInt64] = []
@@ -19,7 +20,7 @@ struct LeadIndex: Sendable {
     /// For each run of a sealed segment, a filter of its lead hashes: a lookup skips the runs
     /// (and so the segments) that do not hold the lead without touching them at all.
     private var filters: [LeadFilter?] = []
-    /// A sealed hot segment's entries, left in its footer.
+    /// A sealed segment's entries, left in its file (a hot footer, a warm lead section).
     private(set) var footerRun: FooterLeadRun?
     static let runLength = 4096
     static let fenceStride = 64
@@ -32,8 +33,8 @@ struct LeadIndex: Sendable {
         filters = runs.map { LeadFilter(sortedEntries: $0) }
     }
 
-    /// The index of a sealed hot segment whose `sorted` entries are stored at `offset` in `file` (its footer's
-    /// lead section): only their fences, block CRCs and filter stay in memory.
+    /// The index of a sealed segment whose `sorted` entries are stored at `offset` in `file` (a hot footer's
+    /// lead section, a warm file's): only their fences, block CRCs and filter stay in memory.
     init(sorted: [UInt64], storedIn file: SegmentData, at offset: Int) {
         guard !sorted.isEmpty else { return }
         footerRun = FooterLeadRun(sorted: sorted, file: file, offset: offset)
@@ -163,7 +164,8 @@ struct LeadFilter: Sendable {
     }
 }
 
-/// A sealed hot segment's sorted lead entries, read from its footer when needed.
+/// A sealed segment's sorted lead entries, read from its file when needed (a hot segment's footer,
+/// a version 3 warm file's lead section).
 ///
 /// Memory holds every ``LeadIndex/fenceStride``-th entry, the CRC32C of each block of
 /// that many entries (computed from entries whose footer checksum was verified, or that

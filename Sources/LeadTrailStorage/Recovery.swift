@@ -280,7 +280,8 @@ extension EventStore {
         guard index.count == trailer.indexSize, CRC32C.mask(CRC32C.checksum(index)) == trailer.indexCRC else {
             throw StoreError(.corrupt, "index checksum mismatch")
         }
-        let entries = Self.parseIndex(index, trailer: trailer, into: segment, storedAt: indexStart)
+        let entries = Self.parseIndex(
+            index, trailer: trailer, into: segment, leadSection: (segment.data, indexStart + IndexCoding.leadSection(trailer).lowerBound))
         segment.dataEnd = indexStart
         segment.count = trailer.recordCount
         segment.firstSeq = trailer.firstSeq

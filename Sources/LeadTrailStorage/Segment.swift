@@ -190,16 +190,13 @@ extension SegmentData {
     }
 }
 
-/// A raw (hot format) segment file. The descriptor closes when the last reader lets go.
-final class HotFile: SegmentData, @unchecked Sendable {
-    let io: FileOperations
-    let fd: Int32
+/// Segment data read from a descriptor exactly as the file stores it.
+protocol StoredFileData: SegmentData {
+    var io: FileOperations { get }
+    var fd: Int32 { get }
+}
 
-    init(io: FileOperations, fd: Int32) {
-        self.io = io
-        self.fd = fd
-    }
-
+extension StoredFileData {
     func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8] {
         guard ReadsWithoutWaiting.active else { return try io.read(fd, count: count, at: offset) }
         var bytes = [UInt8](repeating: 0, count: count)
@@ -213,9 +210,32 @@ final class HotFile: SegmentData, @unchecked Sendable {
         guard let n = io.preadWithoutWaiting(fd, into: buffer, at: offset) else { throw StoreError.wouldBlock }
         return n
     }
+}
+
+/// A raw (hot format) segment file. The descriptor closes when the last reader lets go.
+final class HotFile: StoredFileData, @unchecked Sendable {
+    let io: FileOperations
+    let fd: Int32
+
+    init(io: FileOperations, fd: Int32) {
+        self.io = io
+        self.fd = fd
+    }
 
     deinit {
         io.close(fd)
+    }
+}
+
+/// A warm file's bytes as stored rather than its records: what a version 3 warm segment's lead
+/// index reads its lead section through. It holds the file, so the descriptor stays open with it.
+final class WarmStoredBytes: StoredFileData {
+    let file: WarmFile
+    var io: FileOperations { file.io }
+    var fd: Int32 { file.fd }
+
+    init(_ file: WarmFile) {
+        self.file = file
     }
 }
 

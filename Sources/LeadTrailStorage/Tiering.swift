@@ -123,12 +123,20 @@ extension EventStore {
         }
         let footerLength = size - WarmFormat.trailerSize - Int(trailer.footerStart)
         guard trailer.footerStart >= UInt64(SegmentFormat.headerSize), footerLength == Int(trailer.hotFooterLength) + Int(trailer.blockCount) * WarmFormat.directoryEntrySize,
-              trailer.blocksEnd >= SegmentFormat.headerSize, (trailer.dictionary?.end ?? Int(trailer.footerStart)) == Int(trailer.footerStart)
+              trailer.blocksEnd >= SegmentFormat.headerSize, (trailer.dictionary?.end ?? trailer.indexStart) == trailer.indexStart
         else {
             throw StoreError(.corrupt, "\(name): warm trailer sizes do not match the file")
         }
         let footer = try io.read(fd, count: footerLength, at: Int(trailer.footerStart))
-        switch WarmFormat.decodeFooter(footer, trailer: trailer) {
+        // Version 3: the lead section, stored apart, goes into the index checked against the hot trailer's CRC.
+        let decoded: Result<WarmFooter, FormatError>
+        if let offset = trailer.leadSectionOffset {
+            let leadSection = try io.read(fd, count: Int(trailer.footerStart) - offset, at: offset)
+            decoded = leadSection.withUnsafeBytes { WarmFormat.decodeFooter(footer, trailer: trailer, leadSection: $0) }
+        } else {
+            decoded = WarmFormat.decodeFooter(footer, trailer: trailer)
+        }
+        switch decoded {
         case .success(let decoded): return decoded
         case .failure(let failure): throw StoreError(.corrupt, "\(name): \(failure.reason)")
         }
@@ -171,22 +179,24 @@ extension EventStore {
         segment.minTs = hot.minTs
         segment.maxTs = hot.maxTs
         segment.chainCRC = hot.dataCRC
-        // A hot segment's lead index lives in the hot file's footer, which is about to go: parse the warm footer's copy.
-        if let reuse, reuse.leadIndex.footerRun == nil {
+        // A hot segment's lead index lives in the hot file's footer, which is about to go: use the warm file's copy,
+        // left on disk (version 3) or parsed into memory.
+        if let reuse, reuse.leadIndex.footerRun == nil, footer.trailer.leadSectionOffset == nil {
             segment.sparse = reuse.sparse
             segment.leadIndex = reuse.leadIndex
             return (segment, [])
         }
         // (The footer's hot index sections were checked against the hot trailer's index CRC when decoded.)
-        let entries = Self.parseIndex(footer.hotIndex, trailer: hot, into: segment)
+        let entries = Self.parseIndex(
+            footer.hotIndex, trailer: hot, into: segment, leadSection: footer.trailer.leadSectionOffset.map { (WarmStoredBytes(file), $0) })
         return (segment, entries)
     }
 
     /// Fills a segment's sparse and lead indexes from index-section bytes; returns the event-id entries.
-    /// `storedAt`, the index's offset in the segment's own file (a sealed hot segment), leaves the lead
-    /// entries there rather than in memory.
+    /// `leadSection`, where the same lead entries are stored in a file (a sealed hot segment's footer, a
+    /// version 3 warm file), leaves them there rather than in memory.
     static func parseIndex(
-        _ index: [UInt8], trailer: SegmentTrailer, into segment: Segment, storedAt indexOffset: Int? = nil
+        _ index: [UInt8], trailer: SegmentTrailer, into segment: Segment, leadSection: (file: SegmentData, offset: Int)? = nil
     ) -> [(hash: UInt64, seq: UInt64)] {
         let sparseCount = Int(trailer.sparseCount), records = Int(trailer.recordCount)
         guard index.count >= sparseCount * SegmentFormat.sparseEntrySize + records * (SegmentFormat.leadEntrySize + SegmentFormat.eventEntrySize) else { return [] }
@@ -214,8 +224,8 @@ extension EventStore {
                 initialized = records
             }
             segment.sparse = sparse
-            if let indexOffset {
-                segment.leadIndex = LeadIndex(sorted: leads, storedIn: segment.data, at: indexOffset + leadStart)
+            if let leadSection {
+                segment.leadIndex = LeadIndex(sorted: leads, storedIn: leadSection.file, at: leadSection.offset)
             } else {
                 segment.leadIndex = LeadIndex(sorted: leads)
             }

@@ -10,14 +10,19 @@ import LeadTrailEvents
 /// indexes stay those of the hot file, and the hot file can be rebuilt byte for
 /// byte for the cold tier), the block directory, and a 64-byte warm trailer.
 ///
-/// Version 2 (written now) adds a dictionary: about 64 KiB of the segment's own
+/// Version 2 adds a dictionary: about 64 KiB of the segment's own
 /// records, sampled across it, stored (LZ4-compressed, twice) after the blocks.
 /// Every block is compressed with LZ4HC against it, so each block starts with
 /// history instead of empty and still decompresses on its own. The hot index
 /// sections are kept delta-coded, byte-transposed and LZ4-compressed, and
-/// checked against the hot trailer's index CRC when decoded. Version 1 files
-/// (no dictionary, index sections verbatim) are still read.
-/// `Documentation.docc/FileFormat.md` gives both byte by byte.
+/// checked against the hot trailer's index CRC when decoded.
+///
+/// Version 3 (written now) stores the lead section (8 bytes an event) as it is,
+/// between the dictionary and the footer, and codes only the other index
+/// sections: a warm segment's lead index then stays on disk like a hot one's
+/// (``FooterLeadRun``) instead of taking 8 bytes an event of memory. Versions 1
+/// (no dictionary, index sections verbatim) and 2 are still read.
+/// `Documentation.docc/FileFormat.md` gives all three byte by byte.
 enum WarmFormat {
     static let blockHeaderSize = 32
     static let directoryEntrySize = 24
@@ -27,6 +32,10 @@ enum WarmFormat {
     static let trailerMagicV1: [UInt8] = Array("LTRLWRM\u{1}".utf8)
     /// Version 2: a dictionary, LZ4HC blocks, the hot index sections encoded.
     static let trailerMagicV2: [UInt8] = Array("LTRLWRM\u{2}".utf8)
+    /// Version 3: as version 2, but the lead section is stored as it is, outside the encoded index.
+    static let trailerMagicV3: [UInt8] = Array("LTRLWRM\u{3}".utf8)
+    /// The version ``build(hotFile:trailer:sparse:version:)`` writes unless told otherwise.
+    static let currentVersion = 3
     /// Block flag: the bytes are stored uncompressed (LZ4 did not make them smaller).
     static let flagStored: UInt32 = 1
     /// Block flag (version 2): compressed against the file's dictionary.
@@ -64,27 +73,29 @@ enum WarmFormat {
     }
 
     struct Trailer {
-        /// 1 or 2.
-        var version: Int = 2
+        /// 1, 2 or 3.
+        var version: Int = WarmFormat.currentVersion
         var blockCount: UInt32
         var footerStart: UInt64
         var hotFooterLength: UInt64
         var directoryCRC: UInt32
-        /// Version 2: the dictionary (nil when the file has none, and always in version 1).
+        /// Versions 2 and 3: the dictionary (nil when the file has none, and always in version 1).
         var dictionary: DictionaryLocation? = nil
+        /// Version 3: where the stored lead section starts (it ends where the footer starts).
+        var leadSectionOffset: Int? = nil
 
         func encode() -> [UInt8] {
             var w = ByteWriter(capacity: WarmFormat.trailerSize)
-            w.raw(version == 1 ? WarmFormat.trailerMagicV1 : WarmFormat.trailerMagicV2)  // 0
+            w.raw([WarmFormat.trailerMagicV1, WarmFormat.trailerMagicV2, WarmFormat.trailerMagicV3][version - 1])  // 0
             w.u32(blockCount)                                          // 8
             w.u32(UInt32(dictionary?.rawLength ?? 0))                  // 12
             w.u64(footerStart)                                         // 16
             w.u64(hotFooterLength)                                     // 24
             w.u32(directoryCRC)                                        // 32
             w.u32(UInt32(dictionary?.storedLength ?? 0))               // 36
-            w.u64(UInt64(dictionary?.offset ?? Int(footerStart)))      // 40
+            w.u64(UInt64(dictionary?.offset ?? indexStart))            // 40
             w.u32(dictionary?.crc ?? 0)                                // 48
-            w.zeros(8)                                                 // 52
+            w.u64(UInt64(leadSectionOffset ?? 0))                      // 52
             w.u32(CRC32C.mask(CRC32C.checksum(w.bytes)))               // 60
             return w.bytes
         }
@@ -94,27 +105,36 @@ enum WarmFormat {
                   CRC32C.mask(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<60]))) == b.u32(at: 60)
             else { return nil }
             let magic = Array(b[0..<8])
-            let version: Int
-            if magic == WarmFormat.trailerMagicV2 { version = 2 } else if magic == WarmFormat.trailerMagicV1 { version = 1 } else { return nil }
+            guard let version = [WarmFormat.trailerMagicV1, WarmFormat.trailerMagicV2, WarmFormat.trailerMagicV3].firstIndex(of: magic).map({ $0 + 1 })
+            else { return nil }
             // Offsets no file can have would trap in the readers' Int arithmetic.
             guard b.u64(at: 16) <= SegmentFormat.maximumFileSize, b.u64(at: 24) <= SegmentFormat.maximumFileSize else { return nil }
             var trailer = Trailer(version: version, blockCount: b.u32(at: 8), footerStart: b.u64(at: 16), hotFooterLength: b.u64(at: 24), directoryCRC: b.u32(at: 32))
-            if version == 2 {
+            if version >= 2 {
+                if version == 3 {
+                    let leads = b.u64(at: 52)
+                    guard leads >= UInt64(SegmentFormat.headerSize), leads <= trailer.footerStart else { return nil }
+                    trailer.leadSectionOffset = Int(leads)
+                } else {
+                    guard b.u64(at: 52) == 0 else { return nil }
+                }
                 let rawLength = Int(b.u32(at: 12)), storedLength = Int(b.u32(at: 36)), offset = b.u64(at: 40)
                 guard rawLength <= WarmFormat.maximumDictionarySize, storedLength <= Int(LZ4_compressBound(Int32(WarmFormat.maximumDictionarySize))),
-                      offset <= trailer.footerStart, b.u64(at: 52) == 0
+                      offset <= UInt64(trailer.indexStart)
                 else { return nil }
                 if rawLength > 0 {
                     trailer.dictionary = DictionaryLocation(offset: Int(offset), storedLength: storedLength, rawLength: rawLength, crc: b.u32(at: 48))
                 } else {
-                    guard storedLength == 0, offset == trailer.footerStart else { return nil }
+                    guard storedLength == 0, offset == UInt64(trailer.indexStart) else { return nil }
                 }
             }
             return trailer
         }
 
-        /// Where the data blocks end: the dictionary copies, or the footer.
-        var blocksEnd: Int { dictionary?.offset ?? Int(footerStart) }
+        /// Where what follows the blocks and the dictionary starts: the stored lead section (version 3), or the footer.
+        var indexStart: Int { leadSectionOffset ?? Int(footerStart) }
+        /// Where the data blocks end: the dictionary copies, or ``indexStart``.
+        var blocksEnd: Int { dictionary?.offset ?? indexStart }
     }
 
     // MARK: - Blocks
@@ -204,11 +224,13 @@ enum WarmFormat {
         return dictionary.count >= minimumDictionarySize ? dictionary : []
     }
 
-    /// Builds a warm file (version 2) from the bytes of a sealed hot segment file.
+    /// Builds a warm file (version 3, or 2 for the tests that check older files still read) from the
+    /// bytes of a sealed hot segment file.
     ///
     /// Blocks hold whole records, cut at the hot segment's sparse-index runs, so
     /// every block starts at a known record boundary.
-    static func build(hotFile bytes: [UInt8], trailer: SegmentTrailer, sparse: [SparseEntry]) -> [UInt8] {
+    static func build(hotFile bytes: [UInt8], trailer: SegmentTrailer, sparse: [SparseEntry], version: Int = currentVersion) -> [UInt8] {
+        precondition(version == 2 || version == 3)
         let dataEnd = Int(trailer.dataEnd)
         var out = ByteWriter(capacity: dataEnd / 6)
         out.raw(warmHeader(hotFile: bytes))
@@ -236,11 +258,19 @@ enum WarmFormat {
                 appendBlock(&out, stored: stored, rawLength: dictionary.count, flags: flagDictionaryCopy | (compressed ? 0 : flagStored), rawOffset: UInt64(copy))
             }
         }
+        // Version 3: the lead section as it is in the hot file.
+        let index = dataEnd..<(bytes.count - SegmentFormat.trailerSize)
+        var leadSectionOffset: Int? = nil
+        if version == 3 {
+            leadSectionOffset = out.bytes.count
+            let leads = IndexCoding.leadSection(trailer)
+            out.raw(Array(bytes[(index.lowerBound + leads.lowerBound)..<(index.lowerBound + leads.upperBound)]))
+        }
         // Footer: hot header + hot index sections (encoded) + hot trailer; then the directory.
         let footerStart = out.bytes.count
         out.raw(Array(bytes[0..<SegmentFormat.headerSize]))
         let encodedIndex = bytes.withUnsafeBytes { b in
-            IndexCoding.encode(UnsafeRawBufferPointer(rebasing: b[dataEnd..<(bytes.count - SegmentFormat.trailerSize)]), trailer: trailer)
+            IndexCoding.encode(UnsafeRawBufferPointer(rebasing: b[index]), trailer: trailer, leadsApart: version == 3)
         }
         out.raw(encodedIndex)
         out.raw(Array(bytes[(bytes.count - SegmentFormat.trailerSize)...]))
@@ -248,8 +278,8 @@ enum WarmFormat {
         appendDirectory(&out, directory)
         let directoryCRC = CRC32C.mask(CRC32C.checksum(Array(out.bytes[footerStart...])))
         out.raw(Trailer(
-            version: 2, blockCount: UInt32(directory.count), footerStart: UInt64(footerStart), hotFooterLength: UInt64(hotFooterLength),
-            directoryCRC: directoryCRC, dictionary: location
+            version: version, blockCount: UInt32(directory.count), footerStart: UInt64(footerStart), hotFooterLength: UInt64(hotFooterLength),
+            directoryCRC: directoryCRC, dictionary: location, leadSectionOffset: leadSectionOffset
         ).encode())
         return out.bytes
     }
@@ -368,8 +398,9 @@ enum WarmFormat {
         var blocks: [BlockEntry]
     }
 
-    /// Checks and decodes the footer bytes (`[footerStart, size - trailerSize)`) of a warm file.
-    static func decodeFooter(_ footer: [UInt8], trailer: Trailer) -> Result<Footer, FormatError> {
+    /// Checks and decodes the footer bytes (`[footerStart, size - trailerSize)`) of a warm file, with
+    /// (version 3) the stored lead section (`[leadSectionOffset, footerStart)`).
+    static func decodeFooter(_ footer: [UInt8], trailer: Trailer, leadSection: UnsafeRawBufferPointer? = nil) -> Result<Footer, FormatError> {
         func failure(_ reason: String) -> Result<Footer, FormatError> { .failure(FormatError(reason)) }
         let hotFooterLength = Int(trailer.hotFooterLength)
         guard hotFooterLength >= SegmentFormat.headerSize + SegmentFormat.trailerSize,
@@ -385,7 +416,10 @@ enum WarmFormat {
             if trailer.version == 1 {
                 hotIndex = Array(stored)
             } else {
-                guard let decoded = IndexCoding.decode(stored, trailer: hotTrailer) else {
+                guard trailer.version == 2 || leadSection?.count == IndexCoding.leadSection(hotTrailer).count else {
+                    return failure("the warm lead section is not as long as the hot trailer's record count says")
+                }
+                guard let decoded = IndexCoding.decode(stored, trailer: hotTrailer, leadSection: trailer.version == 3 ? leadSection : nil) else {
                     return failure("the hot index inside the warm footer would not decode")
                 }
                 hotIndex = decoded
@@ -404,32 +438,39 @@ enum WarmFormat {
     }
 }
 
-/// The version 2 coding of a hot segment's index sections: every u64 column
-/// (sparse first seqs, offsets, min and max timestamps; lead entries; event-id
-/// hashes; their seqs) delta-coded from the previous value and zigzag-mapped,
+/// The coding of a hot segment's index sections in warm files of version 2 and 3: every u64
+/// column (sparse first seqs, offsets, min and max timestamps; lead entries, in version 2 only;
+/// event-id hashes; their seqs) delta-coded from the previous value and zigzag-mapped,
 /// the values' bytes transposed into eight planes (byte 0 of every value, then
 /// byte 1, ...), and the planes LZ4HC-compressed as one block. Sorted columns
 /// become small numbers whose high planes are runs of zeros. Decoding gives the
 /// exact original bytes; callers check them against the hot trailer's index CRC.
 enum IndexCoding {
-    /// The column layout of the index sections: (start value index, count, stride in values, field) per column.
-    static func columns(_ trailer: SegmentTrailer) -> [(start: Int, count: Int, stride: Int)] {
+    /// The column layout of the index sections: (start value index, count, stride in values) per column;
+    /// `leadsApart` leaves out the lead entries (version 3 stores them as they are).
+    static func columns(_ trailer: SegmentTrailer, leadsApart: Bool) -> [(start: Int, count: Int, stride: Int)] {
         let sparse = Int(trailer.sparseCount), records = Int(trailer.recordCount)
         let leadStart = sparse * 4, eventStart = leadStart + records
         return [
             (0, sparse, 4), (1, sparse, 4), (2, sparse, 4), (3, sparse, 4),
-            (leadStart, records, 1),
+            (leadStart, leadsApart ? 0 : records, 1),
             (eventStart, records, 2), (eventStart + 1, records, 2),
         ]
     }
 
-    static func encode(_ index: UnsafeRawBufferPointer, trailer: SegmentTrailer) -> [UInt8] {
-        let n = index.count / 8
+    /// Where the lead entries lie in the index sections, in bytes.
+    static func leadSection(_ trailer: SegmentTrailer) -> Range<Int> {
+        let start = Int(trailer.sparseCount) * SegmentFormat.sparseEntrySize
+        return start..<(start + Int(trailer.recordCount) * SegmentFormat.leadEntrySize)
+    }
+
+    static func encode(_ index: UnsafeRawBufferPointer, trailer: SegmentTrailer, leadsApart: Bool = false) -> [UInt8] {
+        let n = (index.count - (leadsApart ? leadSection(trailer).count : 0)) / 8
         guard index.count == trailer.indexSize, n > 0 else { return [] }
         var planes = [UInt8](repeating: 0, count: n * 8)
         planes.withUnsafeMutableBytes { out in
             var position = 0
-            for column in columns(trailer) {
+            for column in columns(trailer, leadsApart: leadsApart) {
                 var previous: UInt64 = 0
                 for i in 0..<column.count {
                     let value = index.u64(at: (column.start + i * column.stride) * 8)
@@ -447,18 +488,25 @@ enum IndexCoding {
         return [compressed ? 1 : 0] + stored
     }
 
-    static func decode(_ stored: UnsafeRawBufferPointer, trailer: SegmentTrailer) -> [UInt8]? {
+    /// The index sections from their coding; `leadSection`, the lead entries stored apart (version 3),
+    /// is copied in where they belong (nil when it does not have their size).
+    static func decode(_ stored: UnsafeRawBufferPointer, trailer: SegmentTrailer, leadSection: UnsafeRawBufferPointer? = nil) -> [UInt8]? {
         let size = trailer.indexSize
-        let n = size / 8
+        let leads = IndexCoding.leadSection(trailer)
+        if let leadSection, leadSection.count != leads.count { return nil }
+        let n = (size - (leadSection == nil ? 0 : leads.count)) / 8
         guard size > 0 else { return stored.isEmpty ? [] : nil }
         guard stored.count >= 1, stored[0] <= 1 else { return nil }
         let body = UnsafeRawBufferPointer(rebasing: stored[1...])
-        guard let planes = WarmFormat.decompress(body, rawLength: size, compressed: stored[0] == 1) else { return nil }
+        guard let planes = WarmFormat.decompress(body, rawLength: n * 8, compressed: stored[0] == 1) else { return nil }
         var index = [UInt8](repeating: 0, count: size)
         planes.withUnsafeBytes { p in
             index.withUnsafeMutableBytes { out in
+                if let leadSection, let base = leadSection.baseAddress, leads.count > 0 {
+                    UnsafeMutableRawBufferPointer(rebasing: out[leads]).copyMemory(from: UnsafeRawBufferPointer(start: base, count: leads.count))
+                }
                 var position = 0
-                for column in columns(trailer) {
+                for column in columns(trailer, leadsApart: leadSection != nil) {
                     var previous: UInt64 = 0
                     for i in 0..<column.count {
                         var zigzag: UInt64 = 0
@@ -482,9 +530,9 @@ final class WarmFile: SegmentData, @unchecked Sendable {
     let fd: Int32
     let name: String
     let blocks: [WarmFormat.BlockEntry]
-    /// 1 or 2.
+    /// 1, 2 or 3.
     let version: Int
-    /// Version 2: where the dictionary is (read on the first block that needs it).
+    /// Versions 2 and 3: where the dictionary is (read on the first block that needs it).
     let dictionaryLocation: WarmFormat.DictionaryLocation?
     private let lock = ConditionLock()
     private var cache: [(index: Int, bytes: [UInt8])] = []
@@ -620,7 +668,12 @@ extension WarmFormat {
         guard footerStart >= SegmentFormat.headerSize, footerStart <= footerEnd, trailer.blocksEnd >= SegmentFormat.headerSize
         else { return damage(footerStart, "warm trailer sizes do not match the file") }
         let footer: Footer
-        switch decodeFooter(Array(bytes[footerStart..<footerEnd]), trailer: trailer) {
+        let decoded = bytes.withUnsafeBytes { b in
+            decodeFooter(
+                Array(bytes[footerStart..<footerEnd]), trailer: trailer,
+                leadSection: trailer.leadSectionOffset.map { UnsafeRawBufferPointer(rebasing: b[$0..<footerStart]) })
+        }
+        switch decoded {
         case .success(let decoded): footer = decoded
         case .failure(let failure): return damage(footerStart, failure.reason)
         }
@@ -635,10 +688,13 @@ extension WarmFormat {
             report.corrupt.append(CorruptionReport(file: file, offset: 0, reason: "warm header does not match the segment header kept in the footer"))
         }
         var damaged = false
-        // Version 2: two copies of the dictionary between the blocks and the footer; one good copy is enough to read.
+        // Versions 2 and 3: two copies of the dictionary between the blocks and the lead section or footer; one good
+        // copy is enough to read.
         var dictionary: [UInt8]? = nil
         if let location = trailer.dictionary {
-            guard location.end == footerStart else { return damage(location.offset, "warm dictionary copies do not end where the footer starts") }
+            guard location.end == trailer.indexStart else {
+                return damage(location.offset, "warm dictionary copies do not end where the \(trailer.leadSectionOffset == nil ? "footer" : "lead section") starts")
+            }
             bytes.withUnsafeBytes { b in
                 for copy in 0..<2 {
                     let start = location.offset + copy * location.copySize
@@ -681,7 +737,8 @@ extension WarmFormat {
         }
         if damaged { return nil }
         if expectedOffset != blocksEnd {
-            return damage(expectedOffset, "\(blocksEnd - expectedOffset) bytes between the last block and the \(trailer.dictionary == nil ? "footer" : "dictionary")")
+            let next = trailer.dictionary != nil ? "dictionary" : trailer.leadSectionOffset != nil ? "lead section" : "footer"
+            return damage(expectedOffset, "\(blocksEnd - expectedOffset) bytes between the last block and the \(next)")
         }
         hot.append(contentsOf: footer.hotIndex)
         hot.append(contentsOf: footer.hotTrailerBytes)

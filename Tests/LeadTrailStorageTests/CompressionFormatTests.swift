@@ -4,7 +4,8 @@ import LeadTrailQuery
 import Testing
 @testable import LeadTrailStorage
 
-/// Warm files with a dictionary (format 2), warm files of format 1, cold members without index
+/// Warm files with a dictionary and their lead section stored apart (format 3), warm files of formats 1
+/// and 2, cold members without index
 /// sections, the event-id table's bulk fill, and the dedupe they keep working after a start.
 @Suite struct CompressionFormatTests {
     static let day: Int64 = 86_400_000
@@ -82,8 +83,9 @@ import Testing
         #expect(warm.count == 2)
         for path in warm {
             let trailer = try Self.trailer(path)
-            #expect(trailer.version == 2)
+            #expect(trailer.version == 3)
             #expect(trailer.dictionary != nil)
+            #expect(trailer.leadSectionOffset != nil)
         }
         #expect(try Self.everything(store) == before)
         #expect(try QueryEngine(store: store).timeline(leadID: "lead_7").events == timeline)
@@ -130,7 +132,67 @@ import Testing
         }
     }
 
+    @Test func indexCodingWithTheLeadSectionApartRoundTrips() throws {
+        var rng = SplitMix64(seed: 7)
+        let (sparse, records) = (5, 300)
+        let trailer = SegmentTrailer(
+            recordCount: UInt64(records), firstSeq: 1, lastSeq: UInt64(records), minTs: 0, maxTs: 0, dataEnd: 64,
+            sparseCount: UInt32(sparse), indexCRC: 0, dataCRC: 0)
+        var w = ByteWriter()
+        for i in 0..<sparse { w.u64(UInt64(i * 60 + 1)); w.u64(UInt64(64 + i * 4096)); w.i64(Int64(i)); w.i64(Int64(i) + 9) }
+        for lead in (0..<records).map({ _ in rng.next() }).sorted() { w.u64(lead) }
+        for _ in 0..<records { w.u64(rng.next()); w.u64(rng.next() % 5000) }
+        let index = w.bytes
+        let leads = IndexCoding.leadSection(trailer)
+        let encoded = index.withUnsafeBytes { IndexCoding.encode($0, trailer: trailer, leadsApart: true) }
+        let section = Array(index[leads])
+        #expect(encoded.withUnsafeBytes { e in section.withUnsafeBytes { IndexCoding.decode(e, trailer: trailer, leadSection: $0) } } == index)
+        // Without its lead section, or with one of another length, it does not decode.
+        #expect(encoded.withUnsafeBytes { IndexCoding.decode($0, trailer: trailer) } == nil)
+        #expect(encoded.withUnsafeBytes { e in section.dropLast(8).withUnsafeBytes { IndexCoding.decode(e, trailer: trailer, leadSection: $0) } } == nil)
+    }
+
+    /// A format 3 warm segment reads its lead entries from the file (memory keeps fences, block CRCs and a filter,
+    /// as for a sealed hot segment), in the process that moved it and after a restart; a lead section
+    /// overwritten while the store is open is never used: timelines read the records instead and the damage is
+    /// reported, and `verify` finds it.
+    @Test func warmLeadSectionsStayOnDiskAndADamagedOneIsReadAround() throws {
+        let dir = TemporaryDirectory()
+        let store = try Self.makeStore(dir)
+        let leads = (0..<40).map { "lead_\($0)" }
+        let expected = try leads.map { try store.events(forLead: $0) }
+        _ = try store.tier(now: Self.now)
+        store.close()
+
+        let reopened = try Self.reopen(dir)
+        defer { reopened.close() }
+        let warm = reopened.stateLock.withLock { reopened.segments.filter { $0.tier == .warm } }
+        #expect(warm.count == 2)
+        #expect(warm.allSatisfy { $0.leadIndex.footerRun != nil })
+        #expect(try leads.map { try reopened.events(forLead: $0) } == expected)
+
+        for path in Self.warmFiles(dir) {
+            let trailer = try Self.trailer(path)
+            let start = try #require(trailer.leadSectionOffset)
+            let fd = open(path, O_WRONLY)
+            _ = [UInt8](repeating: 0, count: Int(trailer.footerStart) - start).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(start)) }
+            close(fd)
+        }
+        #expect(try leads.map { try reopened.events(forLead: $0) } == expected)
+        #expect(reopened.stats().corruptSegments.count >= 2)
+        let report = try EventStore.verify(directory: dir.path)
+        #expect(report.corrupt.filter { $0.file.hasSuffix(".lz4s") && $0.reason.contains("hot index inside the warm footer") }.count == 2)
+    }
+
+    @Test func warmFilesOfFormatTwoStillRead() throws {
+        try checkOlderWarmFormatReads(version: 2)
+    }
+
     @Test func formatOneWarmFilesStillRead() throws {
+        try checkOlderWarmFormatReads(version: 1)
+    }
+
+    func checkOlderWarmFormatReads(version: Int) throws {
         let dir = TemporaryDirectory()
         var before: [StoredEvent] = []
         var originals: [String: [UInt8]] = [:]
@@ -139,7 +201,7 @@ import Testing
             before = try Self.everything(store)
             store.close()
         }
-        // Rewrite both sealed segments as format 1 warm files, as the previous release did, and remove the hot files.
+        // Rewrite both sealed segments as warm files of that format, as earlier releases did, and remove the hot files.
         for name in Files.list(dir.path + "/hot").filter({ $0.hasSuffix(".seg") }) {
             let path = dir.path + "/hot/" + name
             let bytes = try Files.read(path)
@@ -151,22 +213,26 @@ import Testing
                     return SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24))
                 }
             }
-            let warm = WarmFormat.buildVersion1(hotFile: bytes, trailer: trailer, sparse: sparse)
+            let warm = version == 1
+                ? WarmFormat.buildVersion1(hotFile: bytes, trailer: trailer, sparse: sparse)
+                : WarmFormat.build(hotFile: bytes, trailer: trailer, sparse: sparse, version: version)
             let id = try #require(UInt64(name.dropLast(4), radix: 16))
             try Files.write(warm, to: dir.path + "/warm/" + EventStore.warmFileName(id))
             try Files.remove(path)
         }
-        for path in Self.warmFiles(dir) { #expect(try Self.trailer(path).version == 1) }
+        for path in Self.warmFiles(dir) { #expect(try Self.trailer(path).version == version) }
         #expect(try EventStore.verify(directory: dir.path).isClean)
 
         let store = try Self.reopen(dir)
         defer { store.close() }
         #expect(store.stats().warm.segments == 2)
+        // These formats have no lead section of their own: it is kept in memory.
+        #expect(store.stateLock.withLock { store.segments.filter { $0.tier == .warm }.allSatisfy { $0.leadIndex.footerRun == nil } })
         #expect(try Self.everything(store) == before)
-        // A resent id stored only in a format 1 warm file is still a duplicate.
+        // A resent id stored only in a warm file of that format is still a duplicate.
         let resent = try store.appendAndWait(try Self.events(5..<6, baseMs: Self.now - 60 * Self.day))
         #expect(resent.first?.duplicate == true && resent.first?.seq == 6)
-        // Format 1 files still go to cold and come back byte for byte.
+        // Such files still go to cold and come back byte for byte.
         _ = try store.tier(now: Self.now + 200 * Self.day)
         #expect(store.stats().cold.segments == 2)
         _ = try store.restore(fromMs: nil, toMs: nil)
@@ -213,7 +279,9 @@ import Testing
         #expect(!store.stats().corruptSegments.isEmpty)
     }
 
-    @Test func aDamagedEncodedIndexIsDetected() throws {
+    /// A bit inside the encoded index sections (just after the hot header kept in the footer), or inside the
+    /// lead section stored apart.
+    @Test(arguments: [false, true]) func aDamagedIndexIsDetected(inLeadSection: Bool) throws {
         let dir = TemporaryDirectory()
         do {
             let store = try Self.makeStore(dir)
@@ -222,8 +290,8 @@ import Testing
         }
         let path = try #require(Self.warmFiles(dir).first)
         let trailer = try Self.trailer(path)
-        // A bit inside the encoded index sections (just after the hot header kept in the footer).
-        try Files.flipBit(path, byte: Int(trailer.footerStart) + SegmentFormat.headerSize + 3, bit: 2)
+        let leadSection = try #require(trailer.leadSectionOffset)
+        try Files.flipBit(path, byte: inLeadSection ? leadSection + 100 : Int(trailer.footerStart) + SegmentFormat.headerSize + 3, bit: 2)
         #expect(!(try EventStore.verify(directory: dir.path).isClean))
         let store = try Self.reopen(dir)
         defer { store.close() }
