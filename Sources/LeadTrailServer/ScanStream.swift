@@ -136,7 +136,7 @@ struct ScanFrameBuilder {
         buffer.writeStaticString("]")
         if let lastSeq {
             buffer.writeStaticString(",\"done\":true,\"last_seq\":")
-            JSONNumber.withDigits(lastSeq) { buffer.writeBytes($0) }
+            JSONNumber.withDigits(lastSeq) { _ = buffer.writeBytes($0) }
         }
         buffer.writeStaticString("}")
         buffer.setInteger(UInt32(buffer.readableBytes - Frame.headerSize), at: buffer.readerIndex)
