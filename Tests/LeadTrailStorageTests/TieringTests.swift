@@ -27,6 +27,92 @@ import Testing
         return store
     }
 
+    /// Eight sealed segments of 160 events, 38 down to 31 days old, move to warm one at a time (a tiering run at each of eight
+    /// clock times) while two reader threads run timelines, gets and a scan by type over and over: every answer
+    /// stays exactly what it was before the first move, through every swap of a segment's file and lead index.
+    @Test func readersGetTheSameAnswersWhileSegmentsMoveToWarm() throws {
+        let dir = TemporaryDirectory()
+        var configuration = StoreConfiguration(directory: dir.path)
+        configuration.tiers.intervalSeconds = 0
+        configuration.tiers.warmDays = 10_000
+        let store = try EventStore.open(configuration)
+        defer { store.close() }
+        for age in (31...38).reversed() {
+            let base = Self.now - Int64(age) * Self.day
+            _ = try store.appendAndWait(try (0..<160).map { i in
+                try Events.make(
+                    lead: "lead_\(i % 20)", id: "d\(age)_\(i)", type: i % 4 == 0 ? "recipient.delivered" : "source.submitted",
+                    timestampMs: base + Int64(i) * 1000, extra: "\"n\":\(age * 1000 + i)")
+            })
+            _ = try store.rotate()
+        }
+        let leads = (0..<20).map { "lead_\($0)" }
+        let timelines = try leads.map { try store.events(forLead: $0) }
+        @Sendable func recipients() throws -> [StoredEvent] {
+            var found: [StoredEvent] = []
+            try store.scan(ScanHints(types: TypeSelection(exact: [], prefixes: [Array("recipient.".utf8)]))) { record in
+                let event = record.copy()
+                if event.value(of: .type)?.hasPrefix("recipient.") == true { found.append(event) }
+                return true
+            }
+            return found
+        }
+        let scanned = try recipients()
+        let sample = try store.event(withID: "d33_77")
+        #expect(timelines.allSatisfy { $0.count == 8 * 160 / 20 } && scanned.count == 8 * 160 / 4 && sample != nil)
+
+        let tally = ReaderTally()
+        let readers = (0..<2).map { _ in
+            Thread {
+                while !tally.stopping {
+                    do {
+                        for (lead, expected) in zip(leads, timelines) where try store.events(forLead: lead) != expected { tally.fail() }
+                        if try recipients() != scanned { tally.fail() }
+                        if try store.event(withID: "d33_77") != sample { tally.fail() }
+                    } catch {
+                        tally.fail()
+                    }
+                    tally.round()
+                }
+                tally.finish()
+            }
+        }
+        readers.forEach { $0.start() }
+        var moved = 0
+        for daysBack in (0..<8).reversed() {
+            let roundsBefore = tally.rounds
+            moved += try store.tier(now: Self.now - Int64(daysBack) * Self.day).moved.count
+            // Each reader finishes a round begun during or after this move before the next one.
+            while tally.rounds < roundsBefore + 2 * readers.count { Thread.sleep(forTimeInterval: 0.001) }
+        }
+        tally.stop(waitingFor: readers.count)
+        #expect(moved == 8)
+        #expect(store.stats().warm.segments == 8)
+        #expect(tally.failures == 0)
+        #expect(try leads.map { try store.events(forLead: $0) } == timelines)
+    }
+
+    /// What the reader threads of a test saw: failed answers, rounds run, and when to stop.
+    final class ReaderTally: @unchecked Sendable {
+        private let lock = NSCondition()
+        private var failed = 0, roundsRun = 0, stopped = false, finished = 0
+
+        var failures: Int { lock.withLock { failed } }
+        var rounds: Int { lock.withLock { roundsRun } }
+        var stopping: Bool { lock.withLock { stopped } }
+        func fail() { lock.withLock { failed += 1 } }
+        func round() { lock.withLock { roundsRun += 1 } }
+        func finish() { lock.withLock { finished += 1; lock.broadcast() } }
+
+        /// Tells the readers to stop and waits until `count` of them have.
+        func stop(waitingFor count: Int) {
+            lock.withLock {
+                stopped = true
+                while finished < count { lock.wait() }
+            }
+        }
+    }
+
     static func everything(_ store: EventStore) throws -> [StoredEvent] {
         var all: [StoredEvent] = []
         try store.scan(ScanHints()) { all.append($0.copy()); return true }
