@@ -103,6 +103,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var decoder: FrameDecoder
     private var access: AccessContext?
     private var pending = CircularBuffer<ResponseSlot>()
+    /// Large frames waiting for this connection's parse in progress: they are parsed one at a time, in order.
+    private var framesToParse = CircularBuffer<(frame: [UInt8], slot: ResponseSlot)>()
+    private var parsingLargeFrame = false
     private var context: ChannelHandlerContext?
     private var readPending = false
     private var inPump = false
@@ -404,6 +407,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
         // known, the slot is a barrier like an append: later appends and reads wait for it, so
         // appends still reach the store in request order (see submitReadyAppends).
         slot.isAppend = true
+        framesToParse.append((frame, slot))
+        if !parsingLargeFrame { parseNextLargeFrame() }
+    }
+
+    /// Parses the connection's next large frame on the thread pool, then the one after it. One at a time:
+    /// the first batch is ready (for the writer, and so acknowledged) as soon as it can be, instead of
+    /// sharing the cores with the batches behind it, and one producer's burst does not take every pool thread.
+    private func parseNextLargeFrame() {
+        guard let context, let access, let (frame, slot) = framesToParse.popFirst() else {
+            parsingLargeFrame = false
+            return
+        }
+        parsingLargeFrame = true
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let boundSlot = NIOLoopBound(slot, eventLoop: loop)
@@ -441,6 +457,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .failure:
                 handler.complete(slot, error: WireError(.unavailable, "the daemon is shutting down"))
             }
+            handler.parseNextLargeFrame()
         }
     }
 

@@ -149,6 +149,16 @@ import Testing
         #expect(errorCode(answers[2]) == "unknown_op")
         #expect(errorCode(answers[3]) == "bad_frame")
         #expect(int((answers[4]["results"] as? [[String: Any]])?.first?["seq"]) == 2)
+        // A burst of large appends, the fourth refused: a connection's large frames are parsed one at a time, in
+        // order; the answers keep it, and the refused batch takes no seq.
+        for i in 0..<6 {
+            let extra = (i == 3 ? "\"duration_ms\":-1," : "") + "\"pad\":\"\(big)\""
+            try connection.sendRaw(appendFrame([eventJSON(lead: "Y", id: "y\(i)", extra: extra)], id: "\(10 + i)"))
+        }
+        let burst = try (0..<6).map { _ in try connection.receive() }
+        #expect(burst.map { int($0["id"]) } == [10, 11, 12, 13, 14, 15])
+        #expect(errorCode(burst[3]) == "invalid_event")
+        #expect(burst.enumerated().filter { $0.offset != 3 }.map { int(($0.element["results"] as? [[String: Any]])?.first?["seq"]) } == [3, 4, 5, 6, 7])
         connection.close()
         await daemon.stop()
     }
