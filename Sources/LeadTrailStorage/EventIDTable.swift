@@ -139,6 +139,35 @@ struct EventIDTable {
         partitions[p] = grown
     }
 
+    /// For each hash, whether the table may hold it (an entry with the same partition and fingerprint):
+    /// ``candidates(hash:_:)`` finds nothing for the others. The first slots of every 16 hashes are read
+    /// before any is probed, so their cache misses overlap instead of queueing.
+    func mayHold(_ hashes: [UInt64]) -> [Bool] {
+        var result = [Bool](repeating: false, count: hashes.count)
+        var firstSlots = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
+                          UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &firstSlots) { raw in
+            let first = raw.bindMemory(to: UInt64.self)
+            var batch = 0
+            while batch < hashes.count {
+                let batchEnd = min(batch + 16, hashes.count)
+                for k in batch..<batchEnd {
+                    partitions[Self.partition(hashes[k])].withUnsafeBufferPointer { table in
+                        first[k - batch] = table[Self.home(fingerprint: Self.fingerprint(hashes[k]), capacity: table.count)]
+                    }
+                }
+                for k in batch..<batchEnd where first[k - batch] != 0 {  // an empty first slot: not held
+                    candidates(hash: hashes[k]) { _ in
+                        result[k] = true
+                        return true
+                    }
+                }
+                batch = batchEnd
+            }
+        }
+        return result
+    }
+
     /// Calls `body` with every seq whose entry has the same partition and fingerprint; stops when it returns true.
     func candidates(hash: UInt64, _ body: (UInt64) -> Bool) {
         let fp = Self.fingerprint(hash)

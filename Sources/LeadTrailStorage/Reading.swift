@@ -68,7 +68,8 @@ extension EventStore {
         noteReadDamage(view, offset: offset, reason: reason)
     }
 
-    /// The seq of the stored event with this id, if any (writer thread: reads the table without the lock).
+    /// The seq of the stored event with this id, if any (the writer's dedupe: the table's candidates, each checked
+    /// against its record).
     func storedSeq(ofEventID idBytes: some Collection<UInt8>, hash: UInt64) -> UInt64? {
         let candidates: [UInt64] = stateLock.withLock {
             var seqs: [UInt64] = []

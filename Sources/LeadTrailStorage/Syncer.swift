@@ -148,6 +148,14 @@ extension EventStore {
     func publish(_ groups: [WrittenGroup]) {
         guard let last = groups.last(where: { $0.byteCount > 0 }) else { return }
         let segment = last.segment
+        // The ids sorted by hash before the lock is taken: the table takes them partition by partition, its cache
+        // misses overlapping, in one call (inserting them one by one was a third of this thread's time).
+        var ids: [(hash: UInt64, seq: UInt64)] = []
+        ids.reserveCapacity(groups.reduce(0) { $0 + $1.records.count })
+        for group in groups {
+            for record in group.records { ids.append((record.eventIDHash, record.seq)) }
+        }
+        ids.sort { $0.hash < $1.hash }
         stateLock.withLock {
             for group in groups {
                 for record in group.records {
@@ -155,9 +163,10 @@ extension EventStore {
                         seq: record.seq, timestampMs: record.timestampMs, leadHash: record.leadHash,
                         eventIDHash: record.eventIDHash, typeID: record.typeID, offset: group.offset + record.offsetInBuffer, size: record.size,
                         sparseInterval: configuration.sparseIndexInterval)
-                    eventIDs.insert(hash: record.eventIDHash, seq: record.seq)
                 }
             }
+            let complete = eventIDs.insert(contentsOf: ids)
+            precondition(complete, "seq out of range for the event id table")
             segment.chainCRC = last.chainCRC
             segment.dataEnd = last.offset + last.byteCount
             segment.fileSize = segment.dataEnd

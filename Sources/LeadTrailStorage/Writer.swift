@@ -202,13 +202,16 @@ extension EventStore {
             var batchOutcomes: [AppendOutcome] = []
             batchOutcomes.reserveCapacity(batch.count)
             var lastNew = -1
+            // Which ids the table may hold, for the whole batch under one lock: only those are looked up in full.
+            let hashes = batch.entries.map(\.eventIDHash)
+            let mayBeStored = stateLock.withLock { eventIDs.mayHold(hashes) }
             for (e, entry) in batch.entries.enumerated() {
                 var original: UInt64? = nil
                 if !entry.eventIDAssigned {
                     let id = batch.bytes[entry.eventIDRange]
                     original = ids.seq(ofEventID: id, hash: entry.eventIDHash)
                         ?? unpublished.lazy.compactMap { $0.ids.seq(ofEventID: id, hash: entry.eventIDHash) }.first
-                        ?? storedSeq(ofEventID: id, hash: entry.eventIDHash)
+                        ?? (mayBeStored[e] ? storedSeq(ofEventID: id, hash: entry.eventIDHash) : nil)
                 }
                 if let original {
                     batchOutcomes.append(AppendOutcome(seq: original, duplicate: true))

@@ -428,6 +428,30 @@ import Testing
         #expect(table.count == entries.count)
     }
 
+    /// The batched check the writer runs before its dedupe lookups: true for every stored hash, and false only
+    /// where ``EventIDTable/candidates(hash:_:)`` finds nothing (an unsorted batch, across partitions).
+    @Test func eventIDTableMayHoldAgreesWithCandidates() {
+        var rng = SplitMix64(seed: 11)
+        var table = EventIDTable()
+        let stored = (1...20_000).map { _ in rng.next() }
+        for (k, hash) in stored.enumerated() { table.insert(hash: hash, seq: UInt64(k + 1)) }
+        let absent = (0..<20_000).map { _ in rng.next() }
+        let batch = Array((stored.prefix(700) + absent.prefix(1300)).shuffled(using: &rng))
+        let verdicts = table.mayHold(batch)
+        #expect(verdicts.count == batch.count)
+        for (hash, mayHold) in zip(batch, verdicts) {
+            var any = false
+            table.candidates(hash: hash) { _ in
+                any = true
+                return true
+            }
+            #expect(mayHold == any)
+        }
+        #expect(table.mayHold(Array(stored)).allSatisfy { $0 })
+        // Absent ids meet a candidate only by a fingerprint collision (about 20,000 / 2^34 each).
+        #expect(table.mayHold(absent).filter { $0 }.count <= 2)
+    }
+
     /// A table sized for nothing grows partition by partition, from its own slots, and loses no entry.
     @Test func eventIDTablePartitionsGrowFromTheirOwnSlots() {
         var rng = SplitMix64(seed: 11)
