@@ -394,7 +394,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func handle(_ frame: [UInt8]) {
-        guard let access, let context else { return }
+        guard let access, context != nil else { return }
         let slot = ResponseSlot(id: nil, op: "-")
         slot.heldBytes = frame.count
         server.admission.hold(frame.count)

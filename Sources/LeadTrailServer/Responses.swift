@@ -153,19 +153,23 @@ enum Responses {
     }
 
     static func tier(id: [UInt8]?, _ report: TierReport) -> [UInt8] {
+        func moves(_ list: [SegmentMove]) -> [[UInt8]] {
+            list.map { move in
+                var item = JSONObjectWriter()
+                item.int("segment", move.segmentID)
+                item.string("from", move.from)
+                item.string("to", move.to)
+                item.int("first_seq", move.firstSeq)
+                item.int("last_seq", move.lastSeq)
+                item.int("events", move.events)
+                item.int("bytes_before", move.bytesBefore)
+                item.int("bytes_after", move.bytesAfter)
+                return item.finished()
+            }
+        }
         var writer = ResponseEncoder.success(id: id)
-        writer.rawArray("moved", report.moved.map { move in
-            var item = JSONObjectWriter()
-            item.int("segment", move.segmentID)
-            item.string("from", move.from)
-            item.string("to", move.to)
-            item.int("first_seq", move.firstSeq)
-            item.int("last_seq", move.lastSeq)
-            item.int("events", move.events)
-            item.int("bytes_before", move.bytesBefore)
-            item.int("bytes_after", move.bytesAfter)
-            return item.finished()
-        })
+        writer.rawArray("moved", moves(report.moved))
+        writer.rawArray("rewritten", moves(report.rewritten))
         writer.stringArray("deleted", report.deleted)
         writer.rawArray("expired", report.expired.map { Array(String($0).utf8) })
         writer.stringArray("skipped", report.skipped)

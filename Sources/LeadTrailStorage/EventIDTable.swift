@@ -144,26 +144,22 @@ struct EventIDTable {
     /// before any is probed, so their cache misses overlap instead of queueing.
     func mayHold(_ hashes: [UInt64]) -> [Bool] {
         var result = [Bool](repeating: false, count: hashes.count)
-        var firstSlots = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
-                          UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        withUnsafeMutableBytes(of: &firstSlots) { raw in
-            let first = raw.bindMemory(to: UInt64.self)
-            var batch = 0
-            while batch < hashes.count {
-                let batchEnd = min(batch + 16, hashes.count)
-                for k in batch..<batchEnd {
-                    partitions[Self.partition(hashes[k])].withUnsafeBufferPointer { table in
-                        first[k - batch] = table[Self.home(fingerprint: Self.fingerprint(hashes[k]), capacity: table.count)]
-                    }
+        var first = InlineArray<16, UInt64>(repeating: 0)
+        var batch = 0
+        while batch < hashes.count {
+            let batchEnd = min(batch + 16, hashes.count)
+            for k in batch..<batchEnd {
+                partitions[Self.partition(hashes[k])].withUnsafeBufferPointer { table in
+                    first[k - batch] = table[Self.home(fingerprint: Self.fingerprint(hashes[k]), capacity: table.count)]
                 }
-                for k in batch..<batchEnd where first[k - batch] != 0 {  // an empty first slot: not held
-                    candidates(hash: hashes[k]) { _ in
-                        result[k] = true
-                        return true
-                    }
-                }
-                batch = batchEnd
             }
+            for k in batch..<batchEnd where first[k - batch] != 0 {  // an empty first slot: not held
+                candidates(hash: hashes[k]) { _ in
+                    result[k] = true
+                    return true
+                }
+            }
+            batch = batchEnd
         }
         return result
     }

@@ -317,6 +317,8 @@ public struct SegmentMove: Sendable, Equatable {
 /// What a tiering run did.
 public struct TierReport: Sendable {
     public var moved: [SegmentMove] = []
+    /// Warm files of an older format rewritten in the current one (from and to are both "warm").
+    public var rewritten: [SegmentMove] = []
     /// Cold archives deleted by `retain_days`, with what they held.
     public var deleted: [String] = []
     /// Restored segments whose time was up.

@@ -39,6 +39,8 @@ extension EventStore {
                     report.moved.append(try moveToCold(currentSegment(id: segment.id) ?? segment))
                 } else if segment.maxTs < hotCutoff && segment.tier == .hot {
                     report.moved.append(try moveToWarm(segment))
+                } else if segment.tier == .warm, let file = segment.data as? WarmFile, file.version < WarmFormat.currentVersion {
+                    report.rewritten.append(try rewriteWarm(segment))
                 }
             } catch {
                 if error.code == .unavailable || error.code == .io { throw error }
@@ -50,8 +52,13 @@ extension EventStore {
         if let retain = policy.retainDays {
             report.deleted = try deleteArchives(olderThan: now - Int64(retain * 86_400_000))
         }
-        if !report.moved.isEmpty || !report.deleted.isEmpty || !report.expired.isEmpty {
-            logger.info("tiering run", metadata: ["moved": "\(report.moved.count)", "deleted": "\(report.deleted.count)", "expired": "\(report.expired.count)"])
+        if !report.moved.isEmpty || !report.rewritten.isEmpty || !report.deleted.isEmpty || !report.expired.isEmpty {
+            logger.info(
+                "tiering run",
+                metadata: [
+                    "moved": "\(report.moved.count)", "rewritten": "\(report.rewritten.count)", "deleted": "\(report.deleted.count)",
+                    "expired": "\(report.expired.count)",
+                ])
         }
         return report
     }
@@ -84,6 +91,21 @@ extension EventStore {
         return SegmentMove(
             segmentID: segment.id, from: "hot", to: "warm", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,
             events: segment.count, bytesBefore: hotBytes.count, bytesAfter: warmBytes.count)
+    }
+
+    /// Rewrites a warm file of an older format in the current one (format 3 keeps the lead index on disk):
+    /// the hot file rebuilt from it and checked, the new warm file written to a temporary file, synced and
+    /// renamed over the old one, and swapped for readers (who finish with the old file's descriptor).
+    func rewriteWarm(_ segment: Segment) throws(StoreError) -> SegmentMove {
+        let hotBytes = try rebuildHotFile(segment)
+        let (trailer, sparse) = try checkedHotFile(hotBytes, name: segment.fileName)
+        let warmBytes = WarmFormat.build(hotFile: hotBytes, trailer: trailer, sparse: sparse)
+        try io.writeAtomically(warmBytes, to: segment.path, directory: warmDirectory, crashPoint: .warmBeforeRename)
+        let warm = try openWarm(path: segment.path, id: segment.id)
+        replaceSegment(segment, with: warm)
+        return SegmentMove(
+            segmentID: segment.id, from: "warm", to: "warm", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,
+            events: segment.count, bytesBefore: segment.fileSize, bytesAfter: warmBytes.count)
     }
 
     static func warmFileName(_ id: UInt64) -> String {

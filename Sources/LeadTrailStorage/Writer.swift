@@ -202,9 +202,12 @@ extension EventStore {
             var batchOutcomes: [AppendOutcome] = []
             batchOutcomes.reserveCapacity(batch.count)
             var lastNew = -1
-            // Which ids the table may hold, for the whole batch under one lock: only those are looked up in full.
-            let hashes = batch.entries.map(\.eventIDHash)
-            let mayBeStored = stateLock.withLock { eventIDs.mayHold(hashes) }
+            // Which of the ids sent the table may hold, for the whole batch under one lock: only those are looked
+            // up in full (an id the daemon assigned is new).
+            let sent = batch.entries.indices.filter { !batch.entries[$0].eventIDAssigned }
+            let held = stateLock.withLock { eventIDs.mayHold(sent.map { batch.entries[$0].eventIDHash }) }
+            var mayBeStored = [Bool](repeating: false, count: batch.count)
+            for (k, e) in sent.enumerated() { mayBeStored[e] = held[k] }
             for (e, entry) in batch.entries.enumerated() {
                 var original: UInt64? = nil
                 if !entry.eventIDAssigned {

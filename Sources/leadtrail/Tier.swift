@@ -23,7 +23,7 @@ struct Tier: ParsableCommand {
         try session.callAndPrint(["op": "tier"], json: json, describe: Self.describe)
     }
 
-    /// One line per move, deletion, expiry and skip; or that nothing was due.
+    /// One line per move, rewrite, deletion, expiry and skip; or that nothing was due.
     static func describe(_ answer: [String: Any]) -> [String] {
         var lines: [String] = []
         for move in answer["moved"] as? [[String: Any]] ?? [] {
@@ -33,6 +33,12 @@ struct Tier: ParsableCommand {
             let before = Int(JSONAccess.int(move["bytes_before"]) ?? 0), after = Int(JSONAccess.int(move["bytes_after"]) ?? 0)
             let seqs = "seq \(JSONAccess.text(move["first_seq"]) ?? "?")-\(JSONAccess.text(move["last_seq"]) ?? "?")"
             lines.append("segment \(segment) \(from) -> \(to): \(seqs), \(ProgressBar.grouped(events)) events, \(ProgressBar.grouped(before)) -> \(ProgressBar.grouped(after)) bytes")
+        }
+        for rewritten in answer["rewritten"] as? [[String: Any]] ?? [] {
+            let before = Int(JSONAccess.int(rewritten["bytes_before"]) ?? 0), after = Int(JSONAccess.int(rewritten["bytes_after"]) ?? 0)
+            lines.append(
+                "segment \(JSONAccess.text(rewritten["segment"]) ?? "?") warm: rewritten in the current format (lead index on disk), "
+                    + "\(ProgressBar.grouped(before)) -> \(ProgressBar.grouped(after)) bytes")
         }
         for deleted in answer["deleted"] as? [String] ?? [] { lines.append("deleted \(deleted)") }
         for expired in answer["expired"] as? [Any] ?? [] { lines.append("released expired restore of segment \(JSONAccess.text(expired) ?? "?")") }

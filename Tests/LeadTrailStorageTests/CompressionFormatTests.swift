@@ -184,15 +184,9 @@ import Testing
         #expect(report.corrupt.filter { $0.file.hasSuffix(".lz4s") && $0.reason.contains("hot index inside the warm footer") }.count == 2)
     }
 
-    @Test func warmFilesOfFormatTwoStillRead() throws {
-        try checkOlderWarmFormatReads(version: 2)
-    }
-
-    @Test func formatOneWarmFilesStillRead() throws {
-        try checkOlderWarmFormatReads(version: 1)
-    }
-
-    func checkOlderWarmFormatReads(version: Int) throws {
+    /// Warm files of formats 1 and 2 (what earlier releases wrote) still read, dedupe and go to cold byte for byte;
+    /// or, with `rewrittenFirst`, a tiering run first rewrites them in the current format, and then they do.
+    @Test(arguments: [1, 2], [false, true]) func olderWarmFormatsStillRead(version: Int, rewrittenFirst: Bool) throws {
         let dir = TemporaryDirectory()
         var before: [StoredEvent] = []
         var originals: [String: [UInt8]] = [:]
@@ -226,9 +220,19 @@ import Testing
         let store = try Self.reopen(dir)
         defer { store.close() }
         #expect(store.stats().warm.segments == 2)
-        // These formats have no lead section of their own: it is kept in memory.
+        // These formats have no lead section of their own: it is kept in memory, until a tiering run rewrites them.
         #expect(store.stateLock.withLock { store.segments.filter { $0.tier == .warm }.allSatisfy { $0.leadIndex.footerRun == nil } })
         #expect(try Self.everything(store) == before)
+        if rewrittenFirst {
+            // A tiering run rewrites them in the current format: the lead index goes to disk, nothing else changes.
+            let rewrite = try store.tier(now: Self.now)
+            #expect(rewrite.rewritten.map(\.segmentID).sorted() == [1, 2] && rewrite.moved.isEmpty)
+            for path in Self.warmFiles(dir) { #expect(try Self.trailer(path).version == WarmFormat.currentVersion) }
+            #expect(store.stateLock.withLock { store.segments.filter { $0.tier == .warm }.allSatisfy { $0.leadIndex.footerRun != nil } })
+            #expect(try Self.everything(store) == before)
+            #expect(store.verify().isClean)
+            #expect(try store.tier(now: Self.now).rewritten.isEmpty)
+        }
         // A resent id stored only in a warm file of that format is still a duplicate.
         let resent = try store.appendAndWait(try Self.events(5..<6, baseMs: Self.now - 60 * Self.day))
         #expect(resent.first?.duplicate == true && resent.first?.seq == 6)
