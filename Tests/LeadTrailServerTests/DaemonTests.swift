@@ -303,6 +303,7 @@ import Testing
         let tiered = try connection.request(["op": "tier"])
         let moved = try #require(tiered["moved"] as? [[String: Any]])
         #expect(moved.compactMap { $0["to"] as? String } == ["warm", "cold"])
+        #expect((tiered["rewritten"] as? [Any])?.isEmpty == true)  // warm files of older formats: none here
         #expect(try connection.request(["op": "timeline", "lead_id": "A"])["cold_only_before"] as? String == "2020-01-05T00:00:00.001Z")
 
         try connection.send(["op": "restore"])
