@@ -34,13 +34,10 @@ enum Responses {
                         p += 1
                     }
                     put(seqKey)
-                    var value = outcome.seq
-                    let digits = Self.digitCount(value)
-                    for k in stride(from: p + digits - 1, through: p, by: -1) {
-                        base[k] = UInt8(ascii: "0") + UInt8(value % 10)
-                        value /= 10
+                    p += JSONNumber.withDigits(outcome.seq) { digits in
+                        UnsafeMutableRawBufferPointer(start: base + p, count: digits.count).copyMemory(from: digits)
+                        return digits.count
                     }
-                    p += digits
                     put(idKey)
                     let range = batch.entries[index].eventIDRange
                     if let from = source.baseAddress, !range.isEmpty {

@@ -84,7 +84,7 @@ extension EventStore {
         let path = warmDirectory + "/" + Self.warmFileName(segment.id)
         try io.writeAtomically(warmBytes, to: path, directory: warmDirectory, crashPoint: .warmBeforeRename)
         CrashPoint.warmBeforeSourceDelete.reached()
-        let warm = try openWarm(path: path, id: segment.id, reuse: segment)
+        let warm = try openWarm(path: path, id: segment.id)
         replaceSegment(segment, with: warm)
         try io.unlink(segment.path)
         try io.syncDirectory(hotDirectory)
@@ -164,14 +164,13 @@ extension EventStore {
         }
     }
 
-    /// Opens a warm file as a queryable segment. With `reuse`, the in-memory
-    /// indexes of the hot segment it came from are kept (offsets are the same).
-    func openWarm(path: String, id: UInt64, reuse: Segment? = nil) throws(StoreError) -> (Segment) {
-        let (segment, _) = try loadWarm(path: path, id: id, reuse: reuse)
+    /// Opens a warm file as a queryable segment (its event-id entries are already in the table).
+    func openWarm(path: String, id: UInt64) throws(StoreError) -> Segment {
+        let (segment, _) = try loadWarm(path: path, id: id)
         return segment
     }
 
-    func loadWarm(path: String, id: UInt64, reuse: Segment? = nil) throws(StoreError) -> (Segment, [(hash: UInt64, seq: UInt64)]) {
+    func loadWarm(path: String, id: UInt64) throws(StoreError) -> (Segment, [(hash: UInt64, seq: UInt64)]) {
         let name = String(path.split(separator: "/").last ?? "")
         let fd = try io.open(path, flags: O_RDONLY, mode: 0)
         let footer: WarmFooter
@@ -201,14 +200,8 @@ extension EventStore {
         segment.minTs = hot.minTs
         segment.maxTs = hot.maxTs
         segment.chainCRC = hot.dataCRC
-        // A hot segment's lead index lives in the hot file's footer, which is about to go: use the warm file's copy,
-        // left on disk (version 3) or parsed into memory.
-        if let reuse, reuse.leadIndex.footerRun == nil, footer.trailer.leadSectionOffset == nil {
-            segment.sparse = reuse.sparse
-            segment.leadIndex = reuse.leadIndex
-            return (segment, [])
-        }
-        // (The footer's hot index sections were checked against the hot trailer's index CRC when decoded.)
+        // The lead entries stay in the file (version 3) or are parsed into memory (older versions). (The footer's
+        // hot index sections were checked against the hot trailer's index CRC when decoded.)
         let entries = Self.parseIndex(
             footer.hotIndex, trailer: hot, into: segment, leadSection: footer.trailer.leadSectionOffset.map { (WarmStoredBytes(file), $0) })
         return (segment, entries)
@@ -224,8 +217,8 @@ extension EventStore {
         guard index.count >= sparseCount * SegmentFormat.sparseEntrySize + records * (SegmentFormat.leadEntrySize + SegmentFormat.eventEntrySize) else { return [] }
         // Local arrays filled through buffers, then assigned once (appending to the segment's properties one
         // entry at a time costs an exclusivity and uniqueness check per entry).
-        let leadStart = sparseCount * SegmentFormat.sparseEntrySize
-        let eventStart = leadStart + records * SegmentFormat.leadEntrySize
+        let leadSectionRange = IndexCoding.leadSection(trailer)
+        let leadStart = leadSectionRange.lowerBound, eventStart = leadSectionRange.upperBound
         return index.withUnsafeBytes { b in
             let sparse = [SparseEntry](unsafeUninitializedCapacity: sparseCount) { out, initialized in
                 for i in 0..<sparseCount {
