@@ -37,6 +37,8 @@ public final class EventStore: @unchecked Sendable {
 
     /// One tiering, restore or release at a time.
     let tierLock = ConditionLock()
+    /// Serialises writing and removing the type index files beside hot segments (``TypeIndexFile``).
+    let typeIndexLock = ConditionLock()
     /// What the cold archives hold (guarded by `stateLock`).
     var coldCatalog = ColdCatalog()
 

@@ -289,10 +289,11 @@ extension EventStore {
             }
             var column = view.typeColumn
             if hints.types != nil, column == nil {
-                // Built only when this scan reads most of the segment anyway (its column costs a pass over all of it).
+                // Read from its file when this scan reads more than a sliver of the segment (the file holds 5 bytes
+                // a record); built only when it reads most of the segment anyway (building costs a pass over all of it).
                 let reading = (firstRun..<view.sparse.count).reduce(0) { wanted(view.sparse[$1]) ? $0 + view.runEnd($1) - Int(view.sparse[$1].offset) : $0 }
                 let all = view.dataEnd - Int(view.sparse.first?.offset ?? 0)
-                if reading * 2 >= all { column = try typeColumn(for: view) }
+                if reading * 16 >= all { column = try typeColumn(for: view, mayBuild: reading * 2 >= all) }
             }
             var picker = hints.types.flatMap { types in column.map { RecordPicker(column: $0, types: types, view: view) } }
             for i in firstRun..<view.sparse.count {
@@ -345,40 +346,53 @@ extension EventStore {
         return max(lastSeq, hints.afterSeq)
     }
 
-    /// The type column of a sealed hot segment that has none (it was loaded from its footer): built by
-    /// reading its records' headers once (what a scan by type that reads most of the segment reads anyway)
-    /// and kept with the segment for the next scans. Nil for other segments, or when a record's length or seq does not
-    /// add up: that segment is then scanned record by record, which finds and reports the damage.
-    func typeColumn(for view: SegmentView) throws(StoreError) -> TypeColumn? {
+    /// The type column of a sealed segment that has none in memory (it was loaded from its footer, or the memory
+    /// budget dropped it): read from the type index file beside a hot segment (``TypeIndexFile``), or, when
+    /// `mayBuild`, built by reading its records' headers once (what a scan by type that reads most of the segment
+    /// reads anyway) and stored in that file. Kept in memory while the newest segments' columns fit the budget.
+    /// Nil for other segments, or when a record's length or seq does not add up: that segment is then scanned
+    /// record by record, which finds and reports the damage.
+    func typeColumn(for view: SegmentView, mayBuild: Bool) throws(StoreError) -> TypeColumn? {
         guard view.isSealed, view.count > 0, view.data is HotFile, let first = view.sparse.first else { return nil }
-        // Only the newest segments' columns fit the memory budget (counting every newer segment, with a column
-        // or yet to get one): past it a column would soon be dropped again, and the plain scan reads less.
+        // Only the newest segments' columns stay in memory (counting every newer segment, with a column or yet to
+        // get one): past the budget a column would soon be dropped again.
         let newer = stateLock.withLock { segments.filter { $0.id > view.id }.reduce(0) { $0 + Int($1.count) } }
-        guard newer + Int(view.count) <= configuration.typeColumnRecordBudget else { return nil }
-        var column = TypeColumn()
-        var dictionary = TypeDictionary()
-        var cursor = RecordCursor(from: Int(first.offset), to: view.dataEnd, data: view.data, chunkSize: Self.scanChunkSize)
-        cursor.verifiesChecksums = false
-        var expected = view.firstSeq
-        reading: while true {
-            switch try cursor.next() {
-            case .end:
-                break reading
-            case .record(let header, _):
-                guard header.seq == expected else { return nil }
-                column.append(id: dictionary.id(record: cursor.recordBytes, fields: header.fields, column: &column), offset: cursor.recordOffset)
-                expected += 1
-            case .incomplete, .corrupt:
-                return nil
+        let fitsBudget = newer + Int(view.count) <= configuration.typeColumnRecordBudget
+        let stored = view.tier == .hot
+        var column: TypeColumn
+        if let loaded = loadTypeIndex(for: view) {
+            column = loaded
+        } else if mayBuild && (stored || fitsBudget) {
+            column = TypeColumn()
+            var dictionary = TypeDictionary()
+            var cursor = RecordCursor(from: Int(first.offset), to: view.dataEnd, data: view.data, chunkSize: Self.scanChunkSize)
+            cursor.verifiesChecksums = false
+            var expected = view.firstSeq
+            reading: while true {
+                switch try cursor.next() {
+                case .end:
+                    break reading
+                case .record(let header, _):
+                    guard header.seq == expected else { return nil }
+                    column.append(id: dictionary.id(record: cursor.recordBytes, fields: header.fields, column: &column), offset: cursor.recordOffset)
+                    expected += 1
+                case .incomplete, .corrupt:
+                    return nil
+                }
             }
+            guard column.count == Int(view.count), !column.isBroken else { return nil }
+            if stored { storeTypeIndex(column, for: view) }
+        } else {
+            return nil
         }
-        guard column.count == Int(view.count), !column.isBroken else { return nil }
-        stateLock.withLock {
-            guard let segment = segments.first(where: { $0.id == view.id }), segment.data === view.data, segment.isSealed,
-                segment.types.count == 0, segment.count == view.count
-            else { return }
-            segment.types = column
-            trimTypeColumns()
+        if fitsBudget {
+            stateLock.withLock {
+                guard let segment = segments.first(where: { $0.id == view.id }), segment.data === view.data, segment.isSealed,
+                    segment.types.count == 0, segment.count == view.count
+                else { return }
+                segment.types = column
+                trimTypeColumns()
+            }
         }
         return column
     }

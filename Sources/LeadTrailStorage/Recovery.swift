@@ -74,6 +74,11 @@ extension EventStore {
             logger.notice("finished a tier move interrupted by a crash", metadata: ["segment.id": "\(id)"])
         }
         sealedIDs.removeAll { warmIDs.contains($0) || archived.contains($0) }
+        // A type index whose sealed hot segment is gone (a move a crash interrupted after the segment's delete).
+        for name in try listDirectory(hotDirectory) where name.hasSuffix(".types") {
+            if let id = UInt64(name.dropLast(6), radix: 16), sealedIDs.contains(id) { continue }
+            try? io.unlink(hotDirectory + "/" + name)
+        }
 
         // Size the event-id table once, from the trailers, then fill it segment by segment
         // (holding every segment's entries at once would double the memory needed at start).

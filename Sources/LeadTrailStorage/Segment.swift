@@ -105,7 +105,7 @@ final class Segment: @unchecked Sendable {
     func view() -> SegmentView {
         SegmentView(
             id: id, data: data, tier: tier, isSealed: isSealed, dataEnd: dataEnd, count: count, firstSeq: firstSeq, lastSeq: lastSeq,
-            minTs: minTs, maxTs: maxTs, sparse: sparse, leadIndex: leadIndex, types: types, fileName: fileName)
+            minTs: minTs, maxTs: maxTs, chainCRC: chainCRC, sparse: sparse, leadIndex: leadIndex, types: types, fileName: fileName)
     }
 }
 
@@ -121,6 +121,8 @@ struct SegmentView: Sendable {
     var lastSeq: UInt64
     var minTs: Int64
     var maxTs: Int64
+    /// CRC32C of every record byte in order (a sealed segment's `data_crc`).
+    var chainCRC: UInt32
     var sparse: [SparseEntry]
     var leadIndex: LeadIndex
     var types: TypeColumn

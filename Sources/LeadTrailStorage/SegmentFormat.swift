@@ -184,6 +184,14 @@ struct SparseEntry: Equatable {
     var offset: UInt64
     var minTs: Int64
     var maxTs: Int64
+
+    /// The first `count` entries of a footer's index sections (`index`, which the caller has checked holds them).
+    static func decode(_ index: UnsafeRawBufferPointer, count: Int) -> [SparseEntry] {
+        (0..<count).map { i in
+            let at = i * SegmentFormat.sparseEntrySize
+            return SparseEntry(firstSeq: index.u64(at: at), offset: index.u64(at: at + 8), minTs: index.i64(at: at + 16), maxTs: index.i64(at: at + 24))
+        }
+    }
 }
 
 /// The fixed 80-byte trailer at the very end of a sealed segment.

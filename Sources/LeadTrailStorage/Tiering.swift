@@ -87,6 +87,7 @@ extension EventStore {
         let warm = try openWarm(path: path, id: segment.id)
         replaceSegment(segment, with: warm)
         try io.unlink(segment.path)
+        removeTypeIndex(id: segment.id)
         try io.syncDirectory(hotDirectory)
         return SegmentMove(
             segmentID: segment.id, from: "hot", to: "warm", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,
@@ -124,13 +125,7 @@ extension EventStore {
         guard dataCRC == trailer.dataCRC else { throw StoreError(.corrupt, "\(name): records do not match the footer's data checksum") }
         let index = Array(bytes[dataEnd..<(bytes.count - SegmentFormat.trailerSize)])
         guard CRC32C.mask(CRC32C.checksum(index)) == trailer.indexCRC else { throw StoreError(.corrupt, "\(name): index checksum mismatch") }
-        let sparse: [SparseEntry] = index.withUnsafeBytes { b in
-            (0..<Int(trailer.sparseCount)).map { i in
-                let at = i * SegmentFormat.sparseEntrySize
-                return SparseEntry(firstSeq: b.u64(at: at), offset: b.u64(at: at + 8), minTs: b.i64(at: at + 16), maxTs: b.i64(at: at + 24))
-            }
-        }
-        return (trailer, sparse)
+        return (trailer, index.withUnsafeBytes { SparseEntry.decode($0, count: Int(trailer.sparseCount)) })
     }
 
     typealias WarmFooter = WarmFormat.Footer

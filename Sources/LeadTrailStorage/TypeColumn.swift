@@ -13,7 +13,7 @@ import LeadTrailEvents
 /// The active segment and those sealed since the process started have one from the start
 /// (every record went through ``Segment/noteRecord``); a sealed hot segment loaded from its
 /// footer gets one from the first scan by type that reads most of it (``EventStore/typeColumn(for:)``).
-struct TypeColumn: Sendable {
+struct TypeColumn: Sendable, Equatable {
     static let unknown: UInt8 = 255
     static let maximumNames = 254
     static let chunkLength = 4096
@@ -26,6 +26,11 @@ struct TypeColumn: Sendable {
     private(set) var count = 0
     /// Whether a record did not fit (an offset beyond 32 bits): the column is not used.
     private(set) var isBroken = false
+
+    /// An empty column whose ids name `names` (one read back from a ``TypeIndexFile`` gives them all at once).
+    init(names: [[UInt8]?] = []) {
+        self.names = names
+    }
 
     @inline(__always) func id(at ordinal: Int) -> UInt8 {
         idChunks[ordinal / Self.chunkLength][ordinal % Self.chunkLength]
@@ -69,6 +74,18 @@ struct TypeColumn: Sendable {
         idChunks[idChunks.count - 1].append(id)
         offsetChunks[offsetChunks.count - 1].append(UInt32(offset))
         count += 1
+    }
+
+    /// Whether the id at `ordinal` allows for the type of the record whose bytes (header and payload) are
+    /// `record`: ``unknown``, an id whose name did not decode, or the record's own decoded type.
+    func admits(record: UnsafeRawBufferPointer, fields: EventFieldRefs, at ordinal: Int) -> Bool {
+        let id = id(at: ordinal)
+        guard id != Self.unknown, Int(id) < names.count, let name = names[Int(id)] else { return true }
+        let ref = fields[.type]
+        let body = record.count - SegmentFormat.recordHeaderSize
+        guard ref.isPresent, body >= 0, ref.range.upperBound <= body else { return false }
+        let payload = UnsafeRawBufferPointer(rebasing: record[SegmentFormat.recordHeaderSize...]).assumingMemoryBound(to: UInt8.self)
+        return ref.bytes(in: payload).map { $0 == name } ?? false
     }
 
     /// For each id (``unknown`` included), whether a record with it may match `selection`.

@@ -52,11 +52,17 @@ extension EventStore {
             // An empty `.open` file is the spare segment made ahead of the next rotation: it holds nothing.
             var info = stat()
             if name.hasSuffix(".open"), stat(path, &info) == 0, info.st_size == 0 { continue }
+            // A sealed segment's type index is checked against its records too.
+            let typeIndexName = TypeIndexFile.fileName(id: id)
+            let typeIndex = name.hasSuffix(".seg") ? try? io.readWhole(hot + "/" + typeIndexName) : nil
             items.append(VerifyItem(id: id, name: name) { (report, previous) throws(StoreError) in
                 let fd = try io.open(path, flags: O_RDONLY, mode: 0)
                 defer { io.close(fd) }
                 let size = try io.fileSize(fd)
-                return try verifySegment(name: name, size: size, sealed: name.hasSuffix(".seg"), limit: activeLimits[name], previous: previous, report: &report) { (count, offset) throws(StoreError) in
+                return try verifySegment(
+                    name: name, size: size, sealed: name.hasSuffix(".seg"), limit: activeLimits[name], previous: previous,
+                    typeIndex: typeIndex.map { ("hot/" + typeIndexName, $0) }, report: &report
+                ) { (count, offset) throws(StoreError) in
                     try io.read(fd, count: count, at: offset)
                 }
             })
@@ -141,10 +147,13 @@ extension EventStore {
         return report
     }
 
-    /// Checks one segment in hot format, read through `read(count, offset)`.
+    /// Checks one segment in hot format, read through `read(count, offset)`, and the bytes of its type index
+    /// file (``TypeIndexFile``) when it has one: a file that does not check out is only a warning (the store
+    /// ignores it), one that checks out but says another type or offset than a record does is damage (a scan by
+    /// type would pass over that record).
     static func verifySegment(
-        name: String, size: Int, sealed: Bool, limit: Int?, previous: FileSummary?, report: inout VerifyReport,
-        read: @escaping (Int, Int) throws(StoreError) -> [UInt8]
+        name: String, size: Int, sealed: Bool, limit: Int?, previous: FileSummary?, typeIndex: (name: String, bytes: [UInt8])? = nil,
+        report: inout VerifyReport, read: @escaping (Int, Int) throws(StoreError) -> [UInt8]
     ) throws(StoreError) -> FileSummary {
         func damage(_ offset: Int?, _ reason: String) {
             report.corrupt.append(CorruptionReport(file: name, offset: offset, reason: reason))
@@ -163,6 +172,8 @@ extension EventStore {
 
         var dataEnd = limit ?? size
         var trailer: SegmentTrailer? = nil
+        var types: TypeColumn? = nil
+        var typeMismatch: (ordinal: Int, offset: Int)? = nil
         if sealed {
             let bytes = size >= SegmentFormat.trailerSize ? try read(SegmentFormat.trailerSize, size - SegmentFormat.trailerSize) : []
             if let t = bytes.withUnsafeBytes({ SegmentTrailer.decode($0) }),
@@ -173,6 +184,14 @@ extension EventStore {
                 let index = try read(t.indexSize, Int(t.dataEnd))
                 if CRC32C.mask(CRC32C.checksum(index)) != t.indexCRC {
                     damage(Int(t.dataEnd), "index checksum mismatch")
+                } else if let typeIndex {
+                    let identity = TypeIndexFile.Identity(
+                        segmentID: header.segmentID, recordCount: t.recordCount, firstSeq: t.firstSeq, dataEnd: t.dataEnd, dataCRC: t.dataCRC)
+                    let sparse = index.withUnsafeBytes { SparseEntry.decode($0, count: Int(t.sparseCount)) }
+                    types = TypeIndexFile.decode(typeIndex.bytes, for: identity, sparse: sparse)
+                    if types == nil {
+                        report.warnings.append("\(typeIndex.name): does not check out; ignored, and built again by the next scan by type")
+                    }
                 }
             } else {
                 damage(max(0, size - SegmentFormat.trailerSize), "trailer missing or checksum mismatch")
@@ -198,6 +217,12 @@ extension EventStore {
                 minTs = min(minTs, header.timestampMs)
                 maxTs = max(maxTs, header.timestampMs)
                 summary.chainCRC = cursor.withRecordBytes { CRC32C.checksum($0, extending: summary.chainCRC) }
+                if let types, typeMismatch == nil {
+                    let ordinal = Int(summary.records) - 1
+                    let agrees = ordinal < types.count && types.offset(at: ordinal) == cursor.recordOffset
+                        && cursor.withRecordBytes { types.admits(record: $0, fields: header.fields, at: ordinal) }
+                    if !agrees { typeMismatch = (ordinal, cursor.recordOffset) }
+                }
             case .incomplete:
                 if sealed {
                     damage(cursor.offset, "record cut short")
@@ -213,6 +238,12 @@ extension EventStore {
                 }
                 break scanning
             }
+        }
+        if let typeIndex, let typeMismatch {
+            report.corrupt.append(CorruptionReport(
+                file: typeIndex.name, offset: nil,
+                reason: "says another type or offset than record \(typeMismatch.ordinal) of \(name) (at byte \(typeMismatch.offset)) holds; "
+                    + "a scan by type could pass over records: delete the file (scans build it again)"))
         }
         if let trailer {
             if trailer.recordCount != summary.records || trailer.lastSeq != summary.lastSeq || trailer.dataCRC != summary.chainCRC

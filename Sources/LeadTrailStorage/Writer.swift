@@ -400,16 +400,20 @@ extension EventStore {
             fail(failure)
             throw failure
         }
-        stateLock.withLock {
+        let sealedView = stateLock.withLock {
             segment.path = sealedPath
             segment.isSealed = true
+            // Taken before the budget may drop the type column, which goes to its file below.
+            let view = segment.view()
             trimTypeColumns()
             // From now on the lead entries are read from the footer just written.
             segment.leadIndex = LeadIndex(
                 sorted: leadSorted, storedIn: segment.data, at: segment.dataEnd + segment.sparse.count * SegmentFormat.sparseEntrySize)
             segment.eventEntries = []
             segment.fileSize = segment.dataEnd + w.bytes.count
+            return view
         }
+        storeTypeIndex(sealedView.types, for: sealedView)
         logger.info(
             "sealed segment",
             metadata: [

@@ -5,10 +5,11 @@ import Testing
 @testable import LeadTrailStorage
 
 /// Single bit flips in every kind of file a store holds: hot segments (header, records,
-/// footer index, trailer), the active segment, warm files (header, blocks, footer,
-/// trailer), cold archives (gzip members), their `.ids` and manifests, restored
+/// footer index, trailer) and their type index files, the active segment, warm files (header,
+/// blocks, footer, trailer), cold archives (gzip members), their `.ids` and manifests, restored
 /// segments, and the checkpoint. Each flip must be named by `verify` (offline; for the
-/// active segment also by recovery), the store must still open, and nothing it serves
+/// active segment also by recovery; a type index file, which holds no event and is built
+/// again, among its warnings), the store must still open, and nothing it serves
 /// may differ from what was stored. Short: a few flips per region; long: hundreds per file
 /// (`LEADTRAIL_BITFLIPS_PER_FILE` overrides).
 @Suite struct CorruptionSweepTests {
@@ -48,6 +49,7 @@ import Testing
             return [("manifest header line", 0..<newline + 1), ("manifest body", (newline + 1)..<n)]
         }
         if path.hasSuffix(".ids") { return [("id index", 0..<n)] }
+        if path.hasSuffix(".types") { return [("type index header", 0..<56), ("type index body", 56..<n)] }
         if path.hasSuffix(".ltz") { return [("gzip header", 0..<10), ("gzip body", 10..<(n - 8)), ("gzip trailer", (n - 8)..<n)] }
         if path.hasSuffix(".lz4s") {
             return [("warm header", 0..<64), ("warm block header", 64..<96), ("warm blocks", 96..<(n - 600)), ("warm footer", (n - 600)..<(n - 64)),
@@ -60,6 +62,15 @@ import Testing
                 ("trailer", (n - 80)..<n)]
     }
 
+    /// What a scan by type leaves out of what the same scan without types serves (every event of the store is of
+    /// the scanned type), or nil when nothing.
+    static func recordsMissedByATypeScan(_ store: EventStore) throws -> String? {
+        var all: [UInt64] = [], byType: [UInt64] = []
+        try store.scan(ScanHints()) { all.append($0.seq); return true }
+        try store.scan(ScanHints(types: TypeSelection(exact: [], prefixes: [Array("source.".utf8)]))) { byType.append($0.seq); return true }
+        return byType == all ? nil : "a scan by type served \(byType.count) of \(all.count) events"
+    }
+
     @Test(.timeLimit(.minutes(120)))
     func everyBitFlipIsDetectedAndNeverServed() throws {
         let source = TemporaryDirectory(inMemory: true)
@@ -69,7 +80,7 @@ import Testing
             for name in Files.list(source.path + "/" + folder) where !name.hasSuffix(".log") { files.append(folder + "/" + name) }
         }
         // Every kind is present.
-        for suffix in [".seg", ".open", ".lz4s", ".ltz", ".ids", ".manifest"] {
+        for suffix in [".seg", ".types", ".open", ".lz4s", ".ltz", ".ids", ".manifest"] {
             #expect(files.contains { $0.hasSuffix(suffix) }, "no \(suffix) file")
         }
         #expect(files.contains { $0.hasPrefix("restored/") })
@@ -110,6 +121,7 @@ import Testing
                     if !named && (file.hasSuffix(".open") || file == "checkpoint") {
                         named = store.stats().corruptSegments.contains { $0.contains(name) } || offline.warnings.contains { $0.contains(name) }
                     }
+                    if !named && file.hasSuffix(".types") { named = offline.warnings.contains { $0.contains(name) } }
                     if !named { undetected.append(what) }
                     // Whatever is served is exactly what was stored.
                     _ = try? store.restore(fromMs: nil, toMs: nil)
@@ -117,6 +129,8 @@ import Testing
                         if original[record.seq] != Array(record.body) { served.append("\(what): seq \(record.seq) served changed") }
                         return true
                     }
+                    // A scan by type (every event here is a source.submitted) passes over none that the full scan serves.
+                    if let missed = try Self.recordsMissedByATypeScan(store) { served.append("\(what): \(missed)") }
                     for seq in stride(from: UInt64(1), through: UInt64(original.count), by: 37) {
                         if let event = try store.event(seq: seq), event.body != original[seq] { served.append("\(what): get seq \(seq) changed") }
                     }
@@ -170,12 +184,14 @@ import Testing
                 }
                 let named = offline.corrupt.contains { $0.file.hasSuffix(name) }
                     || ((file.hasSuffix(".open") || file == "checkpoint") && (!offline.isClean || !offline.warnings.isEmpty || !store.stats().corruptSegments.isEmpty))
+                    || (file.hasSuffix(".types") && offline.warnings.contains { $0.contains(name) })
                 if !named { undetected.append("\(file) \(what)") }
                 _ = try? store.restore(fromMs: nil, toMs: nil)
                 try store.scan(ScanHints()) { record in
                     if original[record.seq] != Array(record.body) { served.append("\(file) \(what): seq \(record.seq) served changed") }
                     return true
                 }
+                if let missed = try Self.recordsMissedByATypeScan(store) { served.append("\(file) \(what): \(missed)") }
                 store.close()
             }
         }

@@ -300,8 +300,14 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     var unmatchedCloses: Int { lock.withLock { _unmatchedCloses } }
 
     func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
-        try base.pread(fd, into: buffer, at: offset)
+        let n = try base.pread(fd, into: buffer, at: offset)
+        lock.withLock { if let path = paths[fd], isSegment(path) { _segmentBytesRead += n } }
+        return n
     }
+
+    private var _segmentBytesRead = 0
+    /// Bytes read from segment files so far.
+    var segmentBytesRead: Int { lock.withLock { _segmentBytesRead } }
 
     func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) {
         if lock.withLock({ _allWritesFail }) { throw Self.diskFull("write") }

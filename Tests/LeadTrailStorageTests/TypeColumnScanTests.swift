@@ -104,12 +104,14 @@ import Testing
         #expect(store.stats().corruptSegments.isEmpty)
     }
 
-    /// Reopened, only the active segment is recovered record by record (and has a column); the first scan by
-    /// type reads the sealed ones' headers once and keeps their columns. Every scan serves the same records.
+    /// Reopened without the sealed segments' type index files, only the active segment is recovered record by
+    /// record (and has a column); the first scan by type reads the sealed ones' headers once and keeps their
+    /// columns. Every scan serves the same records.
     @Test func sealedSegmentsGetTheirColumnFromTheFirstScanByType() throws {
         let dir = TemporaryDirectory(inMemory: true)
         let (first, events) = try Self.store(in: dir.path)
         first.close()
+        try Self.removeTypeIndexFiles(dir.path)
         let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
         defer { store.close() }
         #expect(store.snapshot().views.filter { $0.typeColumn != nil }.count == 1)
@@ -169,7 +171,7 @@ import Testing
         #expect(columnRecords().dropLast().last.map { $0 > 0 } == true)
     }
 
-    /// A sealed segment whose record length is wrong gets no column (its records do not add up): it is scanned
+    /// A sealed segment (without a type index file) whose record length is wrong gets no column (its records do not add up): it is scanned
     /// record by record, which finds the damage; a flipped bit past a record's type leaves the headers whole, so
     /// the column is built and the picked record fails its CRC. Either way the damaged record is never served.
     @Test(arguments: ["length", "bit"])
@@ -178,6 +180,7 @@ import Testing
         let dir = TemporaryDirectory(inMemory: true)
         let (first, events) = try Self.store(in: dir.path)
         first.close()
+        try Self.removeTypeIndexFiles(dir.path)
         let sealed = Files.sealedSegments(dir.path)
         let path = sealed[sealed.count / 2]
         let records = RecordLayout.parse(try Files.read(path))
@@ -220,6 +223,11 @@ import Testing
             let want = many.enumerated().filter { $0.element.hasPrefix(prefix) }.map { UInt64($0.offset + 1) }
             #expect(got.map(\.0) == want, "prefix \(prefix)")
         }
+    }
+
+    /// Removes every type index file beside the sealed segments (as a store written before they existed).
+    static func removeTypeIndexFiles(_ directory: String) throws {
+        for name in Files.list(directory + "/hot") where name.hasSuffix(".types") { try Files.remove(directory + "/hot/" + name) }
     }
 
     /// Writes one byte of a file in place (the store has it open).

@@ -1,0 +1,209 @@
+import Foundation
+import LeadTrailEvents
+import Testing
+@testable import LeadTrailStorage
+
+/// The type index file beside each sealed hot segment: written at seal, read by the first scan by type after a
+/// restart instead of every record header, ignored and built again when it does not check out, checked against
+/// the records by `verify`, and removed with its segment's hot file.
+@Suite struct TypeIndexFileTests {
+    typealias Scans = TypeColumnScanTests
+
+    static func typeIndexFiles(_ directory: String) -> [String] {
+        Files.list(directory + "/hot").filter { $0.hasSuffix(".types") }.sorted()
+    }
+
+    static func sealedIDs(_ directory: String) -> [String] {
+        Files.sealedSegments(directory).map { String(($0 as NSString).lastPathComponent.dropLast(4)) }.sorted()
+    }
+
+    /// What the scans by type of `Scans.selections` serve must be exactly the events of those types.
+    static func expectScansServeTheirTypes(_ store: EventStore, _ events: [ExpectedEvent], _ label: String = "") throws {
+        for selection in Scans.selections {
+            let want = try events.filter { try selection.matches(Array(Scans.type(of: $0.body).utf8)) }
+            for twoThreads in [false, true] {
+                let got = try Scans.served(store, ScanHints(types: selection), twoThreads: twoThreads, matching: Scans.predicate(selection))
+                #expect(got.map(\.0) == want.map(\.seq), "\(label) \(selection)")
+                #expect(got.map(\.1) == want.map(\.body))
+            }
+        }
+    }
+
+    /// Every sealed segment gets its file at seal; after a restart the first scan by type takes the columns from
+    /// them (every sealed segment has one in memory afterwards) and serves exactly the records of its types. A
+    /// file built again from the records, once removed, holds the same bytes as the one written at seal.
+    @Test func sealedSegmentsKeepTheirTypeIndexBesideThem() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, events) = try Scans.store(in: dir.path)
+        first.close()
+        let sealed = Self.sealedIDs(dir.path)
+        #expect(sealed.count > 3)
+        #expect(Self.typeIndexFiles(dir.path) == sealed.map { $0 + ".types" })
+        let written = try Self.typeIndexFiles(dir.path).map { try Files.read(dir.path + "/hot/" + $0) }
+
+        let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        #expect(store.snapshot().views.filter { $0.typeColumn != nil }.count == 1, "only the active segment, recovered record by record")
+        try Self.expectScansServeTheirTypes(store, events)
+        #expect(store.snapshot().views.allSatisfy { $0.typeColumn != nil })
+        #expect(store.stats().corruptSegments.isEmpty)
+        store.close()
+
+        // Built again from the records: the same bytes.
+        try Scans.removeTypeIndexFiles(dir.path)
+        let reopened = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        defer { reopened.close() }
+        try Self.expectScansServeTheirTypes(reopened, events, "rebuilt")
+        #expect(try Self.typeIndexFiles(dir.path).map { try Files.read(dir.path + "/hot/" + $0) } == written)
+        #expect(Self.verifyIsClean(dir.path))
+    }
+
+    static func verifyIsClean(_ directory: String) -> Bool {
+        guard let report = try? EventStore.verify(directory: directory) else { return false }
+        return report.isClean && report.warnings.isEmpty
+    }
+
+    /// A store whose matching records lie far apart (large events, a fifth of them `recipient.*`), so that a
+    /// scan that picks them reads much less than the whole segment.
+    static func sparseStore(in directory: String, fileOperations: FaultyFileOperations) throws -> (EventStore, [UInt64]) {
+        let store = try EventStore.open({
+            var c = StoreConfiguration(directory: directory)
+            c.segmentMaxBytes = 256 << 10
+            return c
+        }(), fileOperations: fileOperations)
+        var wanted: [UInt64] = []
+        for batch in 0..<20 {
+            let events = try (0..<10).map { i in
+                let n = batch * 10 + i
+                return try Events.make(
+                    lead: "lead\(n % 7)", id: "s\(n)", type: n % 5 == 0 ? "recipient.delivered" : "filter.passed",
+                    extra: "\"pad\":\"\(String(repeating: "x", count: 5000))\"")
+            }
+            for (k, result) in try store.appendAndWait(events).enumerated() where (batch * 10 + k) % 5 == 0 { wanted.append(result.seq) }
+        }
+        return (store, wanted)
+    }
+
+    /// After a restart, the first scan by type reads only the picked records of the sealed segments (well under
+    /// half of their bytes) when the files are there, and every record when they are not (the scan that then
+    /// builds the files).
+    @Test func firstScanByTypeAfterARestartReadsOnlyThePickedRecords() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, wanted) = try Self.sparseStore(in: dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        first.close()
+        let sealedBytes = Files.sealedSegments(dir.path).reduce(0) { $0 + ((try? Files.read($1).count) ?? 0) }
+        #expect(Files.sealedSegments(dir.path).count >= 3)
+        let selection = TypeSelection(exact: [], prefixes: [Array("recipient.".utf8)])
+
+        func firstScanReads() throws -> Int {
+            let io = FaultyFileOperations(syncs: false)
+            let store = try EventStore.openForTest(dir.path, fileOperations: io)
+            defer { store.close() }
+            let before = io.segmentBytesRead
+            let got = try Scans.served(store, ScanHints(types: selection), twoThreads: false, matching: Scans.predicate(selection))
+            #expect(got.map(\.0) == wanted)
+            return io.segmentBytesRead - before
+        }
+        let withFiles = try firstScanReads()
+        #expect(withFiles < sealedBytes / 2, "read \(withFiles) of \(sealedBytes) bytes")
+        try Scans.removeTypeIndexFiles(dir.path)
+        let withoutFiles = try firstScanReads()
+        #expect(withoutFiles > sealedBytes * 9 / 10, "read \(withoutFiles) of \(sealedBytes) bytes")
+        #expect(Self.typeIndexFiles(dir.path).count == Files.sealedSegments(dir.path).count, "that scan wrote them again")
+        #expect(try firstScanReads() < sealedBytes / 2)
+    }
+
+    /// A file that is cut short, emptied, has a flipped bit, or belongs to another segment is ignored: scans
+    /// serve exactly the same records, no data damage is reported, `verify` warns, and the next scan by type
+    /// writes a good file in its place.
+    @Test(arguments: ["truncated", "empty", "bit", "other segment", "header"])
+    func aTypeIndexThatDoesNotCheckOutIsIgnoredAndBuiltAgain(damage: String) throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, events) = try Scans.store(in: dir.path)
+        first.close()
+        let files = Self.typeIndexFiles(dir.path).map { dir.path + "/hot/" + $0 }
+        let target = files[files.count / 2]
+        let good = try Files.read(target)
+        switch damage {
+        case "truncated": try Files.truncate(target, to: good.count - 7)
+        case "empty": try Files.truncate(target, to: 0)
+        case "bit": try Files.flipBit(target, byte: good.count / 2, bit: 3)
+        case "other segment": try Files.write(try Files.read(files[0]), to: target)
+        default: try Files.flipBit(target, byte: 20, bit: 0)  // the segment id, in the header
+        }
+        let report = try EventStore.verify(directory: dir.path)
+        #expect(report.isClean, "\(damage): the records are intact")
+        #expect(report.warnings.contains { $0.contains((target as NSString).lastPathComponent) && $0.contains("does not check out") }, "\(damage)")
+
+        let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        defer { store.close() }
+        try Self.expectScansServeTheirTypes(store, events, damage)
+        #expect(store.stats().corruptSegments.isEmpty, "\(damage): not data damage")
+        #expect(try Files.read(target) == good, "\(damage): written again")
+        #expect(Self.verifyIsClean(dir.path))
+    }
+
+    /// A file that checks out but says another type than a record holds (a bug could write one) is damage to
+    /// `verify`: a scan by type would pass over that record.
+    @Test func verifyFindsATypeIndexThatDisagreesWithItsRecords() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, _) = try Scans.store(in: dir.path)
+        let view = try #require(first.snapshot().views.first { $0.isSealed })
+        let column = try #require(first.loadTypeIndex(for: view))
+        first.close()
+        #expect(Self.verifyIsClean(dir.path))
+        // The same column with its first two names swapped: every record of those types named wrongly.
+        #expect(column.names.count >= 2)
+        var names = column.names
+        names.swapAt(0, 1)
+        var wrong = TypeColumn(names: names)
+        for k in 0..<column.count { wrong.append(id: column.id(at: k), offset: column.offset(at: k)) }
+        let path = dir.path + "/hot/" + TypeIndexFile.fileName(id: view.id)
+        try Files.write(TypeIndexFile.encode(wrong, for: EventStore.typeIndexIdentity(of: view)), to: path)
+        let report = try EventStore.verify(directory: dir.path)
+        #expect(report.corrupt.contains { $0.file == "hot/" + TypeIndexFile.fileName(id: view.id) && $0.reason.contains("another type") })
+    }
+
+    /// A move to warm removes the segment's file with its hot file; a start removes a file whose segment is gone.
+    @Test func theFileLeavesWithItsHotSegment() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, events) = try Scans.store(in: dir.path)
+        first.close()
+        let stray = dir.path + "/hot/" + TypeIndexFile.fileName(id: 0xffff)
+        try Files.write(Array("not a segment's".utf8), to: stray)
+        let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        defer { store.close() }
+        #expect(!Files.exists(stray), "removed at start")
+        #expect(Self.typeIndexFiles(dir.path).count == Files.sealedSegments(dir.path).count)
+        // The newest event is from 2024-01-15: 31 days later every sealed segment is old enough for warm only.
+        let report = try store.tier(now: 1_705_329_045_000 + 400_000 + 31 * 86_400_000)
+        #expect(!report.moved.isEmpty)
+        #expect(Files.sealedSegments(dir.path).isEmpty)
+        #expect(Self.typeIndexFiles(dir.path).isEmpty)
+        try Self.expectScansServeTheirTypes(store, events, "warm")
+        #expect(Self.typeIndexFiles(dir.path).isEmpty, "warm segments get none")
+    }
+
+    /// The decoder refuses every cut of a good file, and every single flipped bit.
+    @Test func decodeRefusesEveryCutAndFlippedBit() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (store, _) = try Scans.store(in: dir.path, count: 60)
+        defer { store.close() }
+        let view = try #require(store.snapshot().views.first { $0.isSealed })
+        let good = try Files.read(dir.path + "/hot/" + TypeIndexFile.fileName(id: view.id))
+        let identity = EventStore.typeIndexIdentity(of: view)
+        #expect(TypeIndexFile.decode(good, for: identity, sparse: view.sparse) != nil)
+        for cut in 0..<good.count {
+            #expect(TypeIndexFile.decode(Array(good[0..<cut]), for: identity, sparse: view.sparse) == nil)
+        }
+        for byte in 0..<good.count {
+            for bit in 0..<8 {
+                var bad = good
+                bad[byte] ^= UInt8(1) << UInt8(bit)
+                #expect(TypeIndexFile.decode(bad, for: identity, sparse: view.sparse) == nil, "byte \(byte) bit \(bit)")
+            }
+        }
+        var other = identity
+        other.dataCRC &+= 1
+        #expect(TypeIndexFile.decode(good, for: other, sparse: view.sparse) == nil)
+    }
+}
