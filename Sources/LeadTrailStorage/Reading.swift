@@ -274,8 +274,10 @@ extension EventStore {
             return completed ? max(lastSeq, hints.afterSeq) : lastVisited
         }
         // The byte ranges of the index runs worth reading (with the seqs each starts and ends at), adjacent
-        // runs merged into pieces of about `pieceBytes`; or, in a segment with a type column when the scan
-        // wants some types only, the records of those types in the runs worth reading.
+        // runs merged into pieces of about `pieceBytes`. In a segment with a type column, when the scan wants
+        // some types only, a piece reads only the records of those types (picked when the scan reaches it, so
+        // that a scan of the whole store never holds every picked record, nor every column, at once).
+        let typeColumns = hints.types.map { _ in ScanTypeColumns(store: self) }
         var pieces: [(view: SegmentView, range: ScanRange)] = []
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
@@ -287,35 +289,31 @@ extension EventStore {
                 if let to = hints.toMs, entry.minTs >= to { return false }
                 return true
             }
-            var column = view.typeColumn
-            if hints.types != nil, column == nil {
+            var byType = typeColumns != nil && view.typeColumn != nil
+            if typeColumns != nil, !byType {
                 // Read from its file when this scan reads more than a sliver of the segment (the file holds 5 bytes
                 // a record); built only when it reads most of the segment anyway (building costs a pass over all of it).
                 let reading = (firstRun..<view.sparse.count).reduce(0) { wanted(view.sparse[$1]) ? $0 + view.runEnd($1) - Int(view.sparse[$1].offset) : $0 }
                 let all = view.dataEnd - Int(view.sparse.first?.offset ?? 0)
-                if reading * 16 >= all { column = try typeColumn(for: view, mayBuild: reading * 2 >= all) }
+                if reading * 16 >= all { byType = try typeColumn(for: view, mayBuild: reading * 2 >= all) != nil }
             }
-            var picker = hints.types.flatMap { types in column.map { RecordPicker(column: $0, types: types, view: view) } }
             for i in firstRun..<view.sparse.count {
                 let entry = view.sparse[i]
                 if !wanted(entry) { continue }
                 let range = Int(entry.offset)..<view.runEnd(i)
                 let endSeq = i + 1 < view.sparse.count ? view.sparse[i + 1].firstSeq : view.lastSeq + 1
-                if picker != nil {
-                    picker!.pick(seqs: max(entry.firstSeq, hints.afterSeq + 1)..<endSeq, pieceBytes: pieceBytes) { ranges.append($0) }
-                } else if let last = ranges.last, last.bytes.upperBound == range.lowerBound, last.bytes.count < pieceBytes {
+                if let last = ranges.last, last.bytes.upperBound == range.lowerBound, last.bytes.count < pieceBytes {
                     ranges[ranges.count - 1].bytes = last.bytes.lowerBound..<range.upperBound
                     ranges[ranges.count - 1].endSeq = endSeq
                 } else {
-                    ranges.append(ScanRange(bytes: range, firstSeq: entry.firstSeq, endSeq: endSeq))
+                    ranges.append(ScanRange(bytes: range, firstSeq: entry.firstSeq, endSeq: endSeq, typeColumns: byType ? typeColumns : nil))
                 }
             }
-            picker?.finish { ranges.append($0) }
             for range in ranges { pieces.append((view, range)) }
         }
         // A long scan leaves megabytes of freed read buffers in the malloc arenas of the threads it used: hand
         // them back, so the resident set stays where it was.
-        let plannedBytes = pieces.reduce(0) { $0 + $1.range.readBytes }
+        let plannedBytes = pieces.reduce(0) { $0 + $1.range.bytes.count }
         defer {
             #if canImport(Glibc)
             if plannedBytes >= Self.trimAfterScanBytes { _ = leadtrailMallocTrim(0) }
@@ -326,12 +324,11 @@ extension EventStore {
             // The probe: the first pieces on this thread, counting what they read and serve.
             var read = 0, served = 0
             while next < pieces.count, read < probeBytes {
-                let stopped = try scanRange(pieces[next].view, pieces[next].range, hints: hints, matching: predicate) { record in
+                let stopped = try scanRange(pieces[next].view, pieces[next].range, hints: hints, matching: predicate, read: &read) { record in
                     served += record.body.count
                     return try visitor(record)
                 }
                 if let stopped { return stopped }
-                read += pieces[next].range.readBytes
                 next += 1
             }
             if pieces.count - next > 1, Double(served) <= Double(read) * Self.parallelServedShare {
@@ -443,7 +440,7 @@ extension EventStore {
                 guard go else { break }
                 let found = PieceRecords()
                 // Room for every record of the piece up front: growing the buffer would copy it again and again.
-                found.bytes.reserveCapacity(pieces[i].range.readBytes)
+                found.bytes.reserveCapacity(pieces[i].range.typeColumns == nil ? pieces[i].range.bytes.count : 0)
                 do {
                     _ = try scanRange(pieces[i].view, pieces[i].range, hints: hints, matching: predicate) { record in
                         let start = found.bytes.count
@@ -502,15 +499,12 @@ extension EventStore {
     }
 
     /// A stretch of a segment's records: its bytes, the seq of its first record and the seq after its last;
-    /// or, when `picked` is set, only those records of the stretch (found through the segment's type column).
+    /// and, for a scan by type through the segment's type column, where the scan gets the column.
     struct ScanRange {
         var bytes: Range<Int>
         var firstSeq: UInt64
         var endSeq: UInt64
-        var picked: [PickedRecord]? = nil
-
-        /// The bytes a scan of it reads.
-        var readBytes: Int { picked?.reduce(0) { $0 + $1.bytes.count } ?? bytes.count }
+        var typeColumns: ScanTypeColumns? = nil
     }
 
     /// One record a type column picked out: its seq and where it lies.
@@ -519,42 +513,19 @@ extension EventStore {
         var bytes: Range<Int>
     }
 
-    /// Picks the records of a segment that a scan's types may want, through the segment's type column, and
-    /// deals them out in pieces of about `pieceBytes` (of records) each.
-    struct RecordPicker {
-        let column: TypeColumn
-        let wanted: [Bool]
-        let firstSeq: UInt64
-        let dataEnd: Int
-        var current: [PickedRecord] = []
-        var currentBytes = 0
-
-        init(column: TypeColumn, types: TypeSelection, view: SegmentView) {
-            self.column = column
-            self.wanted = column.wanted(by: types)
-            self.firstSeq = view.firstSeq
-            self.dataEnd = view.dataEnd
+    /// The records of `seqs` (a stretch of `view`) that a scan for `types` may want, by their ids in `column`,
+    /// and where each lies.
+    static func pickRecords(_ column: TypeColumn, types: TypeSelection, view: SegmentView, seqs: Range<UInt64>) -> [PickedRecord] {
+        guard !seqs.isEmpty else { return [] }
+        let wanted = column.wanted(by: types)
+        var picked: [PickedRecord] = []
+        column.forEachID(in: Int(seqs.lowerBound - view.firstSeq)..<Int(seqs.upperBound - view.firstSeq)) { k, id in
+            guard wanted[Int(id)] else { return }
+            let start = column.offset(at: k)
+            let end = k + 1 < column.count ? column.offset(at: k + 1) : view.dataEnd
+            picked.append(PickedRecord(seq: view.firstSeq + UInt64(k), bytes: start..<end))
         }
-
-        mutating func pick(seqs: Range<UInt64>, pieceBytes: Int, _ emit: (ScanRange) -> Void) {
-            guard !seqs.isEmpty else { return }
-            let ordinals = Int(seqs.lowerBound - firstSeq)..<Int(seqs.upperBound - firstSeq)
-            column.forEachID(in: ordinals) { k, id in
-                guard wanted[Int(id)] else { return }
-                let start = column.offset(at: k)
-                let end = k + 1 < column.count ? column.offset(at: k + 1) : dataEnd
-                current.append(PickedRecord(seq: firstSeq + UInt64(k), bytes: start..<end))
-                currentBytes += end - start
-                if currentBytes >= pieceBytes { finish(emit) }
-            }
-        }
-
-        mutating func finish(_ emit: (ScanRange) -> Void) {
-            guard let first = current.first, let last = current.last else { return }
-            emit(ScanRange(bytes: first.bytes.lowerBound..<last.bytes.upperBound, firstSeq: first.seq, endSeq: last.seq + 1, picked: current))
-            current = []
-            currentBytes = 0
-        }
+        return picked
     }
 
     /// Picked records less than this far apart are read with one `pread` (reading the gap costs less than a call).
@@ -621,7 +592,21 @@ extension EventStore {
         _ view: SegmentView, _ range: ScanRange, hints: ScanHints, matching predicate: ((RecordView) -> Bool)?,
         _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64? {
-        if let picked = range.picked { return try scanPicked(view, picked, hints: hints, matching: predicate, visitor) }
+        var read = 0
+        return try scanRange(view, range, hints: hints, matching: predicate, read: &read, visitor)
+    }
+
+    /// ``scanRange(_:_:hints:matching:_:)``, adding to `read` the bytes of records it reads.
+    func scanRange(
+        _ view: SegmentView, _ range: ScanRange, hints: ScanHints, matching predicate: ((RecordView) -> Bool)?, read: inout Int,
+        _ visitor: (RecordView) throws -> Bool
+    ) throws -> UInt64? {
+        if let columns = range.typeColumns, let types = hints.types, let column = view.typeColumn ?? columns.column(for: view) {
+            let picked = Self.pickRecords(column, types: types, view: view, seqs: max(range.firstSeq, hints.afterSeq + 1)..<range.endSeq)
+            read += picked.reduce(0) { $0 + $1.bytes.count }
+            return try scanPicked(view, picked, hints: hints, matching: predicate, visitor)
+        }
+        read += range.bytes.count
         // Seqs are consecutive inside a segment: a record whose seq is not the expected one is not served.
         var expected = range.firstSeq
         var cursor = RecordCursor(from: range.bytes.lowerBound, to: range.bytes.upperBound, data: view.data, chunkSize: Self.scanChunkSize)
@@ -686,5 +671,34 @@ extension EventStore {
             unchecked = nil
             if try !visitor(record) { return header.seq }
         }
+    }
+}
+
+/// The type columns a scan by type reads segments through when the memory budget keeps none for them: taken
+/// from the segment if it has one by now, else read from its type index file when a piece of the segment is
+/// reached. At most two are held (the scan's thread and its helper work on neighbouring pieces), so a scan of
+/// the whole store holds one or two columns, not all of them.
+final class ScanTypeColumns: @unchecked Sendable {
+    private let store: EventStore
+    private let lock = ConditionLock()
+    private var recent: [(id: UInt64, column: TypeColumn?)] = []
+
+    init(store: EventStore) {
+        self.store = store
+    }
+
+    /// `view`'s column, or nil when it has none that checks out (its pieces then read every record).
+    func column(for view: SegmentView) -> TypeColumn? {
+        if let hit = lock.withLock({ recent.first { $0.id == view.id } }) { return hit.column }
+        let kept = store.stateLock.withLock {
+            store.segments.first { $0.id == view.id && $0.data === view.data && $0.types.count == Int(view.count) && !$0.types.isBroken }?.types
+        }
+        let column = kept ?? store.loadTypeIndex(for: view)
+        lock.withLock {
+            recent.removeAll { $0.id == view.id }
+            recent.append((view.id, column))
+            if recent.count > 2 { recent.removeFirst() }
+        }
+        return column
     }
 }
