@@ -57,6 +57,25 @@ import Testing
         #expect(Self.verifyIsClean(dir.path))
     }
 
+    /// With no memory budget for sealed segments' columns, a scan by type reads every sealed segment through its
+    /// file when it reaches the segment's pieces (on one thread or two), whether the file was there or the
+    /// scan's planning had to build it; it serves exactly the records of its types, and keeps no column.
+    @Test(arguments: [true, false])
+    func withoutAMemoryBudgetScansReadTheColumnsFromTheirFiles(filesThere: Bool) throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, events) = try Scans.store(in: dir.path)
+        first.close()
+        if !filesThere { try Scans.removeTypeIndexFiles(dir.path) }
+        var configuration = StoreConfiguration(directory: dir.path)
+        configuration.typeColumnRecordBudget = 0
+        let store = try EventStore.open(configuration, fileOperations: FaultyFileOperations.withoutSyncs)
+        defer { store.close() }
+        try Self.expectScansServeTheirTypes(store, events, "files there: \(filesThere)")
+        #expect(store.snapshot().views.filter { $0.typeColumn != nil }.count == 1, "only the active segment keeps one")
+        #expect(Self.typeIndexFiles(dir.path).count == Files.sealedSegments(dir.path).count)
+        #expect(store.stats().corruptSegments.isEmpty)
+    }
+
     static func verifyIsClean(_ directory: String) -> Bool {
         guard let report = try? EventStore.verify(directory: directory) else { return false }
         return report.isClean && report.warnings.isEmpty
@@ -85,8 +104,9 @@ import Testing
 
     /// After a restart, the first scan by type reads only the picked records of the sealed segments (well under
     /// half of their bytes) when the files are there, and every record when they are not (the scan that then
-    /// builds the files).
-    @Test func firstScanByTypeAfterARestartReadsOnlyThePickedRecords() throws {
+    /// builds the files); also when the memory budget keeps no column of a sealed segment.
+    @Test(arguments: [1_000_000, 0])
+    func firstScanByTypeAfterARestartReadsOnlyThePickedRecords(budget: Int) throws {
         let dir = TemporaryDirectory(inMemory: true)
         let (first, wanted) = try Self.sparseStore(in: dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
         first.close()
@@ -96,7 +116,9 @@ import Testing
 
         func firstScanReads() throws -> Int {
             let io = FaultyFileOperations(syncs: false)
-            let store = try EventStore.openForTest(dir.path, fileOperations: io)
+            var configuration = StoreConfiguration(directory: dir.path)
+            configuration.typeColumnRecordBudget = budget
+            let store = try EventStore.open(configuration, fileOperations: io)
             defer { store.close() }
             let before = io.segmentBytesRead
             let got = try Scans.served(store, ScanHints(types: selection), twoThreads: false, matching: Scans.predicate(selection))
