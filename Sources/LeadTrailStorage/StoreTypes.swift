@@ -20,8 +20,8 @@ public struct StoreConfiguration: Sendable {
     /// One sparse-index entry per this many bytes of records (default 4 KiB).
     public var sparseIndexInterval: Int = 4096
     /// How many records' type-column entries (5 bytes each) the newest segments keep in memory for scans by type;
-    /// older sealed segments drop theirs and are scanned record by record. 1 million is 5 MB, about
-    /// 1.2 GB of the newest events of 1.2 KB.
+    /// older sealed hot segments drop theirs, and a scan by type reads it back from the segment's type index file
+    /// (others are scanned record by record). 1 million is 5 MB, about 1.2 GB of the newest events of 1.2 KB.
     public var typeColumnRecordBudget: Int = 1_000_000
     /// When sealed segments move to the warm and cold tiers.
     public var tiers = TierPolicy()

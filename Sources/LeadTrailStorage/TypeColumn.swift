@@ -11,8 +11,9 @@ import LeadTrailEvents
 /// writer's next append copies at most one chunk.
 ///
 /// The active segment and those sealed since the process started have one from the start
-/// (every record went through ``Segment/noteRecord``); a sealed hot segment loaded from its
-/// footer gets one from the first scan by type that reads most of it (``EventStore/typeColumn(for:)``).
+/// (every record went through ``Segment/noteRecord``), and a sealed hot segment keeps it in a
+/// ``TypeIndexFile`` as well: one loaded from its footer gets its column from that file, or from
+/// the first scan by type that reads most of it (``EventStore/typeColumn(for:mayBuild:)``).
 struct TypeColumn: Sendable, Equatable {
     static let unknown: UInt8 = 255
     static let maximumNames = 254
