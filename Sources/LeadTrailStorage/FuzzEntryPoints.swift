@@ -78,6 +78,24 @@ import LeadTrailEvents
         return total
     }
 
+    /// A type index file, checked against the segment its own header names (so that the fuzzer gets past that
+    /// check to the names, ids and offsets behind it), with a sparse index of one entry at the first record.
+    public static func typeIndex(_ input: [UInt8], fixChecksums: Bool) -> Int {
+        var bytes = input
+        guard bytes.count >= TypeIndexFile.headerSize + 4 else { return 0 }
+        if fixChecksums {
+            let crc = CRC32C.mask(CRC32C.checksum(Array(bytes[0..<(bytes.count - 4)])))
+            withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange((bytes.count - 4)..., with: $0) }
+        }
+        let identity = bytes.withUnsafeBytes { b in
+            TypeIndexFile.Identity(
+                segmentID: b.u64(at: 16), recordCount: b.u64(at: 24), firstSeq: b.u64(at: 32), dataEnd: b.u64(at: 40), dataCRC: b.u32(at: 48))
+        }
+        let sparse = [SparseEntry(firstSeq: identity.firstSeq, offset: UInt64(SegmentFormat.headerSize), minTs: 0, maxTs: 0)]
+        guard let column = TypeIndexFile.decode(bytes, for: identity, sparse: sparse) else { return 0 }
+        return column.count + column.names.count
+    }
+
     /// A checkpoint file.
     public static func checkpoint(_ input: [UInt8]) -> Int {
         Checkpoint.decode(input).map { Int(truncatingIfNeeded: $0.lastSeq) } ?? 0

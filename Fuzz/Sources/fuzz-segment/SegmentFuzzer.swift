@@ -1,5 +1,6 @@
 // The segment reader: a hot segment file through verify's check (sealed and active),
-// and the record reader over raw records; each with and without fixed checksums.
+// the record reader over raw records, and the type index reader; each with and without
+// fixed checksums.
 @_spi(Fuzzing) import LeadTrailStorage
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -10,6 +11,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         total &+= FuzzEntryPoints.segmentFile(bytes, sealed: true, fixChecksums: fix)
         total &+= FuzzEntryPoints.segmentFile(bytes, sealed: false, fixChecksums: fix)
         total &+= FuzzEntryPoints.records(Array(bytes.dropFirst(min(64, bytes.count))), fixChecksums: fix)
+        total &+= FuzzEntryPoints.typeIndex(bytes, fixChecksums: fix)
     }
     total &+= FuzzEntryPoints.checkpoint(bytes)
     return total == Int.min ? 1 : 0
