@@ -269,7 +269,7 @@ public final class EventStore: @unchecked Sendable {
         stateLock.withLock {
             var hot = StoreStats.Tier(), warm = StoreStats.Tier(), restored = StoreStats.Tier(), cold = StoreStats.Tier()
             for segment in segments {
-                let onDisk = segment.isSealed ? segment.fileSize : segment.dataEnd
+                let onDisk = (segment.isSealed ? segment.fileSize : segment.dataEnd) + segment.typeIndexBytes
                 switch segment.tier {
                 case .hot: hot.add(events: segment.count, bytes: onDisk, rawBytes: onDisk, minTs: segment.minTs, maxTs: segment.maxTs)
                 case .warm: warm.add(events: segment.count, bytes: onDisk, rawBytes: segment.rawFileSize, minTs: segment.minTs, maxTs: segment.maxTs)

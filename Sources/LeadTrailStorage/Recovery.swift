@@ -196,6 +196,10 @@ extension EventStore {
             active = nil
         }
         segments = loaded
+        for segment in segments where segment.tier == .hot {
+            var st = stat()
+            if stat(typeIndexPath(id: segment.id), &st) == 0 { segment.typeIndexBytes = Int(st.st_size) }
+        }
         if let active {
             segments.append(active)
             if active.count > 0 { active.firstRecordMonotonicMs = monotonicMilliseconds() }

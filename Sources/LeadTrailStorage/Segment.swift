@@ -46,6 +46,8 @@ final class Segment: @unchecked Sendable {
     var fileSize: Int
     /// The size of the segment in hot format (equal to `fileSize` for hot segments).
     var rawFileSize: Int = 0
+    /// The size of the sealed hot segment's type index file, when it has one (``TypeIndexFile``).
+    var typeIndexBytes = 0
     /// For restored segments: when they stop being queryable (ms since the epoch).
     var expiresMs: Int64? = nil
 

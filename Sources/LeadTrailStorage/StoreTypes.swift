@@ -210,9 +210,9 @@ public struct StoreStats: Sendable {
     public struct Tier: Sendable {
         public var segments: Int = 0
         public var events: UInt64 = 0
-        /// Bytes on disk.
+        /// Bytes on disk (for hot segments, their type index files included).
         public var bytes: UInt64 = 0
-        /// Bytes of the segments in hot format (records, indexes, footer).
+        /// Bytes of the segments in hot format (records, indexes, footer; and the hot tier's type index files).
         public var rawBytes: UInt64 = 0
         public var oldestMs: Int64? = nil
         public var newestMs: Int64? = nil

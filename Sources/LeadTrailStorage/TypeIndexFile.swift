@@ -173,6 +173,7 @@ extension EventStore {
                 }
                 io.close(fd)
                 try io.rename(temporary, path)
+                stateLock.withLock { segments.first { $0.id == view.id && $0.data === view.data }?.typeIndexBytes = bytes.count }
             } catch {
                 try? io.unlink(temporary)
                 logger.warning(

@@ -42,6 +42,11 @@ import Testing
         let written = try Self.typeIndexFiles(dir.path).map { try Files.read(dir.path + "/hot/" + $0) }
 
         let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        // The hot tier's bytes on disk count the files.
+        let onDisk = try Files.list(dir.path + "/hot").filter { $0.hasSuffix(".seg") || $0.hasSuffix(".types") }
+            .reduce(0) { $0 + (try Files.read(dir.path + "/hot/" + $1)).count }
+        let active = try #require(store.snapshot().views.last { !$0.isSealed })
+        #expect(store.stats().hot.bytes == UInt64(onDisk + active.dataEnd))
         #expect(store.snapshot().views.filter { $0.typeColumn != nil }.count == 1, "only the active segment, recovered record by record")
         try Self.expectScansServeTheirTypes(store, events)
         #expect(store.snapshot().views.allSatisfy { $0.typeColumn != nil })
