@@ -80,12 +80,15 @@ def disk_bandwidth(workdir):
 # --------------------------------------------------------------------------- leadtrail
 
 class Daemon:
-    def __init__(self, leadtrail, workdir, name):
+    def __init__(self, leadtrail, workdir, name, keep_data=False):
+        """Starts `leadtrail serve` on workdir/name (emptied first unless keep_data) and waits for a ping."""
         self.leadtrail = leadtrail
         self.data = os.path.join(workdir, name)
         self.socket = os.path.join(workdir, name + ".sock")
-        shutil.rmtree(self.data, ignore_errors=True)
-        self.log = open(os.path.join(workdir, name + ".log"), "wb")
+        if not keep_data:
+            shutil.rmtree(self.data, ignore_errors=True)
+        self.log = open(os.path.join(workdir, name + ".log"), "ab" if keep_data else "wb")
+        started = time.time()
         self.proc = subprocess.Popen([leadtrail, "serve", "--data-dir", self.data, "--socket", self.socket],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
@@ -100,6 +103,7 @@ class Daemon:
                     s.sendall(len(body).to_bytes(4, "big") + body)
                     if b'"ok":true' in s.recv(100):
                         s.close()
+                        self.startup_s = time.time() - started
                         return
                 except OSError:
                     pass
@@ -159,6 +163,19 @@ def leadtrail_queries(args, daemon, events_file, window):
         "scan_hour_s": float(out["scan_hour_s"]), "scan_hour_events": int(out["scan_hour_events"]),
         "scan_recipient_s": float(out["scan_recipient_s"]), "scan_recipient_events": int(out["scan_recipient_events"]),
     }
+
+
+def leadtrail_restart(args, workdir, daemon):
+    """Stops the daemon, starts it again on the same data, and times the first scan by type it answers."""
+    daemon.stop()
+    restarted = Daemon(args.leadtrail, workdir, os.path.basename(daemon.data), keep_data=True)
+    try:
+        out = parse_kv(subprocess.run(
+            [args.load, "scan", "--socket", restarted.socket, "--scan", '{"op":"scan","types":["recipient.*"]}', "--repeat", "1"],
+            check=True, capture_output=True, text=True).stdout)
+    finally:
+        restarted.stop()
+    return {"startup_s": restarted.startup_s, "first_recipient_s": float(out["scan_median_ms"]) / 1000}
 
 
 def leadtrail_slow_scan(args, daemon):
@@ -250,6 +267,9 @@ def main():
                 log("leadtrail: a full scan read slowly, daemon RSS sampled")
                 results["slow_scan"] = leadtrail_slow_scan(args, daemon)
                 log(f"  RSS {results['slow_scan']['rss_before_mb']:.0f} MB before, peak {results['slow_scan']['rss_peak_mb']:.0f} MB")
+                log("leadtrail: restarted, and the first recipient.* scan after it")
+                results["restart"] = leadtrail_restart(args, workdir, daemon)
+                log(f"  start {results['restart']['startup_s']:.2f} s, first scan {results['restart']['first_recipient_s'] * 1000:.0f} ms")
             daemon.stop()
             results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
         peak = max(r["events_per_s"] for r in results["appends"] if r["store"] == "leadtrail")
@@ -337,6 +357,10 @@ def main():
         lambda s: f"{fmt_s(q[s]['scan_hour_s'])} ({fmt_int(q[s]['scan_hour_events'])})" if s in q else "n/a")
     add("scan all, types recipient.* (events)",
         lambda s: f"{fmt_s(q[s]['scan_recipient_s'])} ({fmt_int(q[s]['scan_recipient_events'])})" if s in q else "n/a")
+    if "restart" in results:
+        restart = results["restart"]
+        add("after a restart: start s / first recipient.* scan",
+            lambda s: f"{restart['startup_s']:.2f} / {fmt_s(restart['first_recipient_s'])}" if s == "leadtrail" else "-")
     if "slow_scan" in results:
         slow = results["slow_scan"]
         add("daemon RSS MB during a full scan read slowly (before / peak)",
