@@ -44,8 +44,7 @@ struct TypeIndexFile {
 
     /// The file name beside segment `id`'s file.
     static func fileName(id: UInt64) -> String {
-        let hex = String(id, radix: 16)
-        return String(repeating: "0", count: max(0, 16 - hex.count)) + hex + ".types"
+        String(Segment.fileName(id: id, sealed: true).dropLast(4)) + ".types"
     }
 
     static func encode(_ column: TypeColumn, for identity: Identity) -> [UInt8] {
