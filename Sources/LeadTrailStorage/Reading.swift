@@ -132,7 +132,7 @@ extension EventStore {
     public func eventsWithoutWaiting(forLead leadID: String, limit: Int) -> [StoredEvent]? {
         var result: [StoredEvent] = []
         do {
-            try ReadsWithoutWaiting.run { () throws(StoreError) in
+            _ = try ReadsWithoutWaiting.run { () throws(StoreError) in
                 try scanLead(leadID, hints: ScanHints(), matching: nil) { view in
                     guard result.count < limit else { throw StoreError.wouldBlock }
                     result.append(view.copy())
@@ -209,7 +209,7 @@ extension EventStore {
         segmentHints.types = nil
         segmentHints.afterSeq = max(hints.afterSeq, view.firstSeq - 1)
         var stopped = false
-        try storeErrors {
+        _ = try storeErrors {
             // The first record past the segment is let through only to end the scan there.
             try scan(segmentHints, matching: { record in
                 record.seq > view.lastSeq || (record.fields[.leadID].equals(leadBytes, in: record.body) && predicate?(record) != false)

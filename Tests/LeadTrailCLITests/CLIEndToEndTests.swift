@@ -60,8 +60,8 @@ final class CLIHarness {
         process.environment = environment
         let out = root + "/out.\(UInt32.random(in: 0...UInt32.max))"
         let err = out + ".err"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        #expect(FileManager.default.createFile(atPath: out, contents: nil))
+        #expect(FileManager.default.createFile(atPath: err, contents: nil))
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         let input = Pipe()
@@ -81,7 +81,7 @@ final class CLIHarness {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--data-dir", dataDirectory, "--socket", socket]
         let log = root + "/serve.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        #expect(FileManager.default.createFile(atPath: log, contents: nil))
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle

@@ -383,7 +383,7 @@ final class ConditionLockedResults: @unchecked Sendable {
     func wait(for count: Int) -> [(key: Int, value: Result<[AppendResult], StoreError>)] {
         condition.lock()
         defer { condition.unlock() }
-        while results.count < count { condition.wait(until: Date().addingTimeInterval(1)) }
+        while results.count < count { _ = condition.wait(until: Date().addingTimeInterval(1)) }
         return results.sorted { $0.key < $1.key }
     }
 }
