@@ -9,7 +9,9 @@ struct Verify: ParsableCommand {
         abstract: "Check every checksum of the store; exit 1 naming each damaged file and position.",
         discussion: """
             With --data-dir DIR the files are read directly (the daemon need not run; \
-            run it on a stopped store or a copy). Without it, the daemon checks its own store (admin).
+            run it on a stopped store or a copy). Without it, the daemon checks its own store (admin). \
+            Findings that are not damage (a torn tail the next start cuts off, a type index file that is \
+            built again) are printed as warnings and leave the exit status 0.
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -40,7 +42,7 @@ struct Verify: ParsableCommand {
             throw CLIFailure.failed("cannot verify \(directory): \(error)")
         }
         let damage = report.corrupt.map { Damage(file: $0.file, offset: $0.offset.map(Int64.init), reason: $0.reason) }
-        try finish(segments: report.segments, records: Int64(report.records), damage: damage, place: directory)
+        try finish(segments: report.segments, records: Int64(report.records), damage: damage, warnings: report.warnings, place: directory)
     }
 
     func online() throws {
@@ -50,7 +52,9 @@ struct Verify: ParsableCommand {
         let segments = JSONAccess.int(answer["segments"]).map(Int.init) ?? 0
         let records = JSONAccess.int(answer["records"] ?? answer["events"])
         let damage = (answer["corrupt"] as? [Any] ?? []).map(Damage.init(decoded:))
-        try finish(segments: segments, records: records, damage: damage, place: "the daemon's store (\(session.socketPath))")
+        let warnings = (answer["warnings"] as? [Any] ?? []).compactMap { JSONAccess.text($0) }
+        try finish(
+            segments: segments, records: records, damage: damage, warnings: warnings, place: "the daemon's store (\(session.socketPath))")
     }
 
     struct Damage {
@@ -82,7 +86,7 @@ struct Verify: ParsableCommand {
         }
     }
 
-    func finish(segments: Int, records: Int64?, damage: [Damage], place: String) throws {
+    func finish(segments: Int, records: Int64?, damage: [Damage], warnings: [String], place: String) throws {
         if json {
             var result: [String: Any] = [
                 "segments": segments, "clean": damage.isEmpty,
@@ -91,11 +95,13 @@ struct Verify: ParsableCommand {
                     if let offset = d.offset { entry["offset"] = offset }
                     return entry
                 },
+                "warnings": warnings,
             ]
             if let records { result["records"] = records }
             Output.standard.line(JSONAccess.serialize(result))
         } else {
             for d in damage { Output.standard.line(d.line) }
+            for warning in warnings { Output.standard.line("warning: " + warning) }
             let counted = "\(ProgressBar.grouped(segments)) segment\(segments == 1 ? "" : "s")"
                 + (records.map { ", \(ProgressBar.grouped(Int($0))) records" } ?? "")
             Output.standard.line(damage.isEmpty

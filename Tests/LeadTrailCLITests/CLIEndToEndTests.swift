@@ -219,6 +219,15 @@ struct CLIEndToEndTests {
         let offline = try cli.run(["verify", "--data-dir", cli.dataDirectory])
         #expect(offline.status == 0, "\(offline.stdout)\(offline.stderr)")
 
+        // A type index file cut short is a warning, not damage: exit 0, the file named.
+        let typeIndex = cli.dataDirectory + "/hot/0000000000000001.types"
+        let typeIndexBytes = try Data(contentsOf: URL(fileURLWithPath: typeIndex))
+        try typeIndexBytes.prefix(typeIndexBytes.count - 1).write(to: URL(fileURLWithPath: typeIndex))
+        let warned = try cli.run(["verify", "--data-dir", cli.dataDirectory])
+        #expect(warned.status == 0, "\(warned.stdout)\(warned.stderr)")
+        #expect(warned.stdout.contains("warning: hot/0000000000000001.types: does not check out"))
+        #expect(warned.stdout.contains("every checksum matches"))
+
         // One flipped byte in the sealed segment: exit 1, naming the file and position.
         let segment = cli.dataDirectory + "/hot/0000000000000001.seg"
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: segment))
