@@ -133,22 +133,48 @@ extension EventStore {
             segmentID: view.id, recordCount: view.count, firstSeq: view.firstSeq, dataEnd: UInt64(view.dataEnd), dataCRC: view.chainCRC)
     }
 
-    /// The type column stored beside the sealed hot segment `view`, when there is one that checks out.
+    /// The type column stored beside the sealed hot segment `view`, when there is one that checks out. One
+    /// that does not is removed (so that scans stop reading it), and the next scan by type that reads most of
+    /// the segment builds it again.
     func loadTypeIndex(for view: SegmentView) -> TypeColumn? {
         guard view.tier == .hot, view.isSealed, view.count > 0 else { return nil }
-        let path = typeIndexPath(id: view.id)
-        guard let fd = try? io.open(path, flags: O_RDONLY, mode: 0) else { return nil }
+        switch readTypeIndex(for: view) {
+        case .missing:
+            return nil
+        case .good(let column):
+            return column
+        case .bad:
+            let removed: Bool = typeIndexLock.withLock {
+                // Unless a scan has just written a good one in its place (writers hold the lock).
+                guard case .bad = readTypeIndex(for: view) else { return false }
+                try? io.unlink(typeIndexPath(id: view.id))
+                stateLock.withLock { segments.first { $0.id == view.id && $0.data === view.data }?.typeIndexBytes = 0 }
+                return true
+            }
+            if removed {
+                logger.notice(
+                    "removed a type index that does not check out; the next scan by type that reads its segment builds it again",
+                    metadata: ["file": "hot/\(TypeIndexFile.fileName(id: view.id))"])
+            }
+            return nil
+        }
+    }
+
+    enum TypeIndexRead {
+        case missing
+        case bad
+        case good(TypeColumn)
+    }
+
+    func readTypeIndex(for view: SegmentView) -> TypeIndexRead {
+        guard let fd = try? io.open(typeIndexPath(id: view.id), flags: O_RDONLY, mode: 0) else { return .missing }
         defer { io.close(fd) }
         // No good file is larger than this: refused before allocating for it.
         let largest = TypeIndexFile.headerSize + Int(view.count) * 5 + 4 + TypeColumn.maximumNames * (3 + Int(UInt16.max))
-        guard let size = try? io.fileSize(fd), size <= largest, let bytes = try? io.read(fd, count: size, at: 0) else { return nil }
-        guard let column = TypeIndexFile.decode(bytes, for: Self.typeIndexIdentity(of: view), sparse: view.sparse) else {
-            logger.notice(
-                "ignoring a type index that does not check out; the next scan by type that reads its segment builds it again",
-                metadata: ["file": "hot/\(TypeIndexFile.fileName(id: view.id))"])
-            return nil
-        }
-        return column
+        guard let size = try? io.fileSize(fd), size <= largest, let bytes = try? io.read(fd, count: size, at: 0),
+            let column = TypeIndexFile.decode(bytes, for: Self.typeIndexIdentity(of: view), sparse: view.sparse)
+        else { return .bad }
+        return .good(column)
     }
 
     /// Writes `column` beside the sealed hot segment `view`: a temporary file renamed into place, with no sync

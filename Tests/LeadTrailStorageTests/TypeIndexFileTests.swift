@@ -169,6 +169,35 @@ import Testing
         #expect(Self.verifyIsClean(dir.path))
     }
 
+    /// A scan by type that reads part of a segment (too little to build its column) removes a file that does
+    /// not check out, so that the next such scans do not read it again; one that reads most of it writes it again.
+    @Test func aBadFileIsRemovedByTheFirstScanThatReadsIt() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, events) = try Scans.store(in: dir.path)
+        let sealed = first.snapshot().views.filter(\.isSealed)
+        let view = sealed[sealed.count / 2]
+        first.close()
+        let target = dir.path + "/hot/" + TypeIndexFile.fileName(id: view.id)
+        let good = try Files.read(target)
+        try Files.flipBit(target, byte: good.count - 10, bit: 2)
+
+        let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        defer { store.close() }
+        let selection = Scans.selections[0]
+        let (from, to) = (view.minTs + 5_000, view.minTs + 15_000)
+        let got = try Scans.served(store, ScanHints(fromMs: from, toMs: to, types: selection), twoThreads: false, matching: Scans.predicate(selection))
+        let want = try events.filter { event in
+            let ts = 1_705_329_045_000 + Int64(event.id.dropFirst())! * 1000
+            return try ts >= from && ts < to && selection.matches(Array(Scans.type(of: event.body).utf8))
+        }
+        #expect(!want.isEmpty)
+        #expect(got.map(\.0) == want.map(\.seq))
+        #expect(!Files.exists(target), "removed by the scan that found it bad")
+        try Self.expectScansServeTheirTypes(store, events)
+        #expect(try Files.read(target) == good, "written again by a scan that reads the whole segment")
+        #expect(store.stats().corruptSegments.isEmpty)
+    }
+
     /// A file that checks out but says another type than a record holds (a bug could write one) is damage to
     /// `verify`: a scan by type would pass over that record.
     @Test func verifyFindsATypeIndexThatDisagreesWithItsRecords() throws {
