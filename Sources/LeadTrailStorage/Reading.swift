@@ -690,9 +690,7 @@ final class ScanTypeColumns: @unchecked Sendable {
     /// `view`'s column, or nil when it has none that checks out (its pieces then read every record).
     func column(for view: SegmentView) -> TypeColumn? {
         if let hit = lock.withLock({ recent.first { $0.id == view.id } }) { return hit.column }
-        let kept = store.stateLock.withLock {
-            store.segments.first { $0.id == view.id && $0.data === view.data && $0.types.count == Int(view.count) && !$0.types.isBroken }?.types
-        }
+        let kept = store.stateLock.withLock { store.segments.first { $0.id == view.id && $0.data === view.data }?.view().typeColumn }
         let column = kept ?? store.loadTypeIndex(for: view)
         lock.withLock {
             recent.removeAll { $0.id == view.id }

@@ -160,12 +160,14 @@ extension EventStore {
         }
     }
 
+    /// What reading a segment's type index file found.
     enum TypeIndexRead {
         case missing
         case bad
         case good(TypeColumn)
     }
 
+    /// Reads and checks the type index file beside `view` (no side effects).
     func readTypeIndex(for view: SegmentView) -> TypeIndexRead {
         guard let fd = try? io.open(typeIndexPath(id: view.id), flags: O_RDONLY, mode: 0) else { return .missing }
         defer { io.close(fd) }
