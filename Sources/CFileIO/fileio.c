@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "cfileio.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/uio.h>
 
 #ifndef RWF_NOWAIT
@@ -14,4 +15,12 @@ long leadtrail_pread_nowait(int fd, void *buffer, size_t count, long long offset
         n = preadv2(fd, &vector, 1, (off_t)offset, RWF_NOWAIT);
     } while (n < 0 && errno == EINTR);
     return (long)n;
+}
+
+int leadtrail_o_noatime(void) {
+#ifdef O_NOATIME
+    return O_NOATIME;
+#else
+    return 0;
+#endif
 }

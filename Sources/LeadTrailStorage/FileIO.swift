@@ -66,13 +66,22 @@ public struct PosixFileOperations: FileOperations {
         }
     }
 
+    /// Opens with `O_NOATIME` as well where the kernel allows it (the daemon owns its files): reading a
+    /// segment then skips the access-time check and update that every `pread` otherwise makes.
     public func open(_ path: String, flags: Int32, mode: mode_t = 0o644) throws(StoreError) -> Int32 {
+        var extra = Self.noAccessTime
         while true {
-            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            let fd = Glibc.open(path, flags | O_CLOEXEC | extra, mode)
             if fd >= 0 { return fd }
+            if errno == EPERM, extra != 0 {
+                extra = 0  // not the file's owner: open it without the flag
+                continue
+            }
             if errno != EINTR { throw Self.failure("open", path) }
         }
     }
+
+    private static let noAccessTime = leadtrail_o_noatime()
 
     public func close(_ fd: Int32) {
         _ = Glibc.close(fd)

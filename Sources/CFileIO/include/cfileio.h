@@ -6,4 +6,8 @@
 /// waits for the disk. Returns the bytes read (fewer when only part is cached), or -1 with errno set
 /// (EAGAIN: nothing of it is cached; EOPNOTSUPP: the file system cannot tell).
 long leadtrail_pread_nowait(int fd, void *buffer, size_t count, long long offset);
+
+/// `O_NOATIME` (a GNU flag Swift's Glibc module does not import): reads through the file descriptor do not
+/// update the file's access time. Only the file's owner (or a process with CAP_FOWNER) may set it.
+int leadtrail_o_noatime(void);
 #endif
