@@ -28,13 +28,15 @@ let package = Package(
         .target(name: "CFileIO"),
         .target(name: "CLZ4", linkerSettings: [.linkedLibrary("lz4")]),
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
+        // SSE2 helpers for the JSON scanner (inline, in the header).
+        .target(name: "CJSONScan"),
         // The leadtrail executable's malloc settings, applied before main (see arena.c).
         .target(name: "CMallocArena"),
 
         // The event schema: JSON scanning, validation, normalisation, ids and hashes.
         .target(
             name: "LeadTrailEvents",
-            dependencies: ["CCRC32C"],
+            dependencies: ["CCRC32C", "CJSONScan"],
             swiftSettings: swiftSettings),
 
         // The storage engine: segments, indexes, group commit, recovery, verify. Knows nothing about sockets.

@@ -1,3 +1,5 @@
+import CJSONScan
+
 /// The kind of a JSON value found by ``JSONScanner``.
 public enum JSONKind: UInt8, Sendable {
     case object, array, string, number, bool, null
@@ -406,8 +408,19 @@ public struct JSONScanner {
         var p = start + 1  // after the opening quote
         var hasEscapes = false
         while true {
-            // Fast path: skip 8 plain ASCII bytes at a time (no quote, backslash, control or non-ASCII byte).
-            while p + 8 <= end {
+            // Fast path: skip plain ASCII bytes (no quote, backslash, control or non-ASCII byte), 16 at a time
+            // with SSE2, then 8 at a time in a word.
+            var stopped = false
+            while p + 16 <= end {
+                let stops = leadtrail_json_string_stops16(base + p)
+                if stops != 0 {
+                    p += stops.trailingZeroBitCount
+                    stopped = true
+                    break
+                }
+                p += 16
+            }
+            while !stopped, p + 8 <= end {
                 let word = UInt64(littleEndian: UnsafeRawPointer(base + p).loadUnaligned(as: UInt64.self))
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let highs: UInt64 = 0x8080_8080_8080_8080
@@ -418,6 +431,7 @@ public struct JSONScanner {
                 if hits != 0 {
                     // The lowest flagged byte is exact (borrows only flag bytes above a true hit): go straight to it.
                     p += hits.trailingZeroBitCount >> 3
+                    stopped = true
                     break
                 }
                 p += 8

@@ -209,6 +209,51 @@ private func validates(_ input: String) -> Bool { validates(Array(input.utf8)) }
         }
     }
 
+    /// The string scanner skips plain bytes 16 and then 8 at a time: every kind of byte that ends a plain run
+    /// (closing quote, escape, control character, non-ASCII, invalid UTF-8, the buffer's end) is found at
+    /// every offset from the opening quote, with the buffer ending at every distance after it.
+    @Test func stringStopsAreFoundAtEveryOffset() throws {
+        struct Case {
+            let tail: [UInt8]
+            /// The decoded string when the document is valid; nil when it must be refused.
+            let decoded: String?
+        }
+        for plain in 0...40 {
+            let prefix = String(repeating: "a", count: plain)
+            let cases = [
+                Case(tail: Array("\"".utf8), decoded: prefix),
+                Case(tail: Array("\\nbc\"".utf8), decoded: prefix + "\nbc"),
+                Case(tail: Array("\\u00e9\"".utf8), decoded: prefix + "é"),
+                Case(tail: Array("é😀\"".utf8), decoded: prefix + "é😀"),
+                Case(tail: Array("\u{7F}~\"".utf8), decoded: prefix + "\u{7F}~"),
+                Case(tail: [0x01, 0x22], decoded: nil),
+                Case(tail: [0x1F, 0x22], decoded: nil),
+                Case(tail: [0xFF, 0x22], decoded: nil),
+                Case(tail: [0xC3, 0x22], decoded: nil),  // a cut UTF-8 sequence
+                Case(tail: Array("\\x\"".utf8), decoded: nil),
+                Case(tail: [], decoded: nil),  // no closing quote
+            ]
+            for testCase in cases {
+                for padding in 0...17 {
+                    // Trailing whitespace moves the buffer's end, so the 16- and 8-byte steps meet it at every distance.
+                    let document = [UInt8(ascii: "\"")] + Array(prefix.utf8) + testCase.tail
+                        + [UInt8](repeating: UInt8(ascii: " "), count: padding)
+                    try withBytes(document) { b in
+                        let span = try? JSONScanner.validate(b)
+                        if let expected = testCase.decoded {
+                            let span = try #require(span, "plain \(plain), tail \(testCase.tail), padding \(padding)")
+                            #expect(span.kind == .string)
+                            #expect(span.range == 0..<(document.count - padding))
+                            #expect(JSONScanner.decodeString(span, in: b) == expected)
+                        } else {
+                            #expect(span == nil, "plain \(plain), tail \(testCase.tail), padding \(padding)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// What the scanner accepts is exactly what Foundation-free reference rules accept on short strings:
     /// a string made of one code point's UTF-8 bytes validates iff Swift's UTF-8 decoder accepts it.
     @Test func utf8ValidationAgreesWithTheStandardLibrary() {
