@@ -40,6 +40,11 @@ def percentile(sorted_values, p):
     return sorted_values[rank]
 
 
+def median(values):
+    """The median of a list of timings, the same rank rule as leadtrail-load's (the middle of an odd count)."""
+    return percentile(sorted(values), 0.5)
+
+
 def rows_from_lines(lines):
     rows = []
     for line in lines:
@@ -222,7 +227,7 @@ def sqlite_load(workdir, rows, event_bytes, producers):
     return result
 
 
-def sqlite_queries(path, leads, window, lookups):
+def sqlite_queries(path, leads, window, lookups, scan_repeats=1):
     db = sqlite3.connect(path)
     times = []
     for lead in leads[:50]:
@@ -232,12 +237,17 @@ def sqlite_queries(path, leads, window, lookups):
         db.execute("SELECT body FROM events WHERE lead_id=? ORDER BY ts, seq", (lead,)).fetchall()
         times.append(time.perf_counter() - t0)
     times.sort()
-    t0 = time.perf_counter()
-    hour = db.execute("SELECT body FROM events WHERE ts >= ? AND ts < ? ORDER BY seq", window).fetchall()
-    hour_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    recipient = db.execute("SELECT body FROM events WHERE type LIKE 'recipient.%' ORDER BY seq").fetchall()
-    recipient_s = time.perf_counter() - t0
+
+    def scan(query, *params):
+        runs = []
+        for _ in range(scan_repeats):
+            t0 = time.perf_counter()
+            rows = db.execute(query, params).fetchall()
+            runs.append(time.perf_counter() - t0)
+        return median(runs), rows
+
+    hour_s, hour = scan("SELECT body FROM events WHERE ts >= ? AND ts < ? ORDER BY seq", *window)
+    recipient_s, recipient = scan("SELECT body FROM events WHERE type LIKE 'recipient.%' ORDER BY seq")
     db.close()
     return {
         "timeline_p50_ms": percentile(times, 0.5) * 1000, "timeline_p99_ms": percentile(times, 0.99) * 1000,
@@ -466,7 +476,7 @@ def postgres_load(pg, rows, event_bytes, producers):
     return result
 
 
-def postgres_queries(pg, leads, window, lookups):
+def postgres_queries(pg, leads, window, lookups, scan_repeats=1):
     import io
     conn = pg.connect()
     conn.autocommit = True
@@ -484,11 +494,13 @@ def postgres_queries(pg, leads, window, lookups):
         times.sort()
 
         def copy_out(query):
-            sink = io.StringIO()
-            t0 = time.perf_counter()
-            cur.copy_expert(f"COPY ({query}) TO STDOUT", sink)
-            seconds = time.perf_counter() - t0
-            return seconds, sink.getvalue().count("\n")
+            runs = []
+            for _ in range(scan_repeats):
+                sink = io.StringIO()
+                t0 = time.perf_counter()
+                cur.copy_expert(f"COPY ({query}) TO STDOUT", sink)
+                runs.append(time.perf_counter() - t0)
+            return median(runs), sink.getvalue().count("\n")
 
         hour_s, hour_n = copy_out(
             f"SELECT body FROM events WHERE ts >= '{window[0]}' AND ts < '{window[1]}' ORDER BY seq")

@@ -157,6 +157,7 @@ def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None):
 def leadtrail_queries(args, daemon, events_file, window):
     out = parse_kv(subprocess.run(
         [args.load, "query", "--socket", daemon.socket, "--file", events_file, "--lookups", str(args.lookups),
+         "--scan-repeats", str(args.scan_repeats),
          "--from", window[0], "--to", window[1]], check=True, capture_output=True, text=True).stdout)
     return {
         "timeline_p50_ms": float(out["timeline_p50_ms"]), "timeline_p99_ms": float(out["timeline_p99_ms"]),
@@ -214,6 +215,8 @@ def main():
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--window", type=int, default=4, help="append frames in flight per producer connection")
     parser.add_argument("--lookups", type=int, default=1000)
+    parser.add_argument("--scan-repeats", type=int, default=5,
+                        help="runs of each scan, in every store; the table shows the median")
     parser.add_argument("--peers", default="sqlite,redis,postgres")
     parser.add_argument("--leadtrail", required=True)
     parser.add_argument("--load", required=True)
@@ -289,7 +292,7 @@ def main():
                 results["appends"].append(result)
                 results["disk_bytes"][f"SQLite-{producers}"] = result["disk_bytes"]
                 log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
-            results["queries"]["SQLite"] = peers.sqlite_queries(result["path"], sample_leads, window, args.lookups)
+            results["queries"]["SQLite"] = peers.sqlite_queries(result["path"], sample_leads, window, args.lookups, args.scan_repeats)
             shutil.rmtree(os.path.join(workdir, "sqlite-1"), ignore_errors=True)
         if "redis" in wanted:
             for producers in (1, 4):
@@ -309,7 +312,7 @@ def main():
                 results["appends"].append(result)
                 results["disk_bytes"][f"PostgreSQL-{producers}"] = result["disk_bytes"]
                 log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
-            results["queries"]["PostgreSQL"] = peers.postgres_queries(pg, sample_leads, window, args.lookups)
+            results["queries"]["PostgreSQL"] = peers.postgres_queries(pg, sample_leads, window, args.lookups, args.scan_repeats)
     finally:
         for d in daemons:
             d.stop()
@@ -353,9 +356,10 @@ def main():
     q = results["queries"]
     add("timeline of one lead p50 / p99 ms",
         lambda s: f"{q[s]['timeline_p50_ms']:.2f} / {q[s]['timeline_p99_ms']:.2f}" if s in q else "n/a")
-    add("scan one hour (events)",
+    scans = f", median of {args.scan_repeats}" if args.scan_repeats > 1 else ""
+    add(f"scan one hour (events{scans})",
         lambda s: f"{fmt_s(q[s]['scan_hour_s'])} ({fmt_int(q[s]['scan_hour_events'])})" if s in q else "n/a")
-    add("scan all, types recipient.* (events)",
+    add(f"scan all, types recipient.* (events{scans})",
         lambda s: f"{fmt_s(q[s]['scan_recipient_s'])} ({fmt_int(q[s]['scan_recipient_events'])})" if s in q else "n/a")
     if "restart" in results:
         restart = results["restart"]

@@ -2,7 +2,7 @@
 //
 //   leadtrail-load append --socket S --file EVENTS.ndjson [--connections C] [--batch 1000]
 //                         [--window W] [--rate EVENTS_PER_S] [--limit N]
-//   leadtrail-load query  --socket S --file EVENTS.ndjson [--lookups N] [--from TS --to TS]
+//   leadtrail-load query  --socket S --file EVENTS.ndjson [--lookups N] [--from TS --to TS] [--scan-repeats N]
 //   leadtrail-load slowscan --socket S --pid DAEMON_PID [--read-bytes 65536] [--pause-us 5000] [--scan JSON]
 //   leadtrail-load scan   --socket S [--scan JSON] [--repeat N] [--pid DAEMON_PID] [--check]
 //
@@ -21,7 +21,8 @@
 // the events they receive with one pass over each frame that follows strings and
 // nesting without decoding anything (`leadtrail_count_scan_frame`, in C: 64 bytes
 // at a time with SIMD compares), reading every frame into one reused buffer, so
-// that the client is not what limits the scan.
+// that the client is not what limits the scan. With --scan-repeats N each scan runs
+// N times and the median is printed (one run is as noisy as the machine).
 //
 // `slowscan` reads a scan (the whole store by default) slowly while it samples the
 // daemon's resident memory: it must stay flat however slowly the client reads.
@@ -60,6 +61,8 @@ struct Options {
     var pauseMicroseconds: UInt32 = 5000
     var scan = #"{"op":"scan"}"#
     var repeats = 1
+    /// `query`: runs of each scan; the median is printed.
+    var scanRepeats = 1
     var check = false
 }
 
@@ -96,6 +99,7 @@ func parseOptions() -> Options {
         case "--pause-us": options.pauseMicroseconds = UInt32(value(argument)) ?? 5000
         case "--scan": options.scan = value(argument)
         case "--repeat": options.repeats = max(1, Int(value(argument)) ?? 1)
+        case "--scan-repeats": options.scanRepeats = max(1, Int(value(argument)) ?? 1)
         case "--check": options.check = true
         default: fail("unknown option \(argument)")
         }
@@ -493,13 +497,19 @@ func runQuery(_ options: Options) {
     emit("timeline_events_avg", String(format: "%.1f", Double(returned) / Double(max(1, options.lookups))))
     emit("timeline_p50_ms", String(format: "%.3f", percentile(latencies, 0.50) * 1000))
     emit("timeline_p99_ms", String(format: "%.3f", percentile(latencies, 0.99) * 1000))
+    // Each scan `--scan-repeats` times: the median time (every run returns the same events).
+    func medianScan(_ body: String) -> (Double, Int, Int) {
+        let runs = (0..<options.scanRepeats).map { _ in timedScan(connection, body) }
+        let seconds = runs.map(\.0).sorted()
+        return (percentile(seconds, 0.5), runs[0].1, runs[0].2)
+    }
     if let from = options.from, let to = options.to {
-        let (seconds, events, bytes) = timedScan(connection, #"{"op":"scan","from":"\#(from)","to":"\#(to)"}"#)
+        let (seconds, events, bytes) = medianScan(#"{"op":"scan","from":"\#(from)","to":"\#(to)"}"#)
         emit("scan_hour_s", String(format: "%.4f", seconds))
         emit("scan_hour_events", events)
         emit("scan_hour_bytes", bytes)
     }
-    let (seconds, events, bytes) = timedScan(connection, #"{"op":"scan","types":["recipient.*"]}"#)
+    let (seconds, events, bytes) = medianScan(#"{"op":"scan","types":["recipient.*"]}"#)
     emit("scan_recipient_s", String(format: "%.4f", seconds))
     emit("scan_recipient_events", events)
     emit("scan_recipient_bytes", bytes)
