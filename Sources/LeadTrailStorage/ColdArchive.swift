@@ -434,7 +434,7 @@ extension EventStore {
         CrashPoint.coldBeforeSourceDelete.reached()
         replaceSegment(segment, with: nil)
         try io.unlink(segment.path)
-        if segment.tier == .hot { removeTypeIndex(id: segment.id) }
+        removeTypeIndex(id: segment.id, tier: segment.tier)
         try io.syncDirectory(String(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")))
         return SegmentMove(
             segmentID: segment.id, from: segment.tier.rawValue, to: "cold", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,

@@ -344,18 +344,18 @@ extension EventStore {
     }
 
     /// The type column of a sealed segment that has none in memory (it was loaded from its footer, or the memory
-    /// budget dropped it): read from the type index file beside a hot segment (``TypeIndexFile``), or, when
-    /// `mayBuild`, built by reading its records' headers once (what a scan by type that reads most of the segment
-    /// reads anyway) and stored in that file. Kept in memory while the newest segments' columns fit the budget.
-    /// Nil for other segments, or when a record's length or seq does not add up: that segment is then scanned
-    /// record by record, which finds and reports the damage.
+    /// budget dropped it): read from the type index file beside a hot or warm segment (``TypeIndexFile``), or,
+    /// when `mayBuild`, built by reading its records' headers once (what a scan by type that reads most of the
+    /// segment reads anyway) and stored in that file. Kept in memory while the newest segments' columns fit the
+    /// budget. Nil for other segments, or when a record's length or seq does not add up: that segment is then
+    /// scanned record by record, which finds and reports the damage.
     func typeColumn(for view: SegmentView, mayBuild: Bool) throws(StoreError) -> TypeColumn? {
-        guard view.isSealed, view.count > 0, view.data is HotFile, let first = view.sparse.first else { return nil }
+        guard view.isSealed, view.count > 0, view.data is HotFile || view.data is WarmFile, let first = view.sparse.first else { return nil }
         // Only the newest segments' columns stay in memory (counting every newer segment, with a column or yet to
         // get one): past the budget a column would soon be dropped again.
         let newer = stateLock.withLock { segments.filter { $0.id > view.id }.reduce(0) { $0 + Int($1.count) } }
         let fitsBudget = newer + Int(view.count) <= configuration.typeColumnRecordBudget
-        let stored = view.tier == .hot
+        let stored = typeIndexPath(id: view.id, tier: view.tier) != nil
         var column: TypeColumn
         if let loaded = loadTypeIndex(for: view) {
             column = loaded

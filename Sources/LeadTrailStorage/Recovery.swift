@@ -74,10 +74,12 @@ extension EventStore {
             logger.notice("finished a tier move interrupted by a crash", metadata: ["segment.id": "\(id)"])
         }
         sealedIDs.removeAll { warmIDs.contains($0) || archived.contains($0) }
-        // A type index whose sealed hot segment is gone (a move a crash interrupted after the segment's delete).
-        for name in try listDirectory(hotDirectory) where name.hasSuffix(".types") {
-            if let id = UInt64(name.dropLast(6), radix: 16), sealedIDs.contains(id) { continue }
-            try? io.unlink(hotDirectory + "/" + name)
+        // A type index whose segment is gone from its tier (a move a crash interrupted after the segment's delete).
+        for (directory, ids) in [(hotDirectory, sealedIDs), (warmDirectory, warmIDs)] {
+            for name in try listDirectory(directory) where name.hasSuffix(".types") {
+                if let id = UInt64(name.dropLast(6), radix: 16), ids.contains(id) { continue }
+                try? io.unlink(directory + "/" + name)
+            }
         }
 
         // Size the event-id table once, from the trailers, then fill it segment by segment
@@ -196,9 +198,9 @@ extension EventStore {
             active = nil
         }
         segments = loaded
-        for segment in segments where segment.tier == .hot {
+        for segment in segments {
             var st = stat()
-            if stat(typeIndexPath(id: segment.id), &st) == 0 { segment.typeIndexBytes = Int(st.st_size) }
+            if let path = typeIndexPath(id: segment.id, tier: segment.tier), stat(path, &st) == 0 { segment.typeIndexBytes = Int(st.st_size) }
         }
         if let active {
             segments.append(active)

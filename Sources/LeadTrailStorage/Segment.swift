@@ -153,10 +153,10 @@ struct SegmentView: Sendable {
         leadIndex.nextOffset(after: offset)
     }
 
-    /// The type column, when it holds every record of the view and the records are cheap to read one by one
-    /// (a hot file: a warm file would decompress a block per record).
+    /// The type column, when it holds every record of the view. A scan reads the records it picks in offset
+    /// order, so a warm file decompresses each block that holds one once (its block cache), and skips the others.
     var typeColumn: TypeColumn? {
-        guard types.count == Int(count), count > 0, !types.isBroken, data is HotFile else { return nil }
+        guard types.count == Int(count), count > 0, !types.isBroken, data is HotFile || data is WarmFile else { return nil }
         return types
     }
 

@@ -87,7 +87,7 @@ extension EventStore {
         let warm = try openWarm(path: path, id: segment.id)
         replaceSegment(segment, with: warm)
         try io.unlink(segment.path)
-        removeTypeIndex(id: segment.id)
+        moveTypeIndexToWarm(id: segment.id, warm: warm)
         try io.syncDirectory(hotDirectory)
         return SegmentMove(
             segmentID: segment.id, from: "hot", to: "warm", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,
@@ -103,6 +103,8 @@ extension EventStore {
         let warmBytes = WarmFormat.build(hotFile: hotBytes, trailer: trailer, sparse: sparse)
         try io.writeAtomically(warmBytes, to: segment.path, directory: warmDirectory, crashPoint: .warmBeforeRename)
         let warm = try openWarm(path: segment.path, id: segment.id)
+        // Its type index file stays: the records, their offsets and the trailer are the same.
+        stateLock.withLock { warm.typeIndexBytes = segment.typeIndexBytes }
         replaceSegment(segment, with: warm)
         return SegmentMove(
             segmentID: segment.id, from: "warm", to: "warm", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,

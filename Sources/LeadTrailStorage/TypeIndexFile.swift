@@ -3,9 +3,10 @@ import Glibc
 #endif
 import LeadTrailEvents
 
-/// A sealed hot segment's type column kept on disk beside it (`hot/<id>.types`), as Kafka keeps a
-/// segment's `.index` beside its `.log`: a scan by type after a restart, or of a segment whose column
-/// the memory budget dropped, reads this small file instead of every record header.
+/// A sealed segment's type column kept on disk beside it (`hot/<id>.types`, and `warm/<id>.types` once
+/// the segment is warm), as Kafka keeps a segment's `.index` beside its `.log`: a scan by type after a
+/// restart, or of a segment whose column the memory budget dropped, reads this small file instead of
+/// every record header; in a warm segment it decompresses only the blocks that hold wanted records.
 ///
 /// Derived data only: the file is written without a sync, and one that is missing, cut short, damaged
 /// or written for other records (its segment id, record count, first seq, `data_end` and chain CRC must
@@ -123,9 +124,14 @@ struct TypeIndexFile {
 }
 
 extension EventStore {
-    /// Where hot segment `id`'s type index lives.
-    func typeIndexPath(id: UInt64) -> String {
-        hotDirectory + "/" + TypeIndexFile.fileName(id: id)
+    /// Where segment `id`'s type index lives while the segment is in `tier`: beside its file in `hot/` or
+    /// `warm/` (the offsets it holds are the hot file's, which a warm file keeps). Nil for restored segments.
+    func typeIndexPath(id: UInt64, tier: Tier) -> String? {
+        switch tier {
+        case .hot: hotDirectory + "/" + TypeIndexFile.fileName(id: id)
+        case .warm: warmDirectory + "/" + TypeIndexFile.fileName(id: id)
+        case .restored: nil
+        }
     }
 
     static func typeIndexIdentity(of view: SegmentView) -> TypeIndexFile.Identity {
@@ -133,11 +139,11 @@ extension EventStore {
             segmentID: view.id, recordCount: view.count, firstSeq: view.firstSeq, dataEnd: UInt64(view.dataEnd), dataCRC: view.chainCRC)
     }
 
-    /// The type column stored beside the sealed hot segment `view`, when there is one that checks out. One
+    /// The type column stored beside the sealed segment `view`, when there is one that checks out. One
     /// that does not is removed (so that scans stop reading it), and the next scan by type that reads most of
     /// the segment builds it again.
     func loadTypeIndex(for view: SegmentView) -> TypeColumn? {
-        guard view.tier == .hot, view.isSealed, view.count > 0 else { return nil }
+        guard view.isSealed, view.count > 0, let path = typeIndexPath(id: view.id, tier: view.tier) else { return nil }
         switch readTypeIndex(for: view) {
         case .missing:
             return nil
@@ -147,14 +153,14 @@ extension EventStore {
             let removed: Bool = typeIndexLock.withLock {
                 // Unless a scan has just written a good one in its place (writers hold the lock).
                 guard case .bad = readTypeIndex(for: view) else { return false }
-                try? io.unlink(typeIndexPath(id: view.id))
+                try? io.unlink(path)
                 stateLock.withLock { segments.first { $0.id == view.id && $0.data === view.data }?.typeIndexBytes = 0 }
                 return true
             }
             if removed {
                 logger.notice(
                     "removed a type index that does not check out; the next scan by type that reads its segment builds it again",
-                    metadata: ["file": "hot/\(TypeIndexFile.fileName(id: view.id))"])
+                    metadata: ["file": "\(view.tier.rawValue)/\(TypeIndexFile.fileName(id: view.id))"])
             }
             return nil
         }
@@ -169,7 +175,9 @@ extension EventStore {
 
     /// Reads and checks the type index file beside `view` (no side effects).
     func readTypeIndex(for view: SegmentView) -> TypeIndexRead {
-        guard let fd = try? io.open(typeIndexPath(id: view.id), flags: O_RDONLY, mode: 0) else { return .missing }
+        guard let path = typeIndexPath(id: view.id, tier: view.tier), let fd = try? io.open(path, flags: O_RDONLY, mode: 0) else {
+            return .missing
+        }
         defer { io.close(fd) }
         // No good file is larger than this: refused before allocating for it.
         let largest = TypeIndexFile.headerSize + Int(view.count) * 5 + 4 + TypeColumn.maximumNames * (3 + Int(UInt16.max))
@@ -179,17 +187,18 @@ extension EventStore {
         return .good(column)
     }
 
-    /// Writes `column` beside the sealed hot segment `view`: a temporary file renamed into place, with no sync
+    /// Writes `column` beside the sealed segment `view`: a temporary file renamed into place, with no sync
     /// (one that a crash leaves short or empty does not check out, and is built again). A failure is logged
     /// and costs only speed.
     func storeTypeIndex(_ column: TypeColumn, for view: SegmentView) {
-        guard view.tier == .hot, view.isSealed, view.count > 0, column.count == Int(view.count), !column.isBroken else { return }
+        guard view.isSealed, view.count > 0, column.count == Int(view.count), !column.isBroken,
+            let path = typeIndexPath(id: view.id, tier: view.tier)
+        else { return }
         let bytes = TypeIndexFile.encode(column, for: Self.typeIndexIdentity(of: view))
-        let path = typeIndexPath(id: view.id)
         let temporary = path + ".tmp"
         typeIndexLock.withLock {
-            // Under the lock a tier move takes to remove the file: one whose segment has left the hot tier is not written.
-            guard stateLock.withLock({ segments.contains { $0.id == view.id && $0.tier == .hot && $0.data === view.data } }) else { return }
+            // Under the lock a tier move takes to move or remove the file: one whose segment has left its tier is not written.
+            guard stateLock.withLock({ segments.contains { $0.id == view.id && $0.tier == view.tier && $0.data === view.data } }) else { return }
             do throws(StoreError) {
                 let fd = try io.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
                 do throws(StoreError) {
@@ -210,8 +219,25 @@ extension EventStore {
         }
     }
 
-    /// Removes hot segment `id`'s type index: its hot file is gone (moved to another tier).
-    func removeTypeIndex(id: UInt64) {
-        typeIndexLock.withLock { try? io.unlink(typeIndexPath(id: id)) }
+    /// Removes segment `id`'s type index from `tier`: its file there is gone (moved to another tier).
+    func removeTypeIndex(id: UInt64, tier: Tier) {
+        guard let path = typeIndexPath(id: id, tier: tier) else { return }
+        typeIndexLock.withLock { try? io.unlink(path) }
+    }
+
+    /// Moves segment `id`'s type index from `hot/` to `warm/` with the segment (`warm`, now in the list): the
+    /// warm file keeps the hot file's offsets, trailer and sparse index, so the same file checks out there.
+    func moveTypeIndexToWarm(id: UInt64, warm: Segment) {
+        guard let from = typeIndexPath(id: id, tier: .hot), let to = typeIndexPath(id: id, tier: .warm) else { return }
+        typeIndexLock.withLock {
+            var info = stat()
+            guard stat(from, &info) == 0 else { return }
+            do throws(StoreError) {
+                try io.rename(from, to)
+                stateLock.withLock { warm.typeIndexBytes = Int(info.st_size) }
+            } catch {
+                try? io.unlink(from)
+            }
+        }
     }
 }

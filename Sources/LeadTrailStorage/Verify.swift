@@ -83,10 +83,15 @@ extension EventStore {
         for name in (try? listDirectory(warm)) ?? [] where name.hasSuffix(".lz4s") {
             guard let id = UInt64(name.dropLast(5), radix: 16) else { continue }
             let path = warm + "/" + name
+            let typeIndexName = TypeIndexFile.fileName(id: id)
+            let typeIndex = try? io.readWhole(warm + "/" + typeIndexName)
             items.append(VerifyItem(id: id, name: name) { (report, previous) throws(StoreError) in
                 let bytes = try io.readWhole(path)
                 guard let hotBytes = WarmFormat.rebuildHotFile(fromWarm: bytes, name: name, report: &report) else { return FileSummary() }
-                return try verifySegment(name: "warm/" + name, size: hotBytes.count, sealed: true, limit: nil, previous: previous, report: &report) { (count, offset) throws(StoreError) in
+                return try verifySegment(
+                    name: "warm/" + name, size: hotBytes.count, sealed: true, limit: nil, previous: previous,
+                    typeIndex: typeIndex.map { ("warm/" + typeIndexName, $0) }, report: &report
+                ) { (count, offset) throws(StoreError) in
                     Array(hotBytes[min(offset, hotBytes.count)..<min(offset + count, hotBytes.count)])
                 }
             })

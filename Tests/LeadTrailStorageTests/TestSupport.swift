@@ -301,13 +301,19 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
 
     func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
         let n = try base.pread(fd, into: buffer, at: offset)
-        lock.withLock { if let path = paths[fd], isSegment(path) { _segmentBytesRead += n } }
+        lock.withLock {
+            if let path = paths[fd], isSegment(path) { _segmentBytesRead += n }
+            if let path = paths[fd], path.hasSuffix(".lz4s") { _warmBytesRead += n }
+        }
         return n
     }
 
     private var _segmentBytesRead = 0
     /// Bytes read from segment files so far.
     var segmentBytesRead: Int { lock.withLock { _segmentBytesRead } }
+    private var _warmBytesRead = 0
+    /// Bytes read from warm files so far (compressed blocks, footers).
+    var warmBytesRead: Int { lock.withLock { _warmBytesRead } }
 
     func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) {
         if lock.withLock({ _allWritesFail }) { throw Self.diskFull("write") }

@@ -241,7 +241,7 @@ import Testing
         }
         // A warm move that renamed but did not delete its source: put the hot file back.
         // (Simulated by restoring a copy of the hot file next to its warm twin.)
-        let warm = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/warm").first)
+        let warm = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/warm").first { $0.hasSuffix(".lz4s") })
         let id = String(warm.dropLast(5))
         var configuration = StoreConfiguration(directory: dir.path + "-copy")
         configuration.tiers.intervalSeconds = 0

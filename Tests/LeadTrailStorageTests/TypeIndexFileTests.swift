@@ -3,9 +3,9 @@ import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
 
-/// The type index file beside each sealed hot segment: written at seal, read by the first scan by type after a
+/// The type index file beside each sealed segment: written at seal, read by the first scan by type after a
 /// restart instead of every record header, ignored and built again when it does not check out, checked against
-/// the records by `verify`, and removed with its segment's hot file.
+/// the records by `verify`, moved to warm with its segment and removed when the segment goes cold.
 @Suite struct TypeIndexFileTests {
     typealias Scans = TypeColumnScanTests
 
@@ -219,24 +219,139 @@ import Testing
         #expect(report.corrupt.contains { $0.file == "hot/" + TypeIndexFile.fileName(id: view.id) && $0.reason.contains("another type") })
     }
 
-    /// A move to warm removes the segment's file with its hot file; a start removes a file whose segment is gone.
-    @Test func theFileLeavesWithItsHotSegment() throws {
+    static func warmTypeIndexFiles(_ directory: String) -> [String: [UInt8]] {
+        var files: [String: [UInt8]] = [:]
+        for name in Files.list(directory + "/warm") where name.hasSuffix(".types") {
+            files[name] = try? Files.read(directory + "/warm/" + name)
+        }
+        return files
+    }
+
+    /// The newest event of `Scans.store` is from 2024-01-15: 31 days later every sealed segment is old enough
+    /// for warm, 91 days later for cold.
+    static let dayMs: Int64 = 86_400_000
+    static let newestEventMs: Int64 = 1_705_329_045_000 + 400_000
+
+    /// A move to warm takes the segment's file along, unchanged (the warm file keeps the hot file's offsets,
+    /// trailer and sparse index), and scans by type of warm segments read through it, also after a restart; a
+    /// move to cold removes it; a start removes a file whose segment is gone from its tier.
+    @Test func theFileMovesWithItsSegmentToWarmAndLeavesForCold() throws {
         let dir = TemporaryDirectory(inMemory: true)
         let (first, events) = try Scans.store(in: dir.path)
         first.close()
-        let stray = dir.path + "/hot/" + TypeIndexFile.fileName(id: 0xffff)
-        try Files.write(Array("not a segment's".utf8), to: stray)
+        var written: [String: [UInt8]] = [:]
+        for name in Self.typeIndexFiles(dir.path) { written[name] = try Files.read(dir.path + "/hot/" + name) }
+        #expect(written.count == Files.sealedSegments(dir.path).count)
+        let strays = ["hot", "warm"].map { dir.path + "/\($0)/" + TypeIndexFile.fileName(id: 0xffff) }
+        for stray in strays { try Files.write(Array("not a segment's".utf8), to: stray) }
+
         let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
-        defer { store.close() }
-        #expect(!Files.exists(stray), "removed at start")
-        #expect(Self.typeIndexFiles(dir.path).count == Files.sealedSegments(dir.path).count)
-        // The newest event is from 2024-01-15: 31 days later every sealed segment is old enough for warm only.
-        let report = try store.tier(now: 1_705_329_045_000 + 400_000 + 31 * 86_400_000)
-        #expect(!report.moved.isEmpty)
+        for stray in strays { #expect(!Files.exists(stray), "removed at start") }
+        let report = try store.tier(now: Self.newestEventMs + 31 * Self.dayMs)
+        #expect(report.moved.count == written.count)
         #expect(Files.sealedSegments(dir.path).isEmpty)
         #expect(Self.typeIndexFiles(dir.path).isEmpty)
+        #expect(Self.warmTypeIndexFiles(dir.path) == written, "moved, byte for byte")
+        // The warm tier's bytes on disk count them.
+        let warmOnDisk = try Files.list(dir.path + "/warm").reduce(0) { $0 + (try Files.read(dir.path + "/warm/" + $1)).count }
+        #expect(store.stats().warm.bytes == UInt64(warmOnDisk))
         try Self.expectScansServeTheirTypes(store, events, "warm")
-        #expect(Self.typeIndexFiles(dir.path).isEmpty, "warm segments get none")
+        store.close()
+        #expect(Self.verifyIsClean(dir.path))
+
+        // After a restart the first scans by type take the warm segments' columns from the files.
+        let reopened = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        defer { reopened.close() }
+        #expect(reopened.snapshot().views.filter { $0.tier == .warm && $0.typeColumn != nil }.isEmpty)
+        try Self.expectScansServeTheirTypes(reopened, events, "warm, reopened")
+        #expect(reopened.snapshot().views.filter { $0.tier == .warm }.allSatisfy { $0.typeColumn != nil })
+        #expect(reopened.stats().corruptSegments.isEmpty)
+        #expect(Self.warmTypeIndexFiles(dir.path) == written)
+
+        _ = try reopened.tier(now: Self.newestEventMs + 91 * Self.dayMs)
+        #expect(Self.warmTypeIndexFiles(dir.path).isEmpty, "a move to cold removes them")
+        #expect(Files.list(dir.path + "/warm").isEmpty)
+    }
+
+    /// A warm segment's file is checked like a hot one's: `verify` warns about one that does not check out (which
+    /// scans ignore, serving the same events, and write again) and reports one with wrong names as damage.
+    @Test func aWarmSegmentsFileIsCheckedLikeAHotOnes() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, events) = try Scans.store(in: dir.path)
+        _ = try first.tier(now: Self.newestEventMs + 31 * Self.dayMs)
+        let view = try #require(first.snapshot().views.first { $0.tier == .warm })
+        let column = try #require(first.loadTypeIndex(for: view))
+        first.close()
+        let name = TypeIndexFile.fileName(id: view.id)
+        let path = dir.path + "/warm/" + name
+        let good = try Files.read(path)
+        #expect(Self.verifyIsClean(dir.path))
+
+        var flipped = good
+        flipped[flipped.count / 2] ^= 0x04
+        try Files.write(flipped, to: path)
+        let warned = try EventStore.verify(directory: dir.path)
+        #expect(warned.isClean)
+        #expect(warned.warnings.contains { $0.hasPrefix("warm/" + name) })
+        let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        try Self.expectScansServeTheirTypes(store, events, "flipped warm file")
+        #expect(store.stats().corruptSegments.isEmpty)
+        store.close()
+        #expect(try Files.read(path) == good, "written again")
+
+        var names = column.names
+        names.swapAt(0, 1)
+        var wrong = TypeColumn(names: names)
+        for k in 0..<column.count { wrong.append(id: column.id(at: k), offset: column.offset(at: k)) }
+        try Files.write(TypeIndexFile.encode(wrong, for: EventStore.typeIndexIdentity(of: view)), to: path)
+        let report = try EventStore.verify(directory: dir.path)
+        #expect(report.corrupt.contains { $0.file == "warm/" + name && $0.reason.contains("another type") })
+    }
+
+    /// A warm store whose events of one type are rare (1 in 50, events of about 5 KB): a scan by that type reads
+    /// well under half of what the same scan reads without the files, because it decompresses only the blocks
+    /// that hold those events; and it serves the same events.
+    @Test func aScanByARareTypeOfWarmSegmentsDecompressesOnlyTheBlocksThatHoldIt() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let store = try EventStore.open({
+            var c = StoreConfiguration(directory: dir.path)
+            c.segmentMaxBytes = 512 << 10
+            return c
+        }(), fileOperations: FaultyFileOperations.withoutSyncs)
+        var rng = SplitMix64(seed: 11)
+        var wanted: [UInt64] = []
+        for batch in 0..<40 {
+            let events = try (0..<10).map { i in
+                let n = batch * 10 + i
+                // Random padding, so that LZ4 leaves the blocks about as large as the records.
+                let pad = String((0..<5000).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement(using: &rng)! })
+                return try Events.make(
+                    lead: "lead\(n % 7)", id: "r\(n)", type: n % 50 == 0 ? "recipient.returned" : "filter.passed",
+                    extra: "\"pad\":\"\(pad)\"")
+            }
+            for (k, result) in try store.appendAndWait(events).enumerated() where (batch * 10 + k) % 50 == 0 { wanted.append(result.seq) }
+        }
+        let newest = try #require(store.snapshot().views.map(\.maxTs).max())
+        _ = try store.tier(now: newest + 31 * Self.dayMs)
+        store.close()
+        #expect(Files.list(dir.path + "/warm").filter { $0.hasSuffix(".lz4s") }.count >= 3)
+        let selection = TypeSelection(exact: [Array("recipient.returned".utf8)], prefixes: [])
+
+        func scanReads() throws -> Int {
+            let io = FaultyFileOperations(syncs: false)
+            let store = try EventStore.open(StoreConfiguration(directory: dir.path), fileOperations: io)
+            defer { store.close() }
+            let before = io.warmBytesRead
+            let got = try Scans.served(store, ScanHints(types: selection), twoThreads: false, matching: Scans.predicate(selection))
+            #expect(got.map(\.0) == wanted)
+            return io.warmBytesRead - before
+        }
+        let withFiles = try scanReads()
+        for name in Files.list(dir.path + "/warm") where name.hasSuffix(".types") { try Files.remove(dir.path + "/warm/" + name) }
+        let withoutFiles = try scanReads()
+        #expect(withFiles * 2 < withoutFiles, "read \(withFiles) bytes with the files, \(withoutFiles) without")
+        #expect(!Self.warmTypeIndexFiles(dir.path).isEmpty, "the scan that read every block wrote them again")
+        #expect(try scanReads() * 2 < withoutFiles)
     }
 
     /// The decoder refuses every cut of a good file, and every single flipped bit.
