@@ -39,6 +39,8 @@ public final class EventStore: @unchecked Sendable {
     let tierLock = ConditionLock()
     /// Serialises writing and removing the type index files beside hot segments (``TypeIndexFile``).
     let typeIndexLock = ConditionLock()
+    /// The decompressed warm blocks last used, over all warm files (bounded; see ``WarmBlockCache``).
+    let warmBlocks = WarmBlockCache()
     /// What the cold archives hold (guarded by `stateLock`).
     var coldCatalog = ColdCatalog()
 

@@ -185,7 +185,9 @@ extension EventStore {
             io.close(fd)
             throw StoreError(.corrupt, "\(name): \(failure.reason)")
         }
-        let file = WarmFile(io: io, fd: fd, name: name, blocks: footer.blocks, version: footer.trailer.version, dictionary: footer.trailer.dictionary)
+        let file = WarmFile(
+            io: io, fd: fd, name: name, blocks: footer.blocks, version: footer.trailer.version, dictionary: footer.trailer.dictionary,
+            cache: warmBlocks)
         file.onDamage = { [weak self] report in self?.noteDamage(segmentID: id, report) }
         let hot = footer.hotTrailer
         let segment = Segment(id: id, path: path, data: file, header: header, isSealed: true, dataEnd: Int(hot.dataEnd), fileSize: size)

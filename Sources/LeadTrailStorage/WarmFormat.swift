@@ -523,8 +523,52 @@ enum IndexCoding {
     }
 }
 
+/// Decompressed warm blocks, shared by every warm file of a store and bounded in all: the last ``capacity``
+/// blocks used, the least recently used going first. A scan across many warm segments, or timelines touching
+/// many, keep a few blocks in memory, not a few for every file they touched.
+final class WarmBlockCache: @unchecked Sendable {
+    let capacity: Int
+    private let lock = ConditionLock()
+    /// Least recently used first. A file's key is unique for the cache's life (never an address, which a new
+    /// file could reuse).
+    private var entries: [(file: UInt64, index: Int, bytes: [UInt8])] = []
+    private var lastFileKey: UInt64 = 0
+
+    init(capacity: Int = 32) {
+        self.capacity = capacity
+    }
+
+    /// A key for a newly opened file.
+    func makeFileKey() -> UInt64 {
+        lock.withLock {
+            lastFileKey += 1
+            return lastFileKey
+        }
+    }
+
+    func block(file: UInt64, index: Int) -> [UInt8]? {
+        lock.withLock {
+            guard let at = entries.lastIndex(where: { $0.file == file && $0.index == index }) else { return nil }
+            let entry = entries.remove(at: at)
+            entries.append(entry)
+            return entry.bytes
+        }
+    }
+
+    func insert(file: UInt64, index: Int, bytes: [UInt8]) {
+        lock.withLock {
+            entries.removeAll { $0.file == file && $0.index == index }
+            entries.append((file, index, bytes))
+            if entries.count > capacity { entries.removeFirst(entries.count - capacity) }
+        }
+    }
+
+    /// Blocks held now.
+    var count: Int { lock.withLock { entries.count } }
+}
+
 /// The record bytes of a warm file: blocks are read, checked and decompressed
-/// on demand, and the last few are cached.
+/// on demand, and kept in the store's ``WarmBlockCache``.
 final class WarmFile: SegmentData, @unchecked Sendable {
     let io: FileOperations
     let fd: Int32
@@ -535,12 +579,18 @@ final class WarmFile: SegmentData, @unchecked Sendable {
     /// Versions 2 and 3: where the dictionary is (read on the first block that needs it).
     let dictionaryLocation: WarmFormat.DictionaryLocation?
     private let lock = ConditionLock()
-    private var cache: [(index: Int, bytes: [UInt8])] = []
+    private let cache: WarmBlockCache
+    private let cacheKey: UInt64
     private var dictionary: [UInt8]? = nil
     /// Called with a description when a block fails its checks.
     var onDamage: (@Sendable (CorruptionReport) -> Void)?
 
-    init(io: FileOperations, fd: Int32, name: String, blocks: [WarmFormat.BlockEntry], version: Int = 1, dictionary: WarmFormat.DictionaryLocation? = nil) {
+    init(
+        io: FileOperations, fd: Int32, name: String, blocks: [WarmFormat.BlockEntry], version: Int = 1,
+        dictionary: WarmFormat.DictionaryLocation? = nil, cache: WarmBlockCache = WarmBlockCache(capacity: 8)
+    ) {
+        self.cache = cache
+        self.cacheKey = cache.makeFileKey()
         self.io = io
         self.fd = fd
         self.name = name
@@ -589,7 +639,7 @@ final class WarmFile: SegmentData, @unchecked Sendable {
 
     /// The decompressed bytes of block `index`, checked against its CRC; nil when damaged.
     func block(_ index: Int) throws(StoreError) -> [UInt8]? {
-        if let hit = lock.withLock({ cache.first(where: { $0.index == index })?.bytes }) { return hit }
+        if let hit = cache.block(file: cacheKey, index: index) { return hit }
         let entry = blocks[index]
         let stored = try io.read(fd, count: WarmFormat.blockHeaderSize + Int(entry.compressedLength), at: Int(entry.fileOffset))
         let allowed = version == 1 ? WarmFormat.flagStored : WarmFormat.flagStored | WarmFormat.flagDictionary
@@ -611,10 +661,7 @@ final class WarmFile: SegmentData, @unchecked Sendable {
             onDamage?(CorruptionReport(file: name, offset: Int(entry.fileOffset), reason: "warm block failed its checksum or would not decompress; not served"))
             return nil
         }
-        lock.withLock {
-            cache.append((index, bytes))
-            if cache.count > 8 { cache.removeFirst() }
-        }
+        cache.insert(file: cacheKey, index: index, bytes: bytes)
         return bytes
     }
 

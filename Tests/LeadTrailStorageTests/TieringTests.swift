@@ -119,6 +119,53 @@ import Testing
         return all
     }
 
+    /// Decompressed warm blocks are kept in one cache for the whole store, bounded, least recently used out
+    /// first: a scan across many warm segments holds at most `capacity` blocks, not some for every file.
+    @Test func warmBlocksAreCachedWithinOneBoundForTheWholeStore() throws {
+        let dir = TemporaryDirectory()
+        var configuration = StoreConfiguration(directory: dir.path)
+        configuration.tiers.intervalSeconds = 0
+        let store = try EventStore.open(configuration)
+        defer { store.close() }
+        var rng = SplitMix64(seed: 3)
+        for segment in 0..<10 {
+            let events = try (0..<150).map { i in
+                // Random padding: LZ4 leaves the blocks about as large as the records.
+                let pad = String((0..<2000).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement(using: &rng)! })
+                return try Events.make(
+                    lead: "lead_\(i % 9)", id: "w\(segment)_\(i)", timestampMs: Self.now - 60 * Self.day + Int64(segment * 150 + i) * 1000,
+                    extra: "\"pad\":\"\(pad)\"")
+            }
+            _ = try store.appendAndWait(events)
+            _ = try store.rotate()
+        }
+        let before = try Self.everything(store)
+        _ = try store.tier(now: Self.now)
+        let warm = store.snapshot().views.filter { $0.tier == .warm }
+        #expect(warm.count == 10)
+        let blocks = warm.reduce(0) { $0 + (($1.data as? WarmFile)?.blocks.count ?? 0) }
+        #expect(blocks > store.warmBlocks.capacity, "\(blocks) blocks")
+        #expect(try Self.everything(store) == before)
+        #expect(store.warmBlocks.count > 0)
+        #expect(store.warmBlocks.count <= store.warmBlocks.capacity)
+    }
+
+    @Test func theWarmBlockCacheDropsTheLeastRecentlyUsedBlock() {
+        let cache = WarmBlockCache(capacity: 3)
+        let a = cache.makeFileKey(), b = cache.makeFileKey()
+        #expect(a != b)
+        cache.insert(file: a, index: 0, bytes: [1])
+        cache.insert(file: a, index: 1, bytes: [2])
+        cache.insert(file: b, index: 0, bytes: [3])
+        #expect(cache.block(file: a, index: 0) == [1], "now the most recently used")
+        cache.insert(file: b, index: 1, bytes: [4])
+        #expect(cache.block(file: a, index: 1) == nil, "the least recently used went")
+        #expect(cache.block(file: a, index: 0) == [1])
+        #expect(cache.block(file: b, index: 0) == [3])
+        #expect(cache.block(file: b, index: 1) == [4])
+        #expect(cache.count == 3)
+    }
+
     @Test func segmentsMoveToTheRightTiersAndQueriesDoNotChange() throws {
         let dir = TemporaryDirectory()
         let store = try Self.makeStore(dir)
