@@ -523,8 +523,8 @@ enum IndexCoding {
     }
 }
 
-/// Decompressed warm blocks, shared by every warm file of a store and bounded in all: the last ``capacity``
-/// blocks used, the least recently used going first. A scan across many warm segments, or timelines touching
+/// Decompressed warm blocks (and dictionaries), shared by every warm file of a store and bounded in all: the
+/// last ``capacity`` blocks used, the least recently used going first. A scan across many warm segments, or timelines touching
 /// many, keep a few blocks in memory, not a few for every file they touched.
 final class WarmBlockCache: @unchecked Sendable {
     let capacity: Int
@@ -578,10 +578,8 @@ final class WarmFile: SegmentData, @unchecked Sendable {
     let version: Int
     /// Versions 2 and 3: where the dictionary is (read on the first block that needs it).
     let dictionaryLocation: WarmFormat.DictionaryLocation?
-    private let lock = ConditionLock()
     private let cache: WarmBlockCache
     private let cacheKey: UInt64
-    private var dictionary: [UInt8]? = nil
     /// Called with a description when a block fails its checks.
     var onDamage: (@Sendable (CorruptionReport) -> Void)?
 
@@ -603,6 +601,9 @@ final class WarmFile: SegmentData, @unchecked Sendable {
         io.close(fd)
     }
 
+    /// The dictionary's key in the block cache (blocks are numbered from 0).
+    static let dictionaryIndex = -1
+
     /// The index of the block holding raw offset `offset`.
     func blockIndex(containing offset: Int) -> Int? {
         var low = 0, high = blocks.count
@@ -615,11 +616,11 @@ final class WarmFile: SegmentData, @unchecked Sendable {
         return offset < Int(block.rawOffset) + Int(block.rawLength) ? low - 1 : nil
     }
 
-    /// The file's dictionary, from the first of its two copies that passes its checks (read once, then kept);
-    /// nil when the file has none or both copies are damaged (a damaged copy is reported).
+    /// The file's dictionary, from the first of its two copies that passes its checks (kept in the block cache,
+    /// as block -1); nil when the file has none or both copies are damaged (a damaged copy is reported).
     func loadDictionary() throws(StoreError) -> [UInt8]? {
         guard let location = dictionaryLocation else { return nil }
-        if let dictionary = lock.withLock({ dictionary }) { return dictionary }
+        if let dictionary = cache.block(file: cacheKey, index: Self.dictionaryIndex) { return dictionary }
         let stored = try io.read(fd, count: 2 * location.copySize, at: location.offset)
         var found: [UInt8]? = nil
         for copy in 0..<2 {
@@ -633,7 +634,7 @@ final class WarmFile: SegmentData, @unchecked Sendable {
                 onDamage?(CorruptionReport(file: name, offset: location.offset + start, reason: "warm dictionary copy \(copy + 1) of 2 failed its checksum\(copy == 0 ? "; the other copy is used" : "")"))
             }
         }
-        if let found { lock.withLock { dictionary = found } }
+        if let found { cache.insert(file: cacheKey, index: Self.dictionaryIndex, bytes: found) }
         return found
     }
 
