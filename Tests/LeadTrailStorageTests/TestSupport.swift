@@ -69,6 +69,12 @@ extension EventStore {
     func waitForSpareSegment() {
         for _ in 0..<1000 where !spareLock.withLock({ spareSegment != nil }) { usleep(10_000) }
     }
+
+    /// Waits (up to 10 s) until the sealer has sealed every rolled segment (it runs in the background, and a
+    /// busy machine can leave the last one unsealed when a test looks).
+    func waitForSeals() {
+        for _ in 0..<1000 where !sealerSignal.withLock({ sealJobs.isEmpty }) { usleep(10_000) }
+    }
 }
 
 /// A small seeded generator (SplitMix64), so a failing random test reproduces from its seed.

@@ -139,6 +139,7 @@ import Testing
             _ = try store.appendAndWait(events)
             _ = try store.rotate()
         }
+        store.waitForSeals()
         let before = try Self.everything(store)
         _ = try store.tier(now: Self.now)
         let warm = store.snapshot().views.filter { $0.tier == .warm }

@@ -35,6 +35,7 @@ import Testing
             }
             n += prepared.count
         }
+        store.waitForSeals()
         return (store, events)
     }
 

@@ -331,6 +331,7 @@ import Testing
             }
             for (k, result) in try store.appendAndWait(events).enumerated() where (batch * 10 + k) % 50 == 0 { wanted.append(result.seq) }
         }
+        store.waitForSeals()
         let newest = try #require(store.snapshot().views.map(\.maxTs).max())
         _ = try store.tier(now: newest + 31 * Self.dayMs)
         store.close()
