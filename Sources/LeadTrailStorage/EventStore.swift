@@ -37,7 +37,7 @@ public final class EventStore: @unchecked Sendable {
 
     /// One tiering, restore or release at a time.
     let tierLock = ConditionLock()
-    /// Serialises writing and removing the type index files beside hot segments (``TypeIndexFile``).
+    /// Serialises writing, moving and removing the type index files beside segments (``TypeIndexFile``).
     let typeIndexLock = ConditionLock()
     /// The decompressed warm blocks last used, over all warm files (bounded; see ``WarmBlockCache``).
     let warmBlocks = WarmBlockCache()

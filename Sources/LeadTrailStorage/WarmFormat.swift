@@ -585,7 +585,7 @@ final class WarmFile: SegmentData, @unchecked Sendable {
 
     init(
         io: FileOperations, fd: Int32, name: String, blocks: [WarmFormat.BlockEntry], version: Int = 1,
-        dictionary: WarmFormat.DictionaryLocation? = nil, cache: WarmBlockCache = WarmBlockCache(capacity: 8)
+        dictionary: WarmFormat.DictionaryLocation? = nil, cache: WarmBlockCache
     ) {
         self.cache = cache
         self.cacheKey = cache.makeFileKey()
