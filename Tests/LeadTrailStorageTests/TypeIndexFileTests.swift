@@ -107,6 +107,23 @@ import Testing
         return (store, wanted)
     }
 
+    /// Opens the store in `directory`, runs one scan by `selection` (which must serve exactly `wanted`), and returns
+    /// what `bytesRead` of its file operations counted during the scan.
+    static func bytesReadByScan(
+        _ directory: String, _ selection: TypeSelection, wanted: [UInt64], budget: Int = StoreConfiguration(directory: "").typeColumnRecordBudget,
+        counting bytesRead: KeyPath<FaultyFileOperations, Int>
+    ) throws -> Int {
+        let io = FaultyFileOperations(syncs: false)
+        var configuration = StoreConfiguration(directory: directory)
+        configuration.typeColumnRecordBudget = budget
+        let store = try EventStore.open(configuration, fileOperations: io)
+        defer { store.close() }
+        let before = io[keyPath: bytesRead]
+        let got = try Scans.served(store, ScanHints(types: selection), twoThreads: false, matching: Scans.predicate(selection))
+        #expect(got.map(\.0) == wanted)
+        return io[keyPath: bytesRead] - before
+    }
+
     /// After a restart, the first scan by type reads only the picked records of the sealed segments (well under
     /// half of their bytes) when the files are there, and every record when they are not (the scan that then
     /// builds the files); also when the memory budget keeps no column of a sealed segment.
@@ -120,15 +137,7 @@ import Testing
         let selection = TypeSelection(exact: [], prefixes: [Array("recipient.".utf8)])
 
         func firstScanReads() throws -> Int {
-            let io = FaultyFileOperations(syncs: false)
-            var configuration = StoreConfiguration(directory: dir.path)
-            configuration.typeColumnRecordBudget = budget
-            let store = try EventStore.open(configuration, fileOperations: io)
-            defer { store.close() }
-            let before = io.segmentBytesRead
-            let got = try Scans.served(store, ScanHints(types: selection), twoThreads: false, matching: Scans.predicate(selection))
-            #expect(got.map(\.0) == wanted)
-            return io.segmentBytesRead - before
+            try Self.bytesReadByScan(dir.path, selection, wanted: wanted, budget: budget, counting: \.segmentBytesRead)
         }
         let withFiles = try firstScanReads()
         #expect(withFiles < sealedBytes / 2, "read \(withFiles) of \(sealedBytes) bytes")
@@ -339,13 +348,7 @@ import Testing
         let selection = TypeSelection(exact: [Array("recipient.returned".utf8)], prefixes: [])
 
         func scanReads() throws -> Int {
-            let io = FaultyFileOperations(syncs: false)
-            let store = try EventStore.open(StoreConfiguration(directory: dir.path), fileOperations: io)
-            defer { store.close() }
-            let before = io.warmBytesRead
-            let got = try Scans.served(store, ScanHints(types: selection), twoThreads: false, matching: Scans.predicate(selection))
-            #expect(got.map(\.0) == wanted)
-            return io.warmBytesRead - before
+            try Self.bytesReadByScan(dir.path, selection, wanted: wanted, counting: \.warmBytesRead)
         }
         let withFiles = try scanReads()
         for name in Files.list(dir.path + "/warm") where name.hasSuffix(".types") { try Files.remove(dir.path + "/warm/" + name) }
