@@ -524,8 +524,8 @@ enum IndexCoding {
 }
 
 /// Decompressed warm blocks (and dictionaries), shared by every warm file of a store and bounded in all: the
-/// last ``capacity`` blocks used, the least recently used going first. A scan across many warm segments, or timelines touching
-/// many, keep a few blocks in memory, not a few for every file they touched.
+/// last ``capacity`` blocks used, the least recently used going first. A scan across many warm segments, or
+/// timelines touching many, keep a few blocks in memory, not a few for every file they touched.
 final class WarmBlockCache: @unchecked Sendable {
     let capacity: Int
     private let lock = ConditionLock()
