@@ -74,10 +74,17 @@ extension EventStore {
             logger.notice("finished a tier move interrupted by a crash", metadata: ["segment.id": "\(id)"])
         }
         sealedIDs.removeAll { warmIDs.contains($0) || archived.contains($0) }
-        // A type index whose segment is gone from its tier (a move a crash interrupted after the segment's delete).
+        // A type index whose segment is gone from its tier. One left in hot/ by a move to warm that a crash
+        // interrupted goes where the move would have put it (it checks out there unchanged); any other is removed.
         for (directory, ids) in [(hotDirectory, sealedIDs), (warmDirectory, warmIDs)] {
             for name in try listDirectory(directory) where name.hasSuffix(".types") {
-                if let id = UInt64(name.dropLast(6), radix: 16), ids.contains(id) { continue }
+                let id = UInt64(name.dropLast(6), radix: 16)
+                if let id, ids.contains(id) { continue }
+                if directory == hotDirectory, let id, warmIDs.contains(id), access(warmDirectory + "/" + name, F_OK) != 0,
+                    (try? io.rename(directory + "/" + name, warmDirectory + "/" + name)) != nil
+                {
+                    continue
+                }
                 try? io.unlink(directory + "/" + name)
             }
         }

@@ -282,6 +282,27 @@ import Testing
         #expect(Files.list(dir.path + "/warm").isEmpty)
     }
 
+    /// A move to warm that a crash interrupted after the segment's hot file went, but before its type index
+    /// followed: the next start moves the file to `warm/`, where the scans by type use it.
+    @Test func aStartFinishesMovingATypeIndexThatACrashLeftInHot() throws {
+        let dir = TemporaryDirectory(inMemory: true)
+        let (first, events) = try Scans.store(in: dir.path)
+        _ = try first.tier(now: Self.newestEventMs + 31 * Self.dayMs)
+        first.close()
+        let moved = Self.warmTypeIndexFiles(dir.path)
+        #expect(!moved.isEmpty)
+        let name = try #require(moved.keys.sorted().first)
+        try Files.write(try #require(moved[name]), to: dir.path + "/hot/" + name)
+        try Files.remove(dir.path + "/warm/" + name)
+
+        let store = try EventStore.openForTest(dir.path, fileOperations: FaultyFileOperations.withoutSyncs)
+        defer { store.close() }
+        #expect(Self.typeIndexFiles(dir.path).isEmpty)
+        #expect(Self.warmTypeIndexFiles(dir.path) == moved)
+        try Self.expectScansServeTheirTypes(store, events, "after the interrupted move")
+        #expect(store.snapshot().views.filter { $0.tier == .warm }.allSatisfy { $0.typeColumn != nil })
+    }
+
     /// A warm segment's file is checked like a hot one's: `verify` warns about one that does not check out (which
     /// scans ignore, serving the same events, and write again) and reports one with wrong names as damage.
     @Test func aWarmSegmentsFileIsCheckedLikeAHotOnes() throws {
