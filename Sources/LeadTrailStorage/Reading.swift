@@ -350,7 +350,7 @@ extension EventStore {
     /// budget. Nil for other segments, or when a record's length or seq does not add up: that segment is then
     /// scanned record by record, which finds and reports the damage.
     func typeColumn(for view: SegmentView, mayBuild: Bool) throws(StoreError) -> TypeColumn? {
-        guard view.isSealed, view.count > 0, view.data is HotFile || view.data is WarmFile, let first = view.sparse.first else { return nil }
+        guard view.isSealed, view.count > 0, view.servesPickedRecords, let first = view.sparse.first else { return nil }
         // Only the newest segments' columns stay in memory (counting every newer segment, with a column or yet to
         // get one): past the budget a column would soon be dropped again.
         let newer = stateLock.withLock { segments.filter { $0.id > view.id }.reduce(0) { $0 + Int($1.count) } }

@@ -153,12 +153,16 @@ struct SegmentView: Sendable {
         leadIndex.nextOffset(after: offset)
     }
 
-    /// The type column, when it holds every record of the view. A scan reads the records it picks in offset
-    /// order, so a warm file decompresses each block that holds one once (its block cache), and skips the others.
+    /// The type column, when it holds every record of the view and the view's file can serve picked records.
     var typeColumn: TypeColumn? {
-        guard types.count == Int(count), count > 0, !types.isBroken, data is HotFile || data is WarmFile else { return nil }
+        guard types.count == Int(count), count > 0, !types.isBroken, servesPickedRecords else { return nil }
         return types
     }
+
+    /// Whether a scan by type may read this view's records one by one, as its type column picks them: a hot
+    /// file, or a warm one (the picks come in offset order, so each block that holds one is decompressed once,
+    /// through the block cache, and the others are skipped).
+    var servesPickedRecords: Bool { data is HotFile || data is WarmFile }
 
     /// Where the run of sparse entry `i` ends.
     func runEnd(_ i: Int) -> Int {

@@ -308,8 +308,9 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
         let n = try base.pread(fd, into: buffer, at: offset)
         lock.withLock {
-            if let path = paths[fd], isSegment(path) { _segmentBytesRead += n }
-            if let path = paths[fd], path.hasSuffix(".lz4s") { _warmBytesRead += n }
+            guard let path = paths[fd] else { return }
+            if isSegment(path) { _segmentBytesRead += n }
+            if path.hasSuffix(".lz4s") { _warmBytesRead += n }
         }
         return n
     }
