@@ -342,8 +342,13 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
 
     func fdatasync(_ fd: Int32) throws(StoreError) {
         if lock.withLock({ _syncFailures }) || takeOneShot(.fdatasync) { throw StoreError(.io, "fdatasync: Input/output error") }
+        lock.withLock { if let path = paths[fd], isSegment(path) { _segmentSyncs += 1 } }
         if syncs { try base.fdatasync(fd) }
     }
+
+    private var _segmentSyncs = 0
+    /// `fdatasync` calls on segment files so far.
+    var segmentSyncs: Int { lock.withLock { _segmentSyncs } }
 
     func fsync(_ fd: Int32) throws(StoreError) {
         if lock.withLock({ _syncFailures }) { throw StoreError(.io, "fsync: Input/output error") }

@@ -1,0 +1,73 @@
+import Foundation
+import LeadTrailEvents
+import Testing
+@testable import LeadTrailStorage
+
+/// The append path's cost in system calls, which no machine noise changes: the figures issue 6 lets CI gate on
+/// (times are measured by the benchmarks, never asserted here).
+@Suite struct AppendCostTests {
+    /// Appends `batches` batches of `events` events one after another (each acknowledged before the next is
+    /// sent) and returns the segment writes and syncs they cost.
+    private static func syscalls(batches: Int, events: Int) throws -> (writes: Int, syncs: Int) {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        defer { store.close() }
+        let prepared = try (0..<events).map { try Events.make(lead: "lead\($0 % 7)") }
+        _ = try store.appendAndWait(prepared)
+        // The sealer's spare segment (a header write and a sync of its own) is made before counting starts.
+        store.waitForSpareSegment()
+        let (writes, syncs) = (io.segmentWrites, io.segmentSyncs)
+        for _ in 0..<batches {
+            let fresh = try (0..<events).map { try Events.make(lead: "lead\($0 % 7)") }
+            _ = try store.appendAndWait(fresh)
+        }
+        return (io.segmentWrites - writes, io.segmentSyncs - syncs)
+    }
+
+    /// One `pwrite` and one `fdatasync` per group, however many events it holds: a batch alone is a group.
+    @Test(arguments: [1, 100, 1000])
+    func aBatchAloneCostsOneWriteAndOneSync(events: Int) throws {
+        let cost = try Self.syscalls(batches: 12, events: events)
+        #expect(cost.writes == 12)
+        #expect(cost.syncs == 12)
+    }
+
+    /// Batches that arrive together share writes and syncs: never more than one of each per batch, and with
+    /// eight producers at once, fewer (the first group's sync gathers the next group).
+    @Test func batchesSentTogetherShareWritesAndSyncs() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        defer { store.close() }
+        _ = try store.appendAndWait([try Events.make(lead: "warm-up")])
+        store.waitForSpareSegment()
+        let (writes, syncs) = (io.segmentWrites, io.segmentSyncs)
+        let producers = 8, batchesEach = 25
+        let group = DispatchGroup()
+        let failures = ConditionLock()
+        nonisolated(unsafe) var errors: [String] = []
+        for p in 0..<producers {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                for b in 0..<batchesEach {
+                    do {
+                        let events = try (0..<20).map { try Events.make(lead: "p\(p)-b\(b)-\($0 % 3)") }
+                        _ = try store.appendAndWait(events)
+                    } catch {
+                        failures.withLock { errors.append("\(error)") }
+                    }
+                }
+            }.start()
+        }
+        group.wait()
+        #expect(errors.isEmpty)
+        let batches = producers * batchesEach
+        let cost = (writes: io.segmentWrites - writes, syncs: io.segmentSyncs - syncs)
+        #expect(cost.writes <= batches)
+        #expect(cost.syncs <= cost.writes)
+        #expect(cost.writes < batches, "eight producers at once never shared a group: \(cost.writes) writes for \(batches) batches")
+        #expect(store.eventCount == UInt64(batches * 20 + 1))
+    }
+}
