@@ -75,6 +75,16 @@ final class ResponseSlot {
         self.op = op
         self.started = .now()
     }
+
+    /// Notes a duration in milliseconds for the request's log line.
+    func noteDuration(_ key: String, _ elapsed: TimeAmount) {
+        logMetadata[key] = "\(Double(elapsed.nanoseconds) / 1_000_000)"
+    }
+
+    /// Notes that the append's events are validated: how long after its frame was received.
+    func noteValidated() {
+        noteDuration("validated_ms", .now() - started)
+    }
 }
 
 /// Serves one client connection (PROTOCOL.md sections 2-4).
@@ -445,6 +455,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 slot.id = id
                 slot.op = Operation.append.rawValue
                 slot.preparedEvents = events
+                slot.noteValidated()
                 handler.pump()
             case .success(.failed(let id, let error)):
                 slot.id = id
@@ -520,10 +531,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let bound = NIOLoopBound(self, eventLoop: loop)
         let boundSlot = NIOLoopBound(slot, eventLoop: loop)
         slot.logMetadata["events"] = "\(batch.count)"
+        let handedOver = NIODeadline.now()
         server.store.append(batch) { result in
+            // Measured where the store answers: the group commit's queue, write and sync, not the hop back.
+            let stored = NIODeadline.now() - handedOver
             loop.execute {
                 let handler = bound.value
                 let slot = boundSlot.value
+                slot.noteDuration("store_ms", stored)
                 switch result {
                 case .success(let outcomes):
                     if let first = outcomes.first, let last = outcomes.last {
@@ -551,6 +566,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .append(let events):
             slot.isAppend = true
             slot.preparedEvents = events
+            slot.noteValidated()
             pump()
         case .scan(let scan):
             whenPriorAppendsAreDone(slot) {
@@ -788,14 +804,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
         complete(slot, body: ResponseEncoder.error(id: slot.id, error))
     }
 
-    /// Logs a finished request at debug level, or at info when it took more than a second.
+    /// Logs a finished request at debug level, or at info when it took more than a second. An append's line
+    /// says where its time went: `validated_ms` (frame received to events validated, queue included) and
+    /// `store_ms` (handed to the store to durable: group commit, write and sync).
     private func logCompletion(_ slot: ResponseSlot) {
         let elapsed = NIODeadline.now() - slot.started
         let slow = elapsed > .seconds(1)
         guard slow || logger.logLevel <= .debug else { return }
+        slot.noteDuration("duration_ms", elapsed)
         var metadata = slot.logMetadata
         metadata["op"] = "\(slot.op)"
-        metadata["duration_ms"] = "\(Double(elapsed.nanoseconds) / 1_000_000)"
         if let failed = slot.failed { metadata["error.code"] = "\(failed.rawValue)" }
         if slow {
             logger.info("slow request", metadata: metadata)

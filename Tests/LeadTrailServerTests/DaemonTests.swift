@@ -72,6 +72,35 @@ import Testing
         await daemon.stop()
     }
 
+    /// An append's debug line says where its time went: validating the events, then the store (group commit,
+    /// write, sync). Both for a small frame (validated on the event loop) and a large one (on the thread pool).
+    @Test func appendLogLinesSayWhereTheTimeWent() async throws {
+        let log = CapturedLog()
+        let daemon = try await TestDaemon.start(logger: log.logger(level: .debug))
+        let connection = try daemon.connect()
+        let pad = String(repeating: "x", count: 4000)
+        let small = [eventJSON(lead: "L1")]
+        let large = (0..<100).map { eventJSON(lead: "L\($0)", extra: #""pad":"\#(pad)""#) }
+        #expect(appendFrame(large).count > ConnectionHandler.inlineParseLimit)
+        for events in [small, large] {
+            try connection.sendRaw(appendFrame(events))
+            #expect(try connection.receive()["ok"] as? Bool == true)
+        }
+        connection.close()
+        await daemon.stop()
+        let appends = log.entries.filter { $0.message == "request done" && $0.metadata["op"] == "append" }
+        #expect(appends.count == 2)
+        for entry in appends {
+            func milliseconds(_ key: String) -> Double? { entry.metadata[key].flatMap { Double("\($0)") } }
+            let total = try #require(milliseconds("duration_ms"))
+            let validated = try #require(milliseconds("validated_ms"))
+            let stored = try #require(milliseconds("store_ms"))
+            #expect(validated >= 0 && stored > 0)
+            #expect(validated + stored <= total)
+        }
+        #expect(appends.map { $0.metadata["events"] } == ["1", "100"])
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
         let daemon = try await TestDaemon.start()
         let connection = try daemon.connect()

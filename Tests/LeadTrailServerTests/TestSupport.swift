@@ -62,6 +62,7 @@ final class TestDaemon: @unchecked Sendable {
     static func start(
         peer: PeerCredentials? = nil,
         backend: (any StoreBackend)? = nil,
+        logger: Logger = quietLogger,
         _ configure: (inout DaemonConfiguration) -> Void = { _ in }
     ) async throws -> TestDaemon {
         let directory = TemporaryDirectory()
@@ -70,7 +71,7 @@ final class TestDaemon: @unchecked Sendable {
         let credentials: (@Sendable (Channel) -> EventLoopFuture<PeerCredentials>)? = peer.map { peer in
             { @Sendable channel in channel.eventLoop.makeSucceededFuture(peer) }
         }
-        let daemon = try await Daemon.start(configuration, backend: store, logger: quietLogger, credentials: credentials)
+        let daemon = try await Daemon.start(configuration, backend: store, logger: logger, credentials: credentials)
         return TestDaemon(directory: directory, configuration: configuration, daemon: daemon, store: (store as? EventStoreBackend)?.store)
     }
 
@@ -80,6 +81,41 @@ final class TestDaemon: @unchecked Sendable {
 
     func stop() async {
         await daemon.shutdown()
+    }
+}
+
+/// A log handler that keeps every message with its metadata, for tests of what the daemon logs.
+final class CapturedLog: @unchecked Sendable {
+    struct Entry {
+        var level: Logger.Level
+        var message: String
+        var metadata: Logger.Metadata
+    }
+
+    private let lock = NSLock()
+    private var _entries: [Entry] = []
+    var entries: [Entry] { lock.withLock { _entries } }
+
+    /// A logger at `level` whose messages land here.
+    func logger(level: Logger.Level = .debug) -> Logger {
+        var logger = Logger(label: "leadtrail.test") { _ in Handler(log: self) }
+        logger.logLevel = level
+        return logger
+    }
+
+    private struct Handler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            var all = metadata
+            if let extra = event.metadata { all.merge(extra) { _, new in new } }
+            log.lock.withLock { log._entries.append(Entry(level: event.level, message: "\(event.message)", metadata: all)) }
+        }
     }
 }
 
