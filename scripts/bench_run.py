@@ -80,7 +80,7 @@ def disk_bandwidth(workdir):
 # --------------------------------------------------------------------------- leadtrail
 
 class Daemon:
-    def __init__(self, leadtrail, workdir, name, keep_data=False):
+    def __init__(self, leadtrail, workdir, name, keep_data=False, log_level=None):
         """Starts `leadtrail serve` on workdir/name (emptied first unless keep_data) and waits for a ping."""
         self.leadtrail = leadtrail
         self.data = os.path.join(workdir, name)
@@ -89,8 +89,10 @@ class Daemon:
             shutil.rmtree(self.data, ignore_errors=True)
         self.log = open(os.path.join(workdir, name + ".log"), "ab" if keep_data else "wb")
         started = time.time()
-        self.proc = subprocess.Popen([leadtrail, "serve", "--data-dir", self.data, "--socket", self.socket],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        command = [leadtrail, "serve", "--data-dir", self.data, "--socket", self.socket]
+        if log_level:
+            command += ["--log-level", log_level]
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -129,8 +131,28 @@ def settle():
     time.sleep(1)
 
 
-def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None):
-    daemon = Daemon(args.leadtrail, workdir, name or f"leadtrail-{producers}")
+def append_stages(log_path):
+    """The daemon's debug lines for appends: p50 / p99 of the time validating and the time in the store (ms)."""
+    validated, stored = [], []
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if "request done" not in line or " op=append" not in line:
+                continue
+            fields = dict(re.findall(r"(\w+)=([0-9.]+)", line))
+            if "validated_ms" in fields and "store_ms" in fields:
+                validated.append(float(fields["validated_ms"]))
+                stored.append(float(fields["store_ms"]))
+    if not validated:
+        return None
+    def pct(xs, p):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(p * len(xs)))]
+    return {"validated_p50_ms": pct(validated, 0.5), "validated_p99_ms": pct(validated, 0.99),
+            "store_p50_ms": pct(stored, 0.5), "store_p99_ms": pct(stored, 0.99)}
+
+
+def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None, log_level=None):
+    daemon = Daemon(args.leadtrail, workdir, name or f"leadtrail-{producers}", log_level=log_level)
     try:
         command = [args.load, "append", "--socket", daemon.socket, "--file", events_file,
                    "--connections", str(producers), "--window", str(args.window)]
@@ -277,10 +299,17 @@ def main():
             results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
         peak = max(r["events_per_s"] for r in results["appends"] if r["store"] == "leadtrail")
         log(f"leadtrail at half of its peak ({peak / 2:,.0f} events/s), 4 producers")
-        daemon, half = leadtrail_load(args, workdir, events_file, 4, rate=peak / 2, name="leadtrail-half")
+        # At debug level the daemon logs each append's time validating and in the store (one line per batch).
+        daemon, half = leadtrail_load(args, workdir, events_file, 4, rate=peak / 2, name="leadtrail-half",
+                                      log_level="debug")
         daemon.stop()
+        half["stages"] = append_stages(daemon.log.name)
         results["half_peak"] = half
         log(f"  p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms")
+        if half["stages"]:
+            st = half["stages"]
+            log(f"  in the daemon: validating p50 {st['validated_p50_ms']:.2f} / p99 {st['validated_p99_ms']:.2f} ms, "
+                f"in the store (group commit, write, sync) p50 {st['store_p50_ms']:.2f} / p99 {st['store_p99_ms']:.2f} ms")
         for name in ("leadtrail-1", "leadtrail-half"):
             shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
 
@@ -353,6 +382,10 @@ def main():
         lambda s: f"{by[(s, 4)]['server_cpu_s'] / by[(s, 4)]['events'] * 1e6:.0f}" if (s, 4) in by and "server_cpu_s" in by[(s, 4)] else "-")
     add("ack p50 / p99 ms at half of peak (4 producers)",
         lambda s: f"{fmt_ms(results['half_peak']['p50_ms'])} / {fmt_ms(results['half_peak']['p99_ms'])}" if s == "leadtrail" else "-")
+    stages = results.get("half_peak", {}).get("stages")
+    if stages:
+        add("  of which validating / in the store, p50 ms",
+            lambda s: f"{fmt_ms(stages['validated_p50_ms'])} / {fmt_ms(stages['store_p50_ms'])}" if s == "leadtrail" else "-")
     q = results["queries"]
     add("timeline of one lead p50 / p99 ms",
         lambda s: f"{q[s]['timeline_p50_ms']:.2f} / {q[s]['timeline_p99_ms']:.2f}" if s in q else "n/a")
