@@ -144,11 +144,10 @@ def append_stages(log_path):
                 stored.append(float(fields["store_ms"]))
     if not validated:
         return None
-    def pct(xs, p):
-        xs = sorted(xs)
-        return xs[min(len(xs) - 1, int(p * len(xs)))]
-    return {"validated_p50_ms": pct(validated, 0.5), "validated_p99_ms": pct(validated, 0.99),
-            "store_p50_ms": pct(stored, 0.5), "store_p99_ms": pct(stored, 0.99)}
+    validated.sort()
+    stored.sort()
+    return {"validated_p50_ms": peers.percentile(validated, 0.5), "validated_p99_ms": peers.percentile(validated, 0.99),
+            "store_p50_ms": peers.percentile(stored, 0.5), "store_p99_ms": peers.percentile(stored, 0.99)}
 
 
 def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None, log_level=None):
