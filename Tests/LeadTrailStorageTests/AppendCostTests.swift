@@ -13,9 +13,8 @@ import Testing
         let io = FaultyFileOperations()
         let store = try EventStore.openForTest(dir.path, fileOperations: io)
         defer { store.close() }
-        let prepared = try (0..<events).map { try Events.make(lead: "lead\($0 % 7)") }
-        _ = try store.appendAndWait(prepared)
-        // The sealer's spare segment (a header write and a sync of its own) is made before counting starts.
+        _ = try store.appendAndWait(try (0..<events).map { try Events.make(lead: "lead\($0 % 7)") })
+        // The sealer makes its spare segment (a file and a directory sync) before counting starts.
         store.waitForSpareSegment()
         let (writes, syncs) = (io.segmentWrites, io.segmentSyncs)
         for _ in 0..<batches {
