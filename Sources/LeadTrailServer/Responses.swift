@@ -133,6 +133,14 @@ enum Responses {
         writer.int("startup_ms", stats.startupMilliseconds)
         writer.int("append_batches", stats.appendBatches)
         writer.int("syncs", stats.syncs)
+        if let recent = stats.recentSyncs {
+            var syncTimes = JSONObjectWriter()
+            syncTimes.int("recent", recent.count)
+            syncTimes.double("p50", recent.p50Milliseconds)
+            syncTimes.double("p99", recent.p99Milliseconds)
+            syncTimes.double("max", recent.maxMilliseconds)
+            writer.object("sync_ms", syncTimes)
+        }
         extras(&writer)
         return writer.finished()
     }

@@ -33,6 +33,7 @@ public final class EventStore: @unchecked Sendable {
     var fatalError_: StoreError? = nil
     var observers: [@Sendable (UInt64) -> Void] = []
     var counters = (batches: UInt64(0), syncs: UInt64(0))
+    var syncTimes = SyncTimes()
     var startupMilliseconds = 0
 
     /// One tiering, restore or release at a time.
@@ -290,7 +291,7 @@ public final class EventStore: @unchecked Sendable {
                 activeSegmentID: segments.last?.id ?? 0,
                 corruptSegments: damage.map(\.description) + segments.flatMap { $0.damage.map(\.description) },
                 quarantinedFiles: quarantined, startupMilliseconds: startupMilliseconds,
-                appendBatches: counters.batches, syncs: counters.syncs)
+                appendBatches: counters.batches, syncs: counters.syncs, recentSyncs: syncTimes.summary)
         }
     }
 

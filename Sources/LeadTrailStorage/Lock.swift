@@ -48,9 +48,14 @@ final class ConditionLock: @unchecked Sendable {
 
 /// Monotonic milliseconds, for durations and timers (never for stored timestamps).
 func monotonicMilliseconds() -> Int64 {
+    Int64(monotonicNanoseconds() / 1_000_000)
+}
+
+/// Monotonic nanoseconds, for short durations.
+func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 /// Starts a named thread running `body`: the engine's loops (writer, syncer, sealer, checkpointer) and the

@@ -248,6 +248,49 @@ public struct StoreStats: Sendable {
     public var startupMilliseconds: Int
     public var appendBatches: UInt64
     public var syncs: UInt64
+    /// How long the most recent of those syncs took; nil before the first.
+    public var recentSyncs: SyncLatency? = nil
+}
+
+/// How long the append path's most recent `fdatasync`s took (at most ``SyncTimes/capacity`` of them): the
+/// disk's health at a glance, since every acknowledgement waits for one, and a slow or failing disk shows here
+/// first (etcd's operators watch its WAL fsync duration for the same reason).
+public struct SyncLatency: Sendable, Equatable {
+    /// How many syncs the figures cover.
+    public var count: Int
+    public var p50Milliseconds: Double
+    public var p99Milliseconds: Double
+    public var maxMilliseconds: Double
+}
+
+/// The durations of the most recent syncs, in a ring of fixed size.
+struct SyncTimes {
+    static let capacity = 1024
+    private var microseconds: [UInt32] = []
+    private var next = 0
+
+    mutating func record(nanoseconds: UInt64) {
+        let value = UInt32(clamping: nanoseconds / 1000)
+        if microseconds.count < Self.capacity {
+            microseconds.append(value)
+        } else {
+            microseconds[next] = value
+        }
+        next = (next + 1) % Self.capacity
+    }
+
+    /// Nearest-rank percentiles of what the ring holds.
+    var summary: SyncLatency? {
+        guard !microseconds.isEmpty else { return nil }
+        let sorted = microseconds.sorted()
+        func milliseconds(_ fraction: Double) -> Double {
+            let rank = Int((fraction * Double(sorted.count)).rounded(.up))
+            return Double(sorted[min(sorted.count, max(1, rank)) - 1]) / 1000
+        }
+        return SyncLatency(
+            count: sorted.count, p50Milliseconds: milliseconds(0.5), p99Milliseconds: milliseconds(0.99),
+            maxMilliseconds: Double(sorted[sorted.count - 1]) / 1000)
+    }
 }
 
 /// One damaged place found by `verify`.

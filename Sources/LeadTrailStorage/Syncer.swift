@@ -115,9 +115,8 @@ extension EventStore {
             var failure = stateLock.withLock { fatalError_ }
             if failure == nil, let firstWritten = groups.first(where: { $0.byteCount > 0 }) {
                 do throws(StoreError) {
-                    try io.fdatasync(firstWritten.segment.fd)
+                    try timedSync(firstWritten.segment.fd)
                     CrashPoint.afterSyncBeforeAck.reached()
-                    stateLock.withLock { counters.syncs += 1 }
                 } catch {
                     let refused = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
                     // The groups are answered `unavailable` (nothing stored): take their bytes back out of the file, so
@@ -144,6 +143,17 @@ extension EventStore {
         pipelineLock.withLock {
             syncerFinished = true
             pipelineLock.signalAll()
+        }
+    }
+
+    /// One `fdatasync` of the append path, counted and timed for `stats`.
+    func timedSync(_ fd: Int32) throws(StoreError) {
+        let started = monotonicNanoseconds()
+        try io.fdatasync(fd)
+        let elapsed = monotonicNanoseconds() - started
+        stateLock.withLock {
+            counters.syncs += 1
+            syncTimes.record(nanoseconds: elapsed)
         }
     }
 

@@ -92,8 +92,7 @@ extension EventStore {
         }
         if dirtySinceSync && now - lastSyncMonotonicMs >= 1000 {
             do throws(StoreError) {
-                try io.fdatasync(active.fd)
-                stateLock.withLock { counters.syncs += 1 }
+                try timedSync(active.fd)
                 dirtySinceSync = false
                 lastSyncMonotonicMs = now
                 noteDurable()

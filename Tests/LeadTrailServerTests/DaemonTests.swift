@@ -101,6 +101,26 @@ import Testing
         #expect(appends.map { $0.metadata["events"] } == ["1", "100"])
     }
 
+    /// `stats` says how long the recent syncs took, the disk's health at a glance.
+    @Test func statsReportRecentSyncTimes() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        #expect(try connection.request(["op": "stats"])["sync_ms"] == nil)
+        for lead in ["S1", "S2", "S3"] {
+            try connection.sendRaw(appendFrame([eventJSON(lead: lead)]))
+            #expect(try connection.receive()["ok"] as? Bool == true)
+        }
+        let stats = try connection.request(["op": "stats"])
+        let syncs = try #require(stats["sync_ms"] as? [String: Any])
+        #expect(int(syncs["recent"]) == int(stats["syncs"]))
+        #expect((int(syncs["recent"]) ?? 0) >= 3)
+        func milliseconds(_ key: String) throws -> Double { try #require((syncs[key] as? NSNumber)?.doubleValue) }
+        let (p50, p99, max) = (try milliseconds("p50"), try milliseconds("p99"), try milliseconds("max"))
+        #expect(p50 > 0 && p50 <= p99 && p99 <= max)
+        connection.close()
+        await daemon.stop()
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
         let daemon = try await TestDaemon.start()
         let connection = try daemon.connect()

@@ -70,3 +70,31 @@ import Testing
         #expect(store.eventCount == UInt64(batches * 20 + 1))
     }
 }
+
+/// `stats` reports how long the append path's recent syncs took.
+@Suite struct SyncLatencyTests {
+    @Test func statsReportTheRecentSyncs() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore.openForTest(dir.path)
+        defer { store.close() }
+        #expect(store.stats().recentSyncs == nil)
+        for b in 0..<5 { _ = try store.appendAndWait([try Events.make(lead: "lead\(b)")]) }
+        let recent = try #require(store.stats().recentSyncs)
+        #expect(recent.count == 5)
+        #expect(recent.count == Int(store.stats().syncs))
+        #expect(recent.p50Milliseconds > 0)
+        #expect(recent.p50Milliseconds <= recent.p99Milliseconds && recent.p99Milliseconds <= recent.maxMilliseconds)
+    }
+
+    /// The ring keeps the latest `capacity` durations: old ones fall out of the percentiles.
+    @Test func theRingKeepsTheLatestSyncs() throws {
+        var times = SyncTimes()
+        for _ in 0..<SyncTimes.capacity { times.record(nanoseconds: 90_000_000) }
+        for k in 1...SyncTimes.capacity { times.record(nanoseconds: UInt64(k) * 1_000) }
+        let summary = try #require(times.summary)
+        #expect(summary.count == SyncTimes.capacity)
+        #expect(summary.maxMilliseconds == Double(SyncTimes.capacity) / 1000)
+        #expect(summary.p50Milliseconds == Double(SyncTimes.capacity / 2) / 1000)
+        #expect(summary.p99Milliseconds == Double(Int((0.99 * Double(SyncTimes.capacity)).rounded(.up))) / 1000)
+    }
+}
