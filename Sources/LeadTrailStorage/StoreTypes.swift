@@ -252,9 +252,9 @@ public struct StoreStats: Sendable {
     public var recentSyncs: SyncLatency? = nil
 }
 
-/// How long the append path's most recent `fdatasync`s took (at most ``SyncTimes/capacity`` of them): the
-/// disk's health at a glance, since every acknowledgement waits for one, and a slow or failing disk shows here
-/// first (etcd's operators watch its WAL fsync duration for the same reason).
+/// How long the append path's most recent `fdatasync`s took (the last 1,024 at most): the disk's health at a
+/// glance, since every acknowledgement waits for one, and a slow or failing disk shows here first (etcd's
+/// operators watch its WAL fsync duration for the same reason).
 public struct SyncLatency: Sendable, Equatable {
     /// How many syncs the figures cover.
     public var count: Int
