@@ -43,24 +43,18 @@ import Testing
         store.waitForSpareSegment()
         let (writes, syncs) = (io.segmentWrites, io.segmentSyncs)
         let producers = 8, batchesEach = 25
-        let group = DispatchGroup()
         let failures = ConditionLock()
         nonisolated(unsafe) var errors: [String] = []
-        for p in 0..<producers {
-            group.enter()
-            Thread {
-                defer { group.leave() }
-                for b in 0..<batchesEach {
-                    do {
-                        let events = try (0..<20).map { try Events.make(lead: "p\(p)-b\(b)-\($0 % 3)") }
-                        _ = try store.appendAndWait(events)
-                    } catch {
-                        failures.withLock { errors.append("\(error)") }
-                    }
+        SyncPipelineTests.concurrently(producers) { p in
+            for b in 0..<batchesEach {
+                do {
+                    let events = try (0..<20).map { try Events.make(lead: "p\(p)-b\(b)-\($0 % 3)") }
+                    _ = try store.appendAndWait(events)
+                } catch {
+                    failures.withLock { errors.append("\(error)") }
                 }
-            }.start()
+            }
         }
-        group.wait()
         #expect(errors.isEmpty)
         let batches = producers * batchesEach
         let cost = (writes: io.segmentWrites - writes, syncs: io.segmentSyncs - syncs)
