@@ -80,8 +80,11 @@ public final class EventStore: @unchecked Sendable {
     let pipelineLock = ConditionLock()
     /// Groups written and not yet published, in write order.
     var writtenGroups: [WrittenGroup] = []
+    /// How many of `writtenGroups`, from the first, the syncer has finished with (waiting for the publisher).
+    var syncedGroups = 0
     var syncerStopping = false
     var syncerFinished = true
+    var publisherFinished = true
 
     // MARK: Sealer (see Sealer.swift)
     /// Guards the seal queue and the sealer's flags.

@@ -62,8 +62,8 @@ struct GroupEventIDs {
     }
 }
 
-/// A group the writer has written to the active segment: the syncer makes it durable, publishes its
-/// records to readers and acknowledges its batches, in the order groups were written.
+/// A group the writer has written to the active segment: the syncer makes it durable, the publisher
+/// publishes its records to readers and acknowledges its batches, in the order groups were written.
 final class WrittenGroup: @unchecked Sendable {
     let segment: Segment
     /// Where the group's bytes start in the segment file, and how many there are (0 when every event was a duplicate).
@@ -75,6 +75,8 @@ final class WrittenGroup: @unchecked Sendable {
     let batches: [EventStore.PendingBatch]
     let outcomes: [[AppendOutcome]]
     let ids: GroupEventIDs
+    /// Set by the syncer when the sync that covered this group failed (guarded by the store's `pipelineLock`).
+    var syncFailure: StoreError?
 
     init(
         segment: Segment, offset: Int, byteCount: Int, chainCRC: UInt32, records: [EventStore.EncodedRecord],
@@ -92,24 +94,30 @@ final class WrittenGroup: @unchecked Sendable {
 }
 
 extension EventStore {
-    /// Starts the thread that syncs what the writer wrote (fsync durability), then publishes and acknowledges it.
+    /// Starts the two threads behind the writer (fsync durability): the syncer makes written groups durable,
+    /// the publisher publishes and acknowledges them.
     ///
     /// One `fdatasync` covers every group written before it starts; meanwhile the writer encodes and writes the
-    /// next groups. Rotations wait until every written group is published (``drainPipeline()``), so the groups
-    /// in flight always share one segment.
+    /// next groups, and the publisher publishes the groups the previous sync made durable, so the disk is not left
+    /// idle while the indexes take them. Rotations wait until every written group is published
+    /// (``drainPipeline()``), so the groups in flight always share one segment.
     func startSyncer() {
         pipelineLock.withLock {
             syncerStopping = false
             syncerFinished = false
+            publisherFinished = false
         }
         startThread(named: "leadtrail-syncer", qualityOfService: .userInitiated) { [self] in syncerLoop() }
+        startThread(named: "leadtrail-publisher", qualityOfService: .userInitiated) { [self] in publisherLoop() }
     }
 
+    /// Syncs the groups written since the last sync, then hands them to the publisher, each marked with
+    /// the sync's outcome.
     func syncerLoop() {
         while true {
             let (groups, stop): ([WrittenGroup], Bool) = pipelineLock.withLock {
-                while writtenGroups.isEmpty && !syncerStopping { pipelineLock.wait(seconds: 1) }
-                return (writtenGroups, syncerStopping && writtenGroups.isEmpty)
+                while syncedGroups == writtenGroups.count && !syncerStopping { pipelineLock.wait(seconds: 1) }
+                return (Array(writtenGroups[syncedGroups...]), syncerStopping && syncedGroups == writtenGroups.count)
             }
             if stop { break }
             var failure = stateLock.withLock { fatalError_ }
@@ -121,7 +129,7 @@ extension EventStore {
                     let refused = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
                     // The groups are answered `unavailable` (nothing stored): take their bytes back out of the file, so
                     // a restart does not bring back what was refused (best effort: the disk is failing). Under the
-                    // pipeline lock, so no write of the writer's lands after the cut.
+                    // pipeline lock, so no write of the writer's lands after the cut. Groups synced before stay.
                     pipelineLock.withLock {
                         fail(refused)
                         try? io.ftruncate(firstWritten.segment.fd, length: firstWritten.offset)
@@ -129,19 +137,43 @@ extension EventStore {
                     failure = refused
                 }
             }
-            if failure == nil { publish(groups) }
             pipelineLock.withLock {
-                writtenGroups.removeFirst(groups.count)
+                for group in groups { group.syncFailure = failure }
+                syncedGroups += groups.count
                 pipelineLock.signalAll()
-            }
-            if let failure {
-                for group in groups { for pending in group.batches { pending.completion(.failure(failure)) } }
-            } else {
-                acknowledge(groups)
             }
         }
         pipelineLock.withLock {
             syncerFinished = true
+            pipelineLock.signalAll()
+        }
+    }
+
+    /// Publishes the groups the syncer made durable and acknowledges them, in the order they were written;
+    /// a group whose sync failed is answered with the failure.
+    func publisherLoop() {
+        while true {
+            let (groups, stop): ([WrittenGroup], Bool) = pipelineLock.withLock {
+                while syncedGroups == 0 && !syncerFinished { pipelineLock.wait(seconds: 1) }
+                return (Array(writtenGroups.prefix(syncedGroups)), syncerFinished && syncedGroups == 0)
+            }
+            if stop { break }
+            // Once a sync fails every later one is refused too, so the durable groups come first.
+            let durable = Array(groups.prefix { $0.syncFailure == nil })
+            publish(durable)
+            pipelineLock.withLock {
+                writtenGroups.removeFirst(groups.count)
+                syncedGroups -= groups.count
+                pipelineLock.signalAll()
+            }
+            acknowledge(durable)
+            for group in groups[durable.count...] {
+                let failure = group.syncFailure ?? StoreError(.unavailable, "sync failed")
+                for pending in group.batches { pending.completion(.failure(failure)) }
+            }
+        }
+        pipelineLock.withLock {
+            publisherFinished = true
             pipelineLock.signalAll()
         }
     }
@@ -164,17 +196,17 @@ extension EventStore {
         }
     }
 
-    /// Drains the pipeline and stops the syncer.
+    /// Drains the pipeline and stops the syncer and the publisher.
     func stopSyncer() {
         pipelineLock.withLock {
             syncerStopping = true
             pipelineLock.signalAll()
-            while !syncerFinished { pipelineLock.wait(seconds: 0.1) }
+            while !publisherFinished { pipelineLock.wait(seconds: 0.1) }
         }
     }
 
     /// Makes durable groups visible to readers: their records enter the segment's indexes and the event-id table,
-    /// and `dataEnd` moves past them. Runs on the syncer thread (on the writer's in relaxed durability), the only
+    /// and `dataEnd` moves past them. Runs on the publisher thread (on the writer's in relaxed durability), the only
     /// thread that changes the event-id table while the store serves.
     func publish(_ groups: [WrittenGroup]) {
         guard let last = groups.last(where: { $0.byteCount > 0 }) else { return }

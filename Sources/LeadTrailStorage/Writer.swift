@@ -165,7 +165,7 @@ extension EventStore {
     }
 
     /// Commits a group of batches: dedupe, assign seqs, one write; then (on the syncer thread) one sync,
-    /// publish and acknowledge.
+    /// and (on the publisher thread) publish and acknowledge.
     ///
     /// Costs no allocation per event: the records are encoded straight from each batch's buffer
     /// into one group buffer. The writer does not wait for the sync: it goes on with the next group while

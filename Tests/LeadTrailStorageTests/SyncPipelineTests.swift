@@ -96,4 +96,77 @@ import Testing
         for id in refused { #expect(try reopened.event(withID: id) == nil) }
         #expect(reopened.lastSeq == UInt64(acknowledged.count))
     }
+
+    /// The next sync does not wait for the publishing and acknowledgement of the groups the last one made
+    /// durable: while the publisher is held inside one batch's completion, a second batch is synced; once let
+    /// go, the first is answered stored and the second after it.
+    @Test func nextSyncOverlapsThePreviousGroupsAcknowledgement() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        defer { store.close() }
+        let firstAnswered = DispatchSemaphore(value: 0)
+        let releaseFirst = DispatchSemaphore(value: 0)
+        let secondAnswered = DispatchSemaphore(value: 0)
+        store.append([try Events.make(lead: "a", id: "first")]) { result in
+            #expect((try? result.get())?.first?.seq == 1)
+            firstAnswered.signal()
+            releaseFirst.wait()  // the publisher waits here
+        }
+        firstAnswered.wait()
+        let syncsBefore = io.segmentSyncs
+        nonisolated(unsafe) var secondResult: Result<[AppendResult], StoreError>?
+        store.append([try Events.make(lead: "a", id: "second")]) { result in
+            secondResult = result
+            secondAnswered.signal()
+        }
+        var waited = 0
+        while io.segmentSyncs == syncsBefore && waited < 500 {
+            usleep(10_000)
+            waited += 1
+        }
+        #expect(io.segmentSyncs == syncsBefore + 1, "the second batch is synced while the first is being answered")
+        #expect(secondAnswered.wait(timeout: .now() + 0.05) == .timedOut, "answers stay in write order")
+        releaseFirst.signal()
+        secondAnswered.wait()
+        #expect((try? secondResult?.get())?.first?.seq == 2)
+        #expect(try store.event(withID: "second")?.seq == 2)
+    }
+
+    /// A sync fails while the group before it, already durable, is still being answered: that group is
+    /// acknowledged and kept, the failed one refused and gone after a restart.
+    @Test func failedSyncBehindADurableGroupKeepsTheDurableOne() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        let firstAnswered = DispatchSemaphore(value: 0)
+        let releaseFirst = DispatchSemaphore(value: 0)
+        let secondAnswered = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var firstResult: Result<[AppendResult], StoreError>?
+        nonisolated(unsafe) var secondResult: Result<[AppendResult], StoreError>?
+        store.append([try Events.make(lead: "a", id: "durable")]) { result in
+            firstResult = result
+            firstAnswered.signal()
+            releaseFirst.wait()
+        }
+        firstAnswered.wait()
+        io.failSyncs()
+        store.append([try Events.make(lead: "a", id: "refused")]) { result in
+            secondResult = result
+            secondAnswered.signal()
+        }
+        usleep(50_000)
+        releaseFirst.signal()
+        secondAnswered.wait()
+        #expect((try? firstResult?.get())?.first?.seq == 1)
+        #expect(secondResult.map { if case .failure = $0 { true } else { false } } == true)
+        store.close()
+
+        let reopened = try EventStore.openForTest(dir.path)
+        defer { reopened.close() }
+        #expect(reopened.verify().isClean)
+        #expect(try reopened.event(withID: "durable")?.seq == 1)
+        #expect(try reopened.event(withID: "refused") == nil)
+        #expect(reopened.lastSeq == 1)
+    }
 }
