@@ -118,11 +118,12 @@ public struct JSONScanner {
                     if scanner.peek() == UInt8(ascii: "[") {
                         var array = ExpandedArray()
                         // Room for what typical events need (about 1 KiB and 10 top-level members each), so the
-                        // lists rarely grow by copying.
+                        // lists rarely grow by copying (a batch of lead events has 8-9 members a KiB: room for 8
+                        // copied the 380 KB list once in every batch).
                         let remaining = bytes.count - scanner.position
                         array.elements.reserveCapacity(remaining / 1024 + 1)
                         array.memberEnds.reserveCapacity(remaining / 1024 + 1)
-                        array.allMembers.reserveCapacity(remaining / 128 + 1)
+                        array.allMembers.reserveCapacity(remaining / 80 + 1)
                         value = try scanner.scanArrayExpandingObjects(into: &array)
                         array.span = value
                         expanded = array
