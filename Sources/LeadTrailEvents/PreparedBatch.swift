@@ -5,7 +5,9 @@
 /// assigned `event_id` and `timestamp`, a canonical `timestamp`); field
 /// references are relative to the event's first byte. A batch holds one byte
 /// buffer and one array of entries however many events it has, so preparing,
-/// handing over and committing a batch costs no allocation per event.
+/// handing over and committing a batch costs no allocation per event. A batch
+/// made with ``init(referencing:events:)`` whose events need no edit keeps the
+/// request's own bytes as that buffer, each event where it was sent: no copy.
 public struct PreparedBatch: Sendable {
     /// One event of the batch.
     public struct Entry: Sendable {
@@ -23,15 +25,48 @@ public struct PreparedBatch: Sendable {
         public var eventIDAssigned: Bool
     }
 
-    /// The events' bytes, back to back.
+    /// The events' bytes: back to back, or (while ``referencesSource``) the request's bytes, with every
+    /// event where it was sent.
     public internal(set) var bytes: [UInt8] = []
     /// The events, in batch order.
     public internal(set) var entries: [Entry] = []
+    /// Whether ``bytes`` is the request the events are read from, not a copy: true until an event needs an
+    /// edit (an assigned id or timestamp, a rewritten timestamp, an id decoded from escapes).
+    public internal(set) var referencesSource = false
 
     /// An empty batch with room for `bytes` bytes and `events` events.
     public init(reservingBytes bytes: Int = 0, events: Int = 0) {
         self.bytes.reserveCapacity(bytes)
         entries.reserveCapacity(events)
+    }
+
+    /// An empty batch for events that will be prepared from `source`: as long as they need no edit, the
+    /// batch keeps `source` itself as its bytes (shared, not copied) and each entry points where its event is.
+    public init(referencing source: [UInt8], events: Int) {
+        bytes = source
+        referencesSource = true
+        entries.reserveCapacity(events)
+    }
+
+    /// Copies the events so far out of the source, back to back, so the next can be written with edits.
+    /// `sourceBytesLeft`: the source's bytes from the next event on.
+    mutating func stopReferencingSource(sourceBytesLeft: Int) {
+        guard referencesSource else { return }
+        var copy: [UInt8] = []
+        // Room for the rest as sent, plus an assigned id and timestamp for each event still to come.
+        let eventsLeft = max(entries.capacity - entries.count, 1)
+        copy.reserveCapacity(jsonByteCount + sourceBytesLeft + eventsLeft * 96)
+        for index in entries.indices {
+            let old = entries[index].range
+            let start = copy.count
+            copy.append(contentsOf: bytes[old])
+            let moved = start - old.lowerBound
+            entries[index].range = start..<copy.count
+            let id = entries[index].eventIDRange
+            entries[index].eventIDRange = (id.lowerBound + moved)..<(id.upperBound + moved)
+        }
+        bytes = copy
+        referencesSource = false
     }
 
     /// A batch of events prepared one by one.

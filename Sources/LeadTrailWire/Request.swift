@@ -215,12 +215,17 @@ public struct RequestParser: Sendable {
             case .scan:
                 return .scan(try fields.scanRequest())
             case .append:
-                return .append(try prepareEvents(fields: fields, scanned: envelope.events, now: now, newEventID: newEventID))
+                return .append(try prepareEvents(
+                    fields: fields, frame: envelope.frame, scanned: envelope.events, now: now, newEventID: newEventID))
             }
         }
     }
 
-    private func prepareEvents(fields: Fields, scanned: ExpandedArray?, now: Int64, newEventID: () -> String) throws(WireError) -> PreparedBatch {
+    /// The events of an append; `fields.buffer` holds the bytes of `frame`, which the batch keeps as its
+    /// own while no event needs an edit.
+    private func prepareEvents(
+        fields: Fields, frame: [UInt8], scanned: ExpandedArray?, now: Int64, newEventID: () -> String
+    ) throws(WireError) -> PreparedBatch {
         guard let span = fields.spans["events"] else { throw WireError(.badRequest, "missing field 'events'") }
         guard span.kind == .array else { throw WireError(.badRequest, "field 'events' must be an array of events") }
         // The envelope's pass found the events and their members already; re-read them only if it did not.
@@ -235,8 +240,9 @@ public struct RequestParser: Sendable {
         guard elements.count <= maxBatchEvents else {
             throw WireError(.batchTooLarge, "batch of \(elements.count) events is larger than the maximum of \(maxBatchEvents)")
         }
-        // Room for the events as sent, plus an assigned id and timestamp for each.
-        var batch = PreparedBatch(reservingBytes: span.range.count + elements.count * 96, events: elements.count)
+        // The frame's own bytes, until an event needs an edit (then a copy, with room for an assigned id and
+        // timestamp for each event).
+        var batch = PreparedBatch(referencing: frame, events: elements.count)
         for (index, element) in elements.enumerated() {
             guard element.kind == .object else {
                 throw WireError(.invalidEvent, "event \(index) is not a JSON object", index: index)

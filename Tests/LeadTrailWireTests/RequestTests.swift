@@ -79,6 +79,48 @@ func parseError(_ frame: [UInt8], parser: RequestParser = RequestParser()) -> Wi
         #expect(events[1].timestampMs == 1_705_329_046_000)
     }
 
+    /// Events that need no edit stay in the frame's own bytes (no copy). When one does need an edit, those
+    /// before it are copied out and the batch goes on as a copy. Either way every event comes out exactly as
+    /// when prepared on its own, wherever in the batch the first edit comes.
+    @Test(arguments: [nil, 0, 1, 3] as [Int?])
+    func appendBatchesReferenceTheFrameUntilAnEventNeedsAnEdit(firstEdited: Int?) throws {
+        let plain = (0..<4).map { k in
+            #"{"type":"source.submitted","lead_id":"L\#(k)","event_id":"e\#(k)","flow_id":"f\#(k)","timestamp":"2024-01-15T14:30:4\#(k).234Z","metadata":{"k":\#(k)}}"#
+        }
+        let edited = [
+            #"{"type":"a.b","lead_id":"L0","timestamp":"2024-01-15T14:30:40.234Z"}"#,       // no id: one is assigned
+            #"{"type":"a.b","lead_id":"L1","event_id":"e1","timestamp":"2024-01-15T14:30:41Z"}"#,  // timestamp rewritten
+            #"{"type":"a.b","lead_id":"L2","event_id":"e2x","timestamp":"2024-01-15T14:30:42.234Z"}"#,  // id with an escape
+        ]
+        var events = plain
+        if let firstEdited {
+            for (offset, event) in edited.enumerated() where firstEdited + offset < events.count { events[firstEdited + offset] = event }
+        }
+        let frame = bytes(#"{"op":"append","events":[ "# + events.joined(separator: " , ") + "]}")
+        let parser = RequestParser()
+        guard case .append(let batch) = try parser.parse(RequestEnvelope.parse(frame), now: 1_700_000_000_123, newEventID: { "evt_fixed" }) else {
+            Issue.record("not an append")
+            return
+        }
+        #expect(batch.referencesSource == (firstEdited == nil))
+        if batch.referencesSource { #expect(batch.bytes == frame) }
+        #expect(batch.count == events.count)
+        for (index, event) in events.enumerated() {
+            let alone = try bytes(event).withUnsafeBufferPointer { (b) throws in
+                try parser.preparer.prepare(b, now: 1_700_000_000_123, newEventID: { "evt_fixed" })
+            }
+            let fromBatch = batch[index]
+            #expect(fromBatch.json == alone.json)
+            #expect(fromBatch.eventID == alone.eventID)
+            #expect(fromBatch.eventIDHash == alone.eventIDHash)
+            #expect(fromBatch.leadHash == alone.leadHash)
+            #expect(fromBatch.fields == alone.fields)
+            #expect(fromBatch.timestampMs == alone.timestampMs)
+            #expect(fromBatch.eventIDAssigned == alone.eventIDAssigned)
+        }
+        #expect(batch.jsonByteCount == (0..<batch.count).reduce(0) { $0 + batch[$1].json.count })
+    }
+
     @Test func appendAssignsIDAndTimestampWhenAbsent() throws {
         let frame = bytes(#"{"op":"append","events":[{"type":"a.b","lead_id":"L1","event_id":null}]}"#)
         guard case .append(let events) = try RequestParser().parse(RequestEnvelope.parse(frame), now: 1_700_000_000_123, newEventID: { "evt_fixed" }) else {
