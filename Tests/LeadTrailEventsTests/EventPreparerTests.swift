@@ -280,6 +280,29 @@ private func expectFieldRefsMatchRescan(_ prepared: PreparedEvent, sourceLocatio
     static let contractKeys = ["type", "lead_id", "event_id", "timestamp", "flow_id", "entity_id", "step_id", "outcome",
                                "duration_ms", "metadata", "lead_snapshot"]
 
+    /// Contract keys are recognised by their exact bytes, and near misses are not, both where a key can be read
+    /// as two words (16 bytes or more before the buffer ends) and where it is compared byte by byte (near the end).
+    @Test(arguments: contractKeys + ["seq"])
+    func contractKeysAreRecognisedExactly(_ key: String) {
+        func recognised(_ candidate: String, paddedTo padding: Int) -> ContractKey? {
+            let bytes = Array("\"\(candidate)\"".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: padding)
+            return bytes.withUnsafeBufferPointer { buffer in
+                ContractKey(JSONSpan(kind: .string, range: 0..<(candidate.utf8.count + 2), hasEscapes: false), in: buffer)
+            }
+        }
+        let first = key.first.map(String.init) ?? ""
+        let nearMisses = [
+            String(key.dropLast()) + "x", String(key.dropLast()), key + "x", "x" + key.dropFirst(), first.uppercased() + key.dropFirst(),
+            String(key.dropLast()) + key.suffix(1).uppercased(),
+        ]
+        for padding in [0, 1, 16] {
+            #expect(recognised(key, paddedTo: padding)?.name == key, "padding \(padding)")
+            for miss in nearMisses where miss != key {
+                #expect(recognised(miss, paddedTo: padding) == nil, "\(miss), padding \(padding)")
+            }
+        }
+    }
+
     @Test(arguments: contractKeys)
     func duplicateContractKeysAreRefused(_ key: String) {
         let value: String
