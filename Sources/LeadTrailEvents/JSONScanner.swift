@@ -532,6 +532,13 @@ public struct ExpandedArray: Sendable {
     public func members(of index: Int) -> ArraySlice<JSONMember> {
         allMembers[(index == 0 ? 0 : memberEnds[index - 1])..<memberEnds[index]]
     }
+
+    /// Asks the CPU to bring in the keys of element `index`'s members, read next: a batch is larger than the
+    /// cache, so after the scan its first events are no longer there.
+    public func prefetchMemberKeys(of index: Int, in bytes: UnsafeBufferPointer<UInt8>) {
+        guard let base = bytes.baseAddress else { return }
+        for member in members(of: index) { leadtrail_prefetch(base + member.key.range.lowerBound) }
+    }
 }
 
 /// Writes JSON string literals.

@@ -247,6 +247,7 @@ public struct RequestParser: Sendable {
             guard element.kind == .object else {
                 throw WireError(.invalidEvent, "event \(index) is not a JSON object", index: index)
             }
+            if let scanned, index + 1 < elements.count { scanned.prefetchMemberKeys(of: index + 1, in: fields.buffer) }
             do {
                 let members = try scanned?.members(of: index) ?? JSONScanner.members(of: element, in: fields.buffer)[...]
                 try preparer.prepare(fields.buffer, object: element, members: members, now: now, newEventID: newEventID, into: &batch)

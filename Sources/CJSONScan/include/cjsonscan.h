@@ -26,4 +26,11 @@ static inline uint32_t leadtrail_json_string_stops16(const uint8_t *p) {
     return mask;
 #endif
 }
+
+/// Asks the CPU to bring the cache line holding `p` in ahead of use (a hint: never faults).
+static inline void leadtrail_prefetch(const void *p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p);
+#endif
+}
 #endif
