@@ -29,6 +29,7 @@ enum Responses {
                 base[p] = UInt8(ascii: "[")
                 p += 1
                 for (index, outcome) in outcomes.enumerated() {
+                    batch.prefetchEventID(at: index + 8)
                     if index > 0 {
                         base[p] = UInt8(ascii: ",")
                         p += 1
