@@ -401,7 +401,32 @@ public struct JSONScanner {
         return JSONSpan(kind: .number, range: start..<position, hasEscapes: false)
     }
 
+    /// Scans a string whose opening quote is at `position`. Inlined where keys and values are read: the common
+    /// string (plain ASCII, closing quote within the buffer's last 16 bytes' reach) is found here, 16 bytes at a
+    /// time; anything else (escapes, other UTF-8, an end close by, errors) starts over in ``scanStringInFull()``.
+    @inline(__always)
     mutating func scanString() throws(JSONSyntaxError) -> JSONSpan {
+        let start = position
+        let end = bytes.count
+        if let base = bytes.baseAddress {
+            var p = start + 1
+            while p + 16 <= end {
+                let stops = leadtrail_json_string_stops16(base + p)
+                if stops != 0 {
+                    p += stops.trailingZeroBitCount
+                    guard base[p] == UInt8(ascii: "\"") else { break }
+                    position = p + 1
+                    return JSONSpan(kind: .string, range: start..<position, hasEscapes: false)
+                }
+                p += 16
+            }
+        }
+        return try scanStringInFull()
+    }
+
+    /// The whole string grammar: escapes, UTF-8 validation and every error.
+    @inline(never)
+    mutating func scanStringInFull() throws(JSONSyntaxError) -> JSONSpan {
         let start = position
         let end = bytes.count
         guard let base = bytes.baseAddress else { throw error("unterminated string") }
