@@ -292,7 +292,8 @@ public struct JSONScanner {
             guard peek() == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
             position += 1
             skipWhitespace()
-            let value = try scanValue()
+            // Most values are strings: scanned right here, without the call through scanValue.
+            let value = peek() == UInt8(ascii: "\"") ? try scanString() : try scanValue()
             members?.append(JSONMember(key: key, value: value))
             skipWhitespace()
             guard let c = peek() else { throw error("unterminated object") }
