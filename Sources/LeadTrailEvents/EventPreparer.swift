@@ -183,7 +183,7 @@ public struct EventPreparer: Sendable {
             let isSource = batch.bytes.withUnsafeBufferPointer { $0.baseAddress == bytes.baseAddress }
             if isSource && assignedID == nil && !timestampRewrite && decodedSentID == nil {
                 // Stored as sent: the entry points at the event in the request's bytes.
-                Self.addUnedited(bytes, object: object.range, known: known, timestampMs: timestampMs, leadHash: leadHash, to: &batch)
+                Self.addUnedited(bytes, object: object.range, known: &known, timestampMs: timestampMs, leadHash: leadHash, to: &batch)
                 return
             }
             batch.stopReferencingSource(sourceBytesLeft: bytes.count - object.range.lowerBound)
@@ -259,8 +259,9 @@ public struct EventPreparer: Sendable {
     }
 
     /// Adds an event that needs no edit to a batch whose bytes are `source`: its entry points at the event there.
+    /// (`known` is only read; passed in place, because reading a copied one copied the whole table per field.)
     private static func addUnedited(
-        _ source: UnsafeBufferPointer<UInt8>, object: Range<Int>, known: KnownFields, timestampMs: Int64, leadHash: UInt64,
+        _ source: UnsafeBufferPointer<UInt8>, object: Range<Int>, known: inout KnownFields, timestampMs: Int64, leadHash: UInt64,
         to batch: inout PreparedBatch
     ) {
         var fields = EventFieldRefs()
