@@ -403,8 +403,9 @@ public struct JSONScanner {
     }
 
     /// Scans a string whose opening quote is at `position`. Inlined where keys and values are read: the common
-    /// string (plain ASCII, closing quote within the buffer's last 16 bytes' reach) is found here, 16 bytes at a
-    /// time; anything else (escapes, other UTF-8, an end close by, errors) starts over in ``scanStringInFull()``.
+    /// string (plain ASCII up to its closing quote, found 16 bytes at a time without reading past the buffer) is
+    /// found here; anything else (escapes, other UTF-8, a buffer end closer than 16 bytes, errors) starts over
+    /// in ``scanStringInFull()``.
     @inline(__always)
     mutating func scanString() throws(JSONSyntaxError) -> JSONSpan {
         let start = position
