@@ -179,18 +179,16 @@ public struct EventPreparer: Sendable {
         let insertsTimestamp = timestampRewrite && known[.timestamp] == nil
         let idNull = assignedID != nil ? known[.eventID]?.range : nil
         let timestampValue = timestampRewrite ? known[.timestamp]?.range : nil
+        // An event that needs no edit, in a batch whose bytes are the request's, stays where it was sent.
+        var storedAsSent = false
         if batch.referencesSource {
             let isSource = batch.bytes.withUnsafeBufferPointer { $0.baseAddress == bytes.baseAddress }
-            if isSource && assignedID == nil && !timestampRewrite && decodedSentID == nil {
-                // Stored as sent: the entry points at the event in the request's bytes.
-                Self.addUnedited(bytes, object: object.range, known: &known, timestampMs: timestampMs, leadHash: leadHash, to: &batch)
-                return
-            }
-            batch.stopReferencingSource(sourceBytesLeft: bytes.count - object.range.lowerBound)
+            storedAsSent = isSource && assignedID == nil && !timestampRewrite && decodedSentID == nil
+            if !storedAsSent { batch.stopReferencingSource(sourceBytesLeft: bytes.count - object.range.lowerBound) }
         }
 
-        // Write the event into the batch, applying the edits on the way.
-        let start = batch.bytes.count
+        // Write the event into the batch, applying the edits on the way (none when stored as sent).
+        let start = storedAsSent ? object.range.lowerBound : batch.bytes.count
         var writer = EventWriter(source: bytes, object: object.range, start: start)
         var eventIDContent: Range<Int>? = nil  // in the batch, when assigned
         if insertsID || insertsTimestamp {
@@ -224,8 +222,8 @@ public struct EventPreparer: Sendable {
             replace(idNull)
             replace(timestampValue)
         }
-        writer.copy(upTo: object.range.upperBound, into: &batch.bytes)
-        let end = batch.bytes.count
+        if !storedAsSent { writer.copy(upTo: object.range.upperBound, into: &batch.bytes) }
+        let end = storedAsSent ? object.range.upperBound : batch.bytes.count
 
         // Field references, moved by the edits before them.
         var fields = EventFieldRefs()
@@ -256,26 +254,6 @@ public struct EventPreparer: Sendable {
         batch.add(PreparedBatch.Entry(
             range: start..<end, eventIDRange: idRange, timestampMs: timestampMs, eventIDHash: eventIDHash, leadHash: leadHash,
             fields: fields, eventIDAssigned: assignedID != nil))
-    }
-
-    /// Adds an event that needs no edit to a batch whose bytes are `source`: its entry points at the event there.
-    /// (`known` is only read; passed in place, because reading a copied one copied the whole table per field.)
-    private static func addUnedited(
-        _ source: UnsafeBufferPointer<UInt8>, object: Range<Int>, known: inout KnownFields, timestampMs: Int64, leadHash: UInt64,
-        to batch: inout PreparedBatch
-    ) {
-        var fields = EventFieldRefs()
-        for index in 0..<EventFieldRefs.count {
-            guard let field = IndexedField(rawValue: index), let span = known[ContractKey(field)], span.kind == .string else { continue }
-            let content = span.contentRange
-            fields[field] = FieldRef(range: (content.lowerBound - object.lowerBound)..<(content.upperBound - object.lowerBound), hasEscapes: span.hasEscapes)
-        }
-        // The id was sent without escapes (else it would need a decoded copy): its bytes are the id.
-        let idRange = known[.eventID]?.contentRange ?? object.lowerBound..<object.lowerBound
-        let eventIDHash = StableHash.hash64(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: source[idRange])))
-        batch.add(PreparedBatch.Entry(
-            range: object, eventIDRange: idRange, timestampMs: timestampMs, eventIDHash: eventIDHash, leadHash: leadHash,
-            fields: fields, eventIDAssigned: false))
     }
 
     static let invalidEventID = EventValidationError("field 'event_id' must be 1-64 characters of [A-Za-z0-9_-]")
