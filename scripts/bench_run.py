@@ -210,6 +210,17 @@ def leadtrail_slow_scan(args, daemon):
 
 # --------------------------------------------------------------------------- table
 
+def repeated(repeats):
+    """(run index, producers) for `repeats` rounds of the 1- and 4-producer measurements, taken in turn."""
+    return [(rep, producers) for rep in range(repeats) for producers in (1, 4)]
+
+
+def median_run(taken, key="events_per_s"):
+    """The run whose `key` is the median of `taken` (the lower middle one for an even count)."""
+    ordered = sorted(taken, key=lambda r: r[key])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def fmt_int(x):
     return f"{x:,.0f}"
 
@@ -235,6 +246,9 @@ def main():
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--window", type=int, default=4, help="append frames in flight per producer connection")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each append measurement (every store, 1 and 4 producers, taken in turn); "
+                             "the table shows the median run")
     parser.add_argument("--lookups", type=int, default=1000)
     parser.add_argument("--scan-repeats", type=int, default=5,
                         help="runs of each scan, in every store; the table shows the median")
@@ -253,6 +267,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     wanted = set(args.peers.split(",")) if args.peers else set()
     results = {"appends": [], "queries": {}, "disk_bytes": {}}
+    runs = {}  # (store, producers) -> every run's result, in the order taken
     pg = None
     daemons = []
     try:
@@ -279,65 +294,73 @@ def main():
         log(f"disk synced sequential writes: {disk_detail} MB/s")
 
         # leadtrail: a fresh store per run, so no run sees the previous one's events as duplicates.
-        for producers in (1, 4):
-            log(f"leadtrail, {producers} producer connection(s)")
-            daemon, result = leadtrail_load(args, workdir, events_file, producers)
-            daemons.append(daemon)
-            results["appends"].append(result)
-            log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
-            if producers == 4:
-                log("leadtrail queries")
-                results["queries"]["leadtrail"] = leadtrail_queries(args, daemon, events_file, window)
-                log("leadtrail: a full scan read slowly, daemon RSS sampled")
-                results["slow_scan"] = leadtrail_slow_scan(args, daemon)
-                log(f"  RSS {results['slow_scan']['rss_before_mb']:.0f} MB before, peak {results['slow_scan']['rss_peak_mb']:.0f} MB")
-                log("leadtrail: restarted, and the first recipient.* scan after it")
-                results["restart"] = leadtrail_restart(args, workdir, daemon)
-                log(f"  start {results['restart']['startup_s']:.2f} s, first scan {results['restart']['first_recipient_s'] * 1000:.0f} ms")
+        # Every measurement is taken `--repeats` times, in turn with the others; the table shows the median run.
+        for rep in range(args.repeats):
+            last = rep == args.repeats - 1
+            for producers in (1, 4):
+                log(f"leadtrail, {producers} producer connection(s), run {rep + 1} of {args.repeats}")
+                daemon, result = leadtrail_load(args, workdir, events_file, producers)
+                daemons.append(daemon)
+                runs.setdefault(("leadtrail", producers), []).append(result)
+                log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+                if producers == 4 and last:
+                    log("leadtrail queries")
+                    results["queries"]["leadtrail"] = leadtrail_queries(args, daemon, events_file, window)
+                    log("leadtrail: a full scan read slowly, daemon RSS sampled")
+                    results["slow_scan"] = leadtrail_slow_scan(args, daemon)
+                    log(f"  RSS {results['slow_scan']['rss_before_mb']:.0f} MB before, peak {results['slow_scan']['rss_peak_mb']:.0f} MB")
+                    log("leadtrail: restarted, and the first recipient.* scan after it")
+                    results["restart"] = leadtrail_restart(args, workdir, daemon)
+                    log(f"  start {results['restart']['startup_s']:.2f} s, first scan {results['restart']['first_recipient_s'] * 1000:.0f} ms")
+                daemon.stop()
+                if last:
+                    results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
+        peak = max(median_run(runs[("leadtrail", p)])["events_per_s"] for p in (1, 4))
+        half_runs = []
+        for rep in range(args.repeats):
+            log(f"leadtrail at half of its median peak ({peak / 2:,.0f} events/s), 4 producers, run {rep + 1} of {args.repeats}")
+            # At debug level the daemon logs each append's time validating and in the store (one line per batch).
+            daemon, half = leadtrail_load(args, workdir, events_file, 4, rate=peak / 2, name="leadtrail-half",
+                                          log_level="debug")
             daemon.stop()
-            results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
-        peak = max(r["events_per_s"] for r in results["appends"] if r["store"] == "leadtrail")
-        log(f"leadtrail at half of its peak ({peak / 2:,.0f} events/s), 4 producers")
-        # At debug level the daemon logs each append's time validating and in the store (one line per batch).
-        daemon, half = leadtrail_load(args, workdir, events_file, 4, rate=peak / 2, name="leadtrail-half",
-                                      log_level="debug")
-        daemon.stop()
-        half["stages"] = append_stages(daemon.log.name)
-        results["half_peak"] = half
-        log(f"  p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms")
-        if half["stages"]:
-            st = half["stages"]
-            log(f"  in the daemon: validating p50 {st['validated_p50_ms']:.2f} / p99 {st['validated_p99_ms']:.2f} ms, "
-                f"in the store (group commit, write, sync) p50 {st['store_p50_ms']:.2f} / p99 {st['store_p99_ms']:.2f} ms")
+            half["stages"] = append_stages(daemon.log.name)
+            half_runs.append(half)
+            log(f"  p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms")
+            if half["stages"]:
+                st = half["stages"]
+                log(f"  in the daemon: validating p50 {st['validated_p50_ms']:.2f} / p99 {st['validated_p99_ms']:.2f} ms, "
+                    f"in the store (group commit, write, sync) p50 {st['store_p50_ms']:.2f} / p99 {st['store_p99_ms']:.2f} ms")
+        results["half_peak"] = median_run(half_runs, key="p99_ms")
+        results["half_peak_runs"] = half_runs
         for name in ("leadtrail-1", "leadtrail-half"):
             shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
 
         if "sqlite" in wanted:
-            for producers in (1, 4):
-                log(f"SQLite, {producers} producer(s)")
+            for rep, producers in repeated(args.repeats):
+                log(f"SQLite, {producers} producer(s), run {rep + 1} of {args.repeats}")
                 settle()
                 result = peers.sqlite_load(workdir, rows, raw_bytes, producers)
-                results["appends"].append(result)
+                runs.setdefault(("SQLite", producers), []).append(result)
                 results["disk_bytes"][f"SQLite-{producers}"] = result["disk_bytes"]
                 log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
             results["queries"]["SQLite"] = peers.sqlite_queries(result["path"], sample_leads, window, args.lookups, args.scan_repeats)
             shutil.rmtree(os.path.join(workdir, "sqlite-1"), ignore_errors=True)
         if "redis" in wanted:
-            for producers in (1, 4):
-                log(f"Redis Streams, {producers} producer(s)")
+            for rep, producers in repeated(args.repeats):
+                log(f"Redis Streams, {producers} producer(s), run {rep + 1} of {args.repeats}")
                 settle()
                 result = peers.redis_load(workdir, rows, raw_bytes, producers)
-                results["appends"].append(result)
+                runs.setdefault(("Redis Streams", producers), []).append(result)
                 results["disk_bytes"][f"Redis Streams-{producers}"] = result["disk_bytes"]
                 log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
         if "postgres" in wanted:
             pg = peers.Postgres(workdir)
             pg.start()
-            for producers in (1, 4):
-                log(f"PostgreSQL, {producers} producer(s)")
+            for rep, producers in repeated(args.repeats):
+                log(f"PostgreSQL, {producers} producer(s), run {rep + 1} of {args.repeats}")
                 settle()
                 result = peers.postgres_load(pg, rows, raw_bytes, producers)
-                results["appends"].append(result)
+                runs.setdefault(("PostgreSQL", producers), []).append(result)
                 results["disk_bytes"][f"PostgreSQL-{producers}"] = result["disk_bytes"]
                 log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
             results["queries"]["PostgreSQL"] = peers.postgres_queries(pg, sample_leads, window, args.lookups, args.scan_repeats)
@@ -350,6 +373,11 @@ def main():
             shutil.rmtree(workdir, ignore_errors=True)
 
     # ------------------------------------------------------------------ the table
+    # Each (store, producers) measurement is represented by its median run; the others are kept for the notes.
+    for key, taken in runs.items():
+        chosen = dict(median_run(taken))
+        chosen["runs_events_per_s"] = [r["events_per_s"] for r in taken]
+        results["appends"].append(chosen)
     by = {(r["store"], r["producers"]): r for r in results["appends"]}
     stores = []
     for r in results["appends"]:
@@ -420,6 +448,14 @@ def main():
             line += f" = {ratio(lt['events_per_s'], bp['events_per_s'])} the best peer ({bp['store']}, {fmt_int(bp['events_per_s'])} events/s)"
         line += f"; {lt['mb_per_s'] / disk_mbps * 100:.0f}% of the disk's synced sequential writes ({disk_mbps:,.0f} MB/s)"
         ratios.append(line)
+    if args.repeats > 1:
+        ratios.append(f"- appends are the median of {args.repeats} runs each, taken in turn; every run's events/s:")
+        for producers in (1, 4):
+            ratios.append(f"  - {producers} producer{'s' if producers > 1 else ''}: " + "; ".join(
+                f"{s} " + ", ".join(fmt_int(x) for x in by[(s, producers)]["runs_events_per_s"])
+                for s in stores if (s, producers) in by))
+        ratios.append(f"- at half of the peak, the run with the median p99 of {args.repeats}; every run's p50 / p99 ms: " +
+                      ", ".join(f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}" for r in half_runs))
     if best_query_peer and "leadtrail" in q:
         lq, pq = q["leadtrail"], q[best_query_peer]
         ratios.append(
