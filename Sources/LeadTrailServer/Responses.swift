@@ -134,13 +134,15 @@ enum Responses {
         writer.int("startup_ms", stats.startupMilliseconds)
         writer.int("append_batches", stats.appendBatches)
         writer.int("syncs", stats.syncs)
-        if let recent = stats.recentSyncs {
-            var syncTimes = JSONObjectWriter()
-            syncTimes.int("recent", recent.count)
-            syncTimes.double("p50", recent.p50Milliseconds)
-            syncTimes.double("p99", recent.p99Milliseconds)
-            syncTimes.double("max", recent.maxMilliseconds)
-            writer.object("sync_ms", syncTimes)
+        for (name, recent) in [("sync_ms", stats.recentSyncs), ("write_ms", stats.recentWrites)] {
+            guard let recent else { continue }
+            var times = JSONObjectWriter()
+            times.int("recent", recent.count)
+            times.double("p50", recent.p50Milliseconds)
+            times.double("p99", recent.p99Milliseconds)
+            times.double("max", recent.maxMilliseconds)
+            if let rate = recent.megabytesPerSecond { times.double("mb_per_s", rate) }
+            writer.object(name, times)
         }
         extras(&writer)
         return writer.finished()

@@ -33,7 +33,8 @@ public final class EventStore: @unchecked Sendable {
     var fatalError_: StoreError? = nil
     var observers: [@Sendable (UInt64) -> Void] = []
     var counters = (batches: UInt64(0), syncs: UInt64(0))
-    var syncTimes = SyncTimes()
+    var syncTimes = DurationRing()
+    var writeTimes = DurationRing()
     var startupMilliseconds = 0
 
     /// One tiering, restore or release at a time.
@@ -294,7 +295,8 @@ public final class EventStore: @unchecked Sendable {
                 activeSegmentID: segments.last?.id ?? 0,
                 corruptSegments: damage.map(\.description) + segments.flatMap { $0.damage.map(\.description) },
                 quarantinedFiles: quarantined, startupMilliseconds: startupMilliseconds,
-                appendBatches: counters.batches, syncs: counters.syncs, recentSyncs: syncTimes.summary)
+                appendBatches: counters.batches, syncs: counters.syncs, recentSyncs: syncTimes.summary,
+                recentWrites: writeTimes.summary)
         }
     }
 

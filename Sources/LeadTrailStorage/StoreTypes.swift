@@ -249,47 +249,60 @@ public struct StoreStats: Sendable {
     public var appendBatches: UInt64
     public var syncs: UInt64
     /// How long the most recent of those syncs took; nil before the first.
-    public var recentSyncs: SyncLatency? = nil
+    public var recentSyncs: RecentDurations? = nil
+    /// How long the most recent group writes into the active segment took, and at what rate; nil before the first.
+    public var recentWrites: RecentDurations? = nil
 }
 
-/// How long the append path's most recent `fdatasync`s took (the last 1,024 at most): the disk's health at a
-/// glance, since every acknowledgement waits for one, and a slow or failing disk shows here first (etcd's
-/// operators watch its WAL fsync duration for the same reason).
-public struct SyncLatency: Sendable, Equatable {
-    /// How many syncs the figures cover.
+/// How long the append path's most recent operations of one kind took (the last 1,024 at most).
+///
+/// For its `fdatasync`s: the disk's health at a glance, since every acknowledgement waits for one, and a slow or
+/// failing disk shows here first (etcd's operators watch its WAL fsync duration for the same reason). For its
+/// group writes (`pwrite` into the page cache): the memory side, since the writer thread does them one after
+/// another, and a write slows down when the kernel has to find new pages for it.
+public struct RecentDurations: Sendable, Equatable {
+    /// How many operations the figures cover.
     public var count: Int
     public var p50Milliseconds: Double
     public var p99Milliseconds: Double
     public var maxMilliseconds: Double
+    /// Their bytes over their total time, when they carry bytes (the group writes).
+    public var megabytesPerSecond: Double?
 }
 
-/// The durations of the most recent syncs, in a ring of fixed size.
-struct SyncTimes {
+/// The durations (and bytes) of the most recent operations of one kind, in a ring of fixed size.
+struct DurationRing {
     static let capacity = 1024
     private var microseconds: [UInt32] = []
+    private var bytes: [UInt32] = []
     private var next = 0
 
-    mutating func record(nanoseconds: UInt64) {
+    mutating func record(nanoseconds: UInt64, bytes count: Int = 0) {
         let value = UInt32(clamping: nanoseconds / 1000)
         if microseconds.count < Self.capacity {
             microseconds.append(value)
+            bytes.append(UInt32(clamping: count))
         } else {
             microseconds[next] = value
+            bytes[next] = UInt32(clamping: count)
         }
         next = (next + 1) % Self.capacity
     }
 
     /// Nearest-rank percentiles of what the ring holds.
-    var summary: SyncLatency? {
+    var summary: RecentDurations? {
         guard !microseconds.isEmpty else { return nil }
         let sorted = microseconds.sorted()
         func milliseconds(_ fraction: Double) -> Double {
             let rank = Int((fraction * Double(sorted.count)).rounded(.up))
             return Double(sorted[min(sorted.count, max(1, rank)) - 1]) / 1000
         }
-        return SyncLatency(
+        let totalBytes = bytes.reduce(0) { $0 + Int($1) }
+        let totalMicroseconds = microseconds.reduce(0) { $0 + Int($1) }
+        return RecentDurations(
             count: sorted.count, p50Milliseconds: milliseconds(0.5), p99Milliseconds: milliseconds(0.99),
-            maxMilliseconds: Double(sorted[sorted.count - 1]) / 1000)
+            maxMilliseconds: Double(sorted[sorted.count - 1]) / 1000,
+            megabytesPerSecond: totalBytes > 0 ? Double(totalBytes) / Double(max(1, totalMicroseconds)) : nil)
     }
 }
 

@@ -285,7 +285,10 @@ extension EventStore {
             if let failure = stateLock.withLock({ fatalError_ }) { throw failure }
             if !buffer.isEmpty {
                 do throws(StoreError) {
+                    let started = monotonicNanoseconds()
                     try io.write(segment.fd, buffer, at: offset)
+                    let elapsed = monotonicNanoseconds() - started
+                    stateLock.withLock { writeTimes.record(nanoseconds: elapsed, bytes: buffer.count) }
                     CrashPoint.afterWriteBeforeSync.reached()
                 } catch {
                     // Nothing of the group may stay behind: cut the file back to where it was.

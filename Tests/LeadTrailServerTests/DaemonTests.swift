@@ -101,11 +101,12 @@ import Testing
         #expect(appends.map { $0.metadata["events"] } == ["1", "100"])
     }
 
-    /// `stats` says how long the recent syncs took, the disk's health at a glance.
-    @Test func statsReportRecentSyncTimes() async throws {
+    /// `stats` says how long the recent syncs took, the disk's health at a glance, and the group writes before them.
+    @Test func statsReportRecentSyncAndWriteTimes() async throws {
         let daemon = try await TestDaemon.start()
         let connection = try daemon.connect()
         #expect(try connection.request(["op": "stats"])["sync_ms"] == nil)
+        #expect(try connection.request(["op": "stats"])["write_ms"] == nil)
         for lead in ["S1", "S2", "S3"] {
             try connection.sendRaw(appendFrame([eventJSON(lead: lead)]))
             #expect(try connection.receive()["ok"] as? Bool == true)
@@ -117,6 +118,9 @@ import Testing
         func milliseconds(_ key: String) throws -> Double { try #require((syncs[key] as? NSNumber)?.doubleValue) }
         let (p50, p99, max) = (try milliseconds("p50"), try milliseconds("p99"), try milliseconds("max"))
         #expect(p50 > 0 && p50 <= p99 && p99 <= max)
+        let writes = try #require(stats["write_ms"] as? [String: Any])
+        #expect(int(writes["recent"]) == 3)
+        #expect(((writes["mb_per_s"] as? NSNumber)?.doubleValue ?? 0) > 0)
         connection.close()
         await daemon.stop()
     }

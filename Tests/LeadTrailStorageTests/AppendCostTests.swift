@@ -65,8 +65,8 @@ import Testing
     }
 }
 
-/// `stats` reports how long the append path's recent syncs took.
-@Suite struct SyncLatencyTests {
+/// `stats` reports how long the append path's recent syncs and group writes took.
+@Suite struct RecentDurationsTests {
     @Test func statsReportTheRecentSyncs() throws {
         let dir = TemporaryDirectory()
         let store = try EventStore.openForTest(dir.path)
@@ -78,17 +78,41 @@ import Testing
         #expect(recent.count == Int(store.stats().syncs))
         #expect(recent.p50Milliseconds > 0)
         #expect(recent.p50Milliseconds <= recent.p99Milliseconds && recent.p99Milliseconds <= recent.maxMilliseconds)
+        #expect(recent.megabytesPerSecond == nil)
+    }
+
+    /// Each group's write into the segment is timed with its bytes: one per batch appended alone.
+    @Test func statsReportTheRecentGroupWrites() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore.openForTest(dir.path)
+        defer { store.close() }
+        #expect(store.stats().recentWrites == nil)
+        for b in 0..<4 { _ = try store.appendAndWait(try (0..<50).map { _ in try Events.make(lead: "lead\(b)") }) }
+        let writes = try #require(store.stats().recentWrites)
+        #expect(writes.count == 4)
+        #expect(writes.p50Milliseconds <= writes.p99Milliseconds && writes.p99Milliseconds <= writes.maxMilliseconds)
+        #expect((writes.megabytesPerSecond ?? 0) > 0)
+    }
+
+    /// The rate is the ring's bytes over its time.
+    @Test func theRateIsBytesOverTime() throws {
+        var ring = DurationRing()
+        ring.record(nanoseconds: 1_000_000, bytes: 3_000_000)
+        ring.record(nanoseconds: 3_000_000, bytes: 1_000_000)
+        let summary = try #require(ring.summary)
+        #expect(summary.megabytesPerSecond == 1_000.0)
+        #expect(summary.maxMilliseconds == 3)
     }
 
     /// The ring keeps the latest `capacity` durations: old ones fall out of the percentiles.
     @Test func theRingKeepsTheLatestSyncs() throws {
-        var times = SyncTimes()
-        for _ in 0..<SyncTimes.capacity { times.record(nanoseconds: 90_000_000) }
-        for k in 1...SyncTimes.capacity { times.record(nanoseconds: UInt64(k) * 1_000) }
+        var times = DurationRing()
+        for _ in 0..<DurationRing.capacity { times.record(nanoseconds: 90_000_000) }
+        for k in 1...DurationRing.capacity { times.record(nanoseconds: UInt64(k) * 1_000) }
         let summary = try #require(times.summary)
-        #expect(summary.count == SyncTimes.capacity)
-        #expect(summary.maxMilliseconds == Double(SyncTimes.capacity) / 1000)
-        #expect(summary.p50Milliseconds == Double(SyncTimes.capacity / 2) / 1000)
-        #expect(summary.p99Milliseconds == Double(Int((0.99 * Double(SyncTimes.capacity)).rounded(.up))) / 1000)
+        #expect(summary.count == DurationRing.capacity)
+        #expect(summary.maxMilliseconds == Double(DurationRing.capacity) / 1000)
+        #expect(summary.p50Milliseconds == Double(DurationRing.capacity / 2) / 1000)
+        #expect(summary.p99Milliseconds == Double(Int((0.99 * Double(DurationRing.capacity)).rounded(.up))) / 1000)
     }
 }
