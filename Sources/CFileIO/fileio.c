@@ -2,6 +2,8 @@
 #include "cfileio.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #ifndef RWF_NOWAIT
@@ -23,4 +25,11 @@ int leadtrail_o_noatime(void) {
 #else
     return 0;
 #endif
+}
+
+int leadtrail_name_this_thread(const char *name) {
+    char shortened[16];
+    strncpy(shortened, name, sizeof shortened - 1);
+    shortened[sizeof shortened - 1] = '\0';
+    return pthread_setname_np(pthread_self(), shortened);
 }

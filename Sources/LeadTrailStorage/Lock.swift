@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CFileIO
 import Foundation
 
 /// A mutex with a condition variable, for the few places the engine shares state between threads.
@@ -58,11 +59,23 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-/// Starts a named thread running `body`: the engine's loops (writer, syncer, sealer, checkpointer) and the
-/// event-id table's background build.
+/// Starts a named thread running `body`: the engine's loops (writer, syncer, publisher, sealer, checkpointer)
+/// and the event-id table's background build. The kernel knows it by ``kernelThreadName(_:)`` of `name`.
 func startThread(named name: String, qualityOfService: QualityOfService = .default, _ body: @escaping @Sendable () -> Void) {
-    let thread = Thread(block: body)
+    let thread = Thread {
+        // Foundation's name does not reach the kernel here (every engine thread showed as `oot.default-qos` in
+        // `top -H` and `perf`): set the one `/proc/PID/task/*/comm` shows.
+        _ = leadtrail_name_this_thread(kernelThreadName(name))
+        body()
+    }
     thread.name = name
     thread.qualityOfService = qualityOfService
     thread.start()
+}
+
+/// The name the kernel shows for an engine thread: at most 15 bytes, `leadtrail-` shortened to `lt-`
+/// (`leadtrail-writer` is `lt-writer`).
+func kernelThreadName(_ name: String) -> String {
+    let short = name.hasPrefix("leadtrail-") ? "lt-" + name.dropFirst("leadtrail-".count) : name
+    return String(decoding: Array(short.utf8.prefix(15)), as: UTF8.self)
 }

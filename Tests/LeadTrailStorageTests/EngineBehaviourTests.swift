@@ -4,6 +4,26 @@ import Testing
 @testable import LeadTrailStorage
 
 @Suite struct EngineBehaviourTests {
+    /// The engine's threads carry their names where `top -H`, `perf` and `/proc/PID/task/*/comm` show them.
+    @Test func engineThreadsAreNamedForTheKernel() throws {
+        #expect(kernelThreadName("leadtrail-publisher") == "lt-publisher")
+        #expect(kernelThreadName("a-thread-name-over-15-bytes") == "a-thread-name-o")
+        let dir = TemporaryDirectory()
+        let store = try EventStore.openForTest(dir.path)
+        defer { store.close() }
+        _ = try store.appendAndWait([try Events.make(lead: "named")])
+        let wanted: Set = ["lt-writer", "lt-syncer", "lt-publisher", "lt-sealer", "lt-checkpoint"]
+        func threadNames() -> Set<String> {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            return Set(tasks.compactMap {
+                try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            })
+        }
+        // A thread names itself when it starts; give the last ones started a moment.
+        for _ in 0..<100 where !wanted.isSubset(of: threadNames()) { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(wanted.subtracting(threadNames()).isEmpty, "missing: \(wanted.subtracting(threadNames()).sorted())")
+    }
+
     /// Events of up to the contract's 1 MiB, several of which straddle the 1 MiB read chunks of scans and recovery.
     @Test func largeEventsRoundTripThroughEveryReadPath() throws {
         let dir = TemporaryDirectory(inMemory: true)

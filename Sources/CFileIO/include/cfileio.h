@@ -10,4 +10,9 @@ long leadtrail_pread_nowait(int fd, void *buffer, size_t count, long long offset
 /// `O_NOATIME` (a GNU flag Swift's Glibc module does not import): reads through the file descriptor do not
 /// update the file's access time. Only the file's owner (or a process with CAP_FOWNER) may set it.
 int leadtrail_o_noatime(void);
+
+/// Names the calling thread for the kernel (`pthread_setname_np`, a GNU function Swift's Glibc module does not
+/// import): what `top -H`, `perf` and `/proc/PID/task/*/comm` show. At most 15 bytes are kept. Returns 0 or an
+/// error number.
+int leadtrail_name_this_thread(const char *name);
 #endif
