@@ -99,15 +99,10 @@ class Daemon:
                 raise RuntimeError(f"leadtrail serve exited with {self.proc.returncode}; see {self.log.name}")
             if os.path.exists(self.socket):
                 try:
-                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    s.connect(self.socket)
-                    body = b'{"op":"ping"}'
-                    s.sendall(len(body).to_bytes(4, "big") + body)
-                    if b'"ok":true' in s.recv(100):
-                        s.close()
+                    if self.request({"op": "ping"}).get("ok"):
                         self.startup_s = time.time() - started
                         return
-                except OSError:
+                except (OSError, RuntimeError, ValueError):
                     pass
             time.sleep(0.05)
         raise RuntimeError("leadtrail serve did not answer a ping")
