@@ -318,26 +318,25 @@ def main():
 
         # leadtrail: a fresh store per run, so no run sees the previous one's events as duplicates.
         # Every measurement is taken `--repeats` times, in turn with the others; the table shows the median run.
-        for rep in range(args.repeats):
+        for rep, producers in repeated(args.repeats):
             last = rep == args.repeats - 1
-            for producers in (1, 4):
-                log(f"leadtrail, {producers} producer connection(s), run {rep + 1} of {args.repeats}")
-                daemon, result = leadtrail_load(args, workdir, events_file, producers)
-                daemons.append(daemon)
-                runs.setdefault(("leadtrail", producers), []).append(result)
-                log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
-                if producers == 4 and last:
-                    log("leadtrail queries")
-                    results["queries"]["leadtrail"] = leadtrail_queries(args, daemon, events_file, window)
-                    log("leadtrail: a full scan read slowly, daemon RSS sampled")
-                    results["slow_scan"] = leadtrail_slow_scan(args, daemon)
-                    log(f"  RSS {results['slow_scan']['rss_before_mb']:.0f} MB before, peak {results['slow_scan']['rss_peak_mb']:.0f} MB")
-                    log("leadtrail: restarted, and the first recipient.* scan after it")
-                    results["restart"] = leadtrail_restart(args, workdir, daemon)
-                    log(f"  start {results['restart']['startup_s']:.2f} s, first scan {results['restart']['first_recipient_s'] * 1000:.0f} ms")
-                daemon.stop()
-                if last:
-                    results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
+            log(f"leadtrail, {producers} producer connection(s), run {rep + 1} of {args.repeats}")
+            daemon, result = leadtrail_load(args, workdir, events_file, producers)
+            daemons.append(daemon)
+            runs.setdefault(("leadtrail", producers), []).append(result)
+            log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+            if producers == 4 and last:
+                log("leadtrail queries")
+                results["queries"]["leadtrail"] = leadtrail_queries(args, daemon, events_file, window)
+                log("leadtrail: a full scan read slowly, daemon RSS sampled")
+                results["slow_scan"] = leadtrail_slow_scan(args, daemon)
+                log(f"  RSS {results['slow_scan']['rss_before_mb']:.0f} MB before, peak {results['slow_scan']['rss_peak_mb']:.0f} MB")
+                log("leadtrail: restarted, and the first recipient.* scan after it")
+                results["restart"] = leadtrail_restart(args, workdir, daemon)
+                log(f"  start {results['restart']['startup_s']:.2f} s, first scan {results['restart']['first_recipient_s'] * 1000:.0f} ms")
+            daemon.stop()
+            if last:
+                results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
         peak = max(median_run(runs[("leadtrail", p)])["events_per_s"] for p in (1, 4))
         half_runs = []
         for rep in range(args.repeats):
@@ -485,7 +484,7 @@ def main():
             ", ".join(f"{x:,.0f}" if x else "-" for x in by[("leadtrail", producers)]["runs_write_mb_per_s"])
             for producers in (1, 4)))
         ratios.append(f"- at half of the peak, the run with the median p99 of {args.repeats}; every run's p50 / p99 ms: " +
-                      ", ".join(f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}" for r in half_runs))
+                      ", ".join(f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}" for r in results["half_peak_runs"]))
     if best_query_peer and "leadtrail" in q:
         lq, pq = q["leadtrail"], q[best_query_peer]
         ratios.append(
