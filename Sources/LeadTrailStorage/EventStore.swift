@@ -100,6 +100,11 @@ public final class EventStore: @unchecked Sendable {
     enum WriterCommand {
         case append(PreparedBatch, @Sendable (Result<[AppendOutcome], StoreError>) -> Void)
         case rotate(@Sendable (Result<SealedSegment?, StoreError>) -> Void)
+
+        /// An append's event bytes (what a group's size counts); nil for another command.
+        var eventBytes: Int? {
+            if case .append(let batch, _) = self { batch.jsonByteCount } else { nil }
+        }
     }
 
     /// Opens (creating if needed) the store in `configuration.directory`, runs

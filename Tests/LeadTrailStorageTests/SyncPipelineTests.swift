@@ -19,6 +19,22 @@ import Testing
         group.wait()
     }
 
+    /// The writer's next group: waiting batches in order up to the byte limit, a batch over the limit alone
+    /// (never left waiting), and other commands (rotations) taken where they stand without a size.
+    @Test func groupsTakeWaitingBatchesUpToTheByteLimit() {
+        func group(_ sizes: [Int?], limit: Int = 100) -> [Int] {
+            let next = EventStore.nextGroup(eventBytes: sizes, limit: limit)
+            return [next.taken, next.bytes]
+        }
+        #expect(group([]) == [0, 0])
+        #expect(group([30, 30, 30, 30]) == [3, 90])
+        #expect(group([40, 60, 1]) == [2, 100], "exactly the limit fits")
+        #expect(group([250, 10]) == [1, 250], "a batch over the limit is a group of its own")
+        #expect(group([10, 250]) == [1, 10], "and is not added to a group started before it")
+        #expect(group([nil, 50, nil, 50, 50]) == [4, 100])
+        #expect(EventStore.nextGroup(eventBytes: [1_200_000, 1_200_000]).taken == 1, "two 1.2 MB batches are two writes")
+    }
+
     /// Every thread sends, in each batch, one id all threads send and one id it sent in its previous batch: one
     /// copy is stored, and every sender learns the stored copy's seq, wherever the original is (same group, a
     /// group written and waiting for its sync, or published).
