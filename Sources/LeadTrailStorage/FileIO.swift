@@ -26,10 +26,15 @@ public protocol FileOperations: Sendable {
     /// not all of them are cached (or the system cannot tell). Implementations that inject faults leave
     /// this out, so that every read goes through ``pread(_:into:at:)``.
     func preadWithoutWaiting(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int?
+    /// Asks the system to start reading `count` bytes at `offset` into the page cache, without waiting for
+    /// them: a hint, which may do nothing. Reads of several places that may all miss the cache start them all
+    /// this way first, so the disk serves them side by side instead of one after another.
+    func prefetch(_ fd: Int32, offset: Int, count: Int)
 }
 
 extension FileOperations {
     public func preadWithoutWaiting(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Int? { nil }
+    public func prefetch(_ fd: Int32, offset: Int, count: Int) {}
 }
 
 /// Marks the reads of the calling thread as ones that may not wait for the disk: while ``run(_:)`` runs,
@@ -158,6 +163,10 @@ public struct PosixFileOperations: FileOperations {
         guard let base = buffer.baseAddress else { return 0 }
         let n = leadtrail_pread_nowait(fd, base, buffer.count, Int64(offset))
         return n == buffer.count ? n : nil
+    }
+
+    public func prefetch(_ fd: Int32, offset: Int, count: Int) {
+        _ = posix_fadvise(fd, off_t(offset), off_t(count), POSIX_FADV_WILLNEED)
     }
 }
 

@@ -158,7 +158,9 @@ extension EventStore {
     /// Visits the events of one lead in seq order; returns false when the visitor stopped.
     ///
     /// Each record is read with one `pread` (two for records over 4 KiB) into a stack buffer and
-    /// checked (CRC included) before `predicate` and `visitor` see it.
+    /// checked (CRC included) before `predicate` and `visitor` see it. A read that may wait first
+    /// asks for every record it will read (``SegmentData/prefetch(_:count:)``): a lead's records lie
+    /// far apart, and those the page cache no longer holds then come from the disk side by side.
     @discardableResult
     func scanLead(
         _ leadID: String, hints: ScanHints, matching predicate: ((RecordView) -> Bool)?, _ visitor: (RecordView) throws -> Bool
@@ -166,10 +168,20 @@ extension EventStore {
         let leadBytes = Array(leadID.utf8)
         let hash32 = UInt32(truncatingIfNeeded: StableHash.hash64(leadBytes))
         let (views, _) = snapshot()
+        // Each segment that may hold the lead, with its records' offsets (nil: its index cannot be used).
+        var segments: [(view: SegmentView, offsets: [Int]?)] = []
         for view in views where view.count > 0 && view.lastSeq > hints.afterSeq {
             if let from = hints.fromMs, view.maxTs < from { continue }
             if let to = hints.toMs, view.minTs >= to { continue }
-            guard let offsets = view.offsets(forLeadHash: hash32) else {
+            segments.append((view, view.offsets(forLeadHash: hash32)))
+        }
+        if !ReadsWithoutWaiting.active, segments.reduce(0, { $0 + ($1.offsets?.count ?? 0) }) > 1 {
+            for (view, offsets) in segments {
+                for offset in offsets ?? [] { view.data.prefetch(offset, count: min(RecordReader.firstReadBytes, view.dataEnd - offset)) }
+            }
+        }
+        for (view, offsets) in segments {
+            guard let offsets else {
                 // In a read that may not wait, this may also be a footer block not in the page cache.
                 try noteReadDamageUnlessNotWaiting(
                     view, offset: view.dataEnd, reason: "lead index block failed its checksum on read; its records are read in full instead")

@@ -186,6 +186,8 @@ protocol SegmentData: AnyObject, Sendable {
     func read(count: Int, at offset: Int) throws(StoreError) -> [UInt8]
     /// Fills `buffer` with the bytes at `offset`; returns how many it read (fewer only at the end of the data).
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int
+    /// Starts reading `count` bytes at `offset` from the disk without waiting (a hint; warm files ignore it).
+    func prefetch(_ offset: Int, count: Int)
 }
 
 extension SegmentData {
@@ -196,6 +198,8 @@ extension SegmentData {
         bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         return n
     }
+
+    func prefetch(_ offset: Int, count: Int) {}
 }
 
 /// Segment data read from a descriptor exactly as the file stores it.
@@ -218,6 +222,8 @@ extension StoredFileData {
         guard let n = io.preadWithoutWaiting(fd, into: buffer, at: offset) else { throw StoreError.wouldBlock }
         return n
     }
+
+    func prefetch(_ offset: Int, count: Int) { io.prefetch(fd, offset: offset, count: count) }
 }
 
 /// A raw (hot format) segment file. The descriptor closes when the last reader lets go.
@@ -290,13 +296,16 @@ struct RecordReader {
         }
     }
 
+    /// What a record's first read asks for: records up to this size take one `pread`.
+    static let firstReadBytes = 4096
+
     /// Reads the whole record at `offset` (bounded by `limit`), checks it (CRC included) and passes
     /// its header and bytes (header and payload, valid only during the call) to `body`; nil when the
     /// record is absent or damaged. A record of up to 4 KiB takes one `pread` into a stack buffer.
     func withRecord<T>(
         _ data: SegmentData, at offset: Int, limit: Int, _ body: (RecordHeader, UnsafeRawBufferPointer) throws(StoreError) -> T
     ) throws(StoreError) -> T? {
-        let guess = min(4096, limit - offset)
+        let guess = min(Self.firstReadBytes, limit - offset)
         guard guess >= SegmentFormat.recordHeaderSize else { return nil }
         let first: Result<T?, StoreError>? = withUnsafeTemporaryAllocation(byteCount: guess, alignment: 16) { scratch in
             let n: Int

@@ -26,6 +26,47 @@ import Testing
         #expect(!ReadsWithoutWaiting.active)
     }
 
+    /// The read that may wait (the pool's, after the event loop met a cache miss) hints every record of the lead
+    /// to the system before it reads the first, so the misses come from the disk side by side; the read that
+    /// may not wait hints nothing, and a lead of one record needs no hint.
+    @Test func theWaitingReadHintsEveryRecordOfTheLeadBeforeReadingOne() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, segmentMaxBytes: 64 << 10, fileOperations: io)
+        defer { store.close() }
+        for batch in 0..<6 {
+            _ = try store.appendAndWait(try (0..<100).map { i in
+                try Events.make(lead: "lead_\(i % 20)", id: "e\(batch)_\(i)", extra: "\"pad\":\"\(String(repeating: "x", count: 200))\"")
+            } + [try Events.make(lead: "single_\(batch)", id: "s\(batch)")])
+        }
+        store.waitForSeals()
+        #expect(store.stats().hot.segments > 2)
+        io.forgetPrefetches()
+        // These operations cannot read without waiting: the event loop's attempt gives up, having hinted nothing.
+        #expect(store.eventsWithoutWaiting(forLead: "lead_7", limit: 256) == nil)
+        #expect(io.prefetches.isEmpty)
+
+        let events = try store.events(forLead: "lead_7")
+        #expect(events.count == 30)
+        let hints = io.prefetches
+        // One hint per record, at the record, as long as its first read; all of them before any record is read.
+        var expected: Set<String> = []
+        for path in Files.segments(dir.path) {
+            let id = (path as NSString).lastPathComponent.split(separator: ".")[0]
+            for record in RecordLayout.parse(try Files.read(path)) where events.contains(where: { $0.seq == record.seq }) {
+                expected.insert("\(id)@\(record.offset)")
+            }
+        }
+        #expect(Set(hints.map { "\(($0.file as NSString).lastPathComponent.split(separator: ".")[0])@\($0.offset)" }) == expected)
+        #expect(hints.count == 30)
+        #expect(hints.allSatisfy { $0.count > 0 && $0.count <= RecordReader.firstReadBytes })
+        #expect(Set(hints.map(\.readsBefore)).count == 1)
+
+        io.forgetPrefetches()
+        #expect(try store.events(forLead: "single_3").count == 1)
+        #expect(io.prefetches.isEmpty)
+    }
+
     @Test func warmEventsAreLeftToThePool() throws {
         let dir = TemporaryDirectory()
         let store = try TieringTests.makeStore(dir)

@@ -308,11 +308,30 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(StoreError) -> Int {
         let n = try base.pread(fd, into: buffer, at: offset)
         lock.withLock {
+            _reads += 1
             guard let path = paths[fd] else { return }
             if isSegment(path) { _segmentBytesRead += n }
             if path.hasSuffix(".lz4s") { _warmBytesRead += n }
         }
         return n
+    }
+
+    /// A ``prefetch(_:offset:count:)`` hint: the file's name as opened, and how many `pread`s had been made before it.
+    struct Prefetch {
+        var file: String
+        var offset: Int
+        var count: Int
+        var readsBefore: Int
+    }
+    private var _prefetches: [Prefetch] = []
+    private var _reads = 0
+    /// The hints given so far (passed on to the system too).
+    var prefetches: [Prefetch] { lock.withLock { _prefetches } }
+    func forgetPrefetches() { lock.withLock { _prefetches = [] } }
+
+    func prefetch(_ fd: Int32, offset: Int, count: Int) {
+        lock.withLock { _prefetches.append(Prefetch(file: paths[fd] ?? "?", offset: offset, count: count, readsBefore: _reads)) }
+        base.prefetch(fd, offset: offset, count: count)
     }
 
     private var _segmentBytesRead = 0
