@@ -50,14 +50,15 @@ import Testing
         #expect(events.count == 30)
         let hints = io.prefetches
         // One hint per record, at the record, as long as its first read; all of them before any record is read.
+        // (A segment is named by its id: it was opened as `.open` and may be `.seg` by now.)
+        func place(_ path: String, _ offset: Int) -> String { "\((path as NSString).lastPathComponent.split(separator: ".")[0])@\(offset)" }
         var expected: Set<String> = []
         for path in Files.segments(dir.path) {
-            let id = (path as NSString).lastPathComponent.split(separator: ".")[0]
             for record in RecordLayout.parse(try Files.read(path)) where events.contains(where: { $0.seq == record.seq }) {
-                expected.insert("\(id)@\(record.offset)")
+                expected.insert(place(path, record.offset))
             }
         }
-        #expect(Set(hints.map { "\(($0.file as NSString).lastPathComponent.split(separator: ".")[0])@\($0.offset)" }) == expected)
+        #expect(Set(hints.map { place($0.file, $0.offset) }) == expected)
         #expect(hints.count == 30)
         #expect(hints.allSatisfy { $0.count > 0 && $0.count <= RecordReader.firstReadBytes })
         #expect(Set(hints.map(\.readsBefore)).count == 1)
