@@ -10,7 +10,7 @@ extension EventStore {
     /// Small, because the writer hands each group to the syncer only once it is written: with 32 MiB the
     /// writer took every batch waiting (up to 16 of 1.2 MB with four producers) and encoded them all before
     /// the syncer could start on the first, so the stages took turns instead of overlapping. At 2 MiB four
-    /// producers appended 435-520k events/s against 332-429k (11 alternating pairs, the same machine), one
+    /// producers appended 435-520k events/s against 332-429k (8 alternating pairs, the same machine), one
     /// producer the same (408-507k against 416-486k), and at a paced 200k events/s the p99 was the same.
     static let maximumGroupBytes = 2 << 20
     /// The largest group buffer the writer keeps for the next group (a bigger one is freed).
