@@ -2,6 +2,7 @@ import LeadTrailEvents
 import LeadTrailStorage
 import LeadTrailWire
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -19,6 +20,7 @@ final class ServerContext: Sendable {
     let admission: RequestAdmission
     let credentials: @Sendable (Channel) -> EventLoopFuture<PeerCredentials>
     let startedAtMs: Int64
+    let lookups = LookupCounts()
 
     init(
         configuration: DaemonConfiguration, store: any StoreBackend, threadPool: NIOThreadPool,
@@ -44,6 +46,20 @@ final class ServerContext: Sendable {
     var scanFrameEventBytes: Int {
         max(64 << 10, (4 << 20) - configuration.maxEventBytes - RequestEnvelope.maximumIDBytes - (8 << 10))
     }
+}
+
+/// How the `get`s and `timeline`s since the start were answered: by the socket's thread, from the page
+/// cache, or handed to a worker thread (a page the page cache no longer held, a warm segment, a timeline
+/// over ``ConnectionHandler/inlineTimelineEvents`` events, or damage). `stats` reports both counts: a rising
+/// share of handed lookups is a page cache that no longer holds the hot tier.
+final class LookupCounts: Sendable {
+    private let counts = NIOLockedValueBox((answeredInline: 0, handedToWorkers: 0))
+
+    func count(answeredInline: Bool) {
+        counts.withLockedValue { if answeredInline { $0.answeredInline += 1 } else { $0.handedToWorkers += 1 } }
+    }
+
+    var current: (answeredInline: Int, handedToWorkers: Int) { counts.withLockedValue { $0 } }
 }
 
 /// One response in a connection's ordered queue: its frames, written when it reaches the head.
@@ -595,7 +611,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     static let inlineTimelineEvents = 256
 
     private func startRead(_ request: Request, operation: Operation, slot: ResponseSlot, access: AccessContext, loop: EventLoop) {
-        if let answered = Self.readWithoutWaiting(request, id: slot.id, access: access, server: server) {
+        let answered = Self.readWithoutWaiting(request, id: slot.id, access: access, server: server)
+        switch request {
+        case .get, .timeline: server.lookups.count(answeredInline: answered != nil)
+        default: break
+        }
+        if let answered {
             finishRead(answered, operation: operation, slot: slot, access: access)
             return
         }
@@ -686,6 +707,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     writer.int("max_frame_bytes", server.configuration.maxFrameBytes)
                     writer.int("max_event_bytes", server.configuration.maxEventBytes)
                     writer.int("max_batch_events", server.configuration.maxBatchEvents)
+                    let lookups = server.lookups.current
+                    var counts = JSONObjectWriter()
+                    counts.int("answered_inline", lookups.answeredInline)
+                    counts.int("handed_to_workers", lookups.handedToWorkers)
+                    writer.object("lookups", counts)
                 }
                 return .success((body, 0))
             case .rotate:

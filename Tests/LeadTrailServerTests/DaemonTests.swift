@@ -125,6 +125,34 @@ import Testing
         await daemon.stop()
     }
 
+    /// `stats` counts how lookups were answered: a short timeline of hot events in the page cache by the
+    /// socket's thread, a timeline over the inline limit by a worker; other requests are not lookups.
+    @Test func statsCountLookupsAnsweredInlineAndHandedToWorkers() async throws {
+        let daemon = try await TestDaemon.start()
+        let connection = try daemon.connect()
+        func lookups() throws -> [Int?] {
+            let counts = try #require(try connection.request(["op": "stats"])["lookups"] as? [String: Any])
+            return [int(counts["answered_inline"]), int(counts["handed_to_workers"])]
+        }
+        #expect(try lookups() == [0, 0])
+        try connection.sendRaw(appendFrame([eventJSON(lead: "L-short", id: "short-0")]))
+        #expect(try connection.receive()["ok"] as? Bool == true)
+        let long = (0...ConnectionHandler.inlineTimelineEvents).map { eventJSON(lead: "L-long", id: "long-\($0)") }
+        try connection.sendRaw(appendFrame(long))
+        #expect(try connection.receive()["ok"] as? Bool == true)
+
+        let short = try connection.request(["op": "timeline", "lead_id": "L-short"])
+        #expect((short["events"] as? [Any])?.count == 1)
+        #expect(try lookups() == [1, 0])
+        let longTimeline = try connection.request(["op": "timeline", "lead_id": "L-long"])
+        #expect((longTimeline["events"] as? [Any])?.count == long.count)
+        #expect(try lookups() == [1, 1])
+        #expect(try connection.request(["op": "get", "event_id": "short-0"])["ok"] as? Bool == true)
+        #expect(try lookups() == [2, 1])
+        connection.close()
+        await daemon.stop()
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
         let daemon = try await TestDaemon.start()
         let connection = try daemon.connect()
