@@ -199,14 +199,22 @@ def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None, 
 
 
 def leadtrail_queries(args, daemon, events_file, window):
+    def lookups():
+        counts = daemon.request({"op": "stats"}).get("lookups", {})
+        return counts.get("answered_inline", 0), counts.get("handed_to_workers", 0)
+    before = lookups()
     out = parse_kv(subprocess.run(
         [args.load, "query", "--socket", daemon.socket, "--file", events_file, "--lookups", str(args.lookups),
          "--scan-repeats", str(args.scan_repeats),
          "--from", window[0], "--to", window[1]], check=True, capture_output=True, text=True).stdout)
+    after = lookups()
     return {
         "timeline_p50_ms": float(out["timeline_p50_ms"]), "timeline_p99_ms": float(out["timeline_p99_ms"]),
         "scan_hour_s": float(out["scan_hour_s"]), "scan_hour_events": int(out["scan_hour_events"]),
         "scan_recipient_s": float(out["scan_recipient_s"]), "scan_recipient_events": int(out["scan_recipient_events"]),
+        # The daemon's own count (stats `lookups`): timelines answered from the page cache by the socket's thread,
+        # and those handed to a worker because a page was not in the cache (the slow ones).
+        "lookups_inline": after[0] - before[0], "lookups_handed": after[1] - before[1],
     }
 
 
@@ -485,6 +493,10 @@ def main():
             for producers in (1, 4)))
         ratios.append(f"- at half of the peak, the run with the median p99 of {args.repeats}; every run's p50 / p99 ms: " +
                       ", ".join(f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}" for r in results["half_peak_runs"]))
+    if "leadtrail" in q and "lookups_handed" in q["leadtrail"]:
+        lq = q["leadtrail"]
+        ratios.append(f"- leadtrail's timelines (warm-up included): {fmt_int(lq['lookups_inline'])} answered from the page cache "
+                      f"by the socket's thread, {fmt_int(lq['lookups_handed'])} handed to a worker (here: a page no longer in the cache)")
     if best_query_peer and "leadtrail" in q:
         lq, pq = q["leadtrail"], q[best_query_peer]
         ratios.append(
