@@ -493,7 +493,7 @@ def main():
             for producers in (1, 4)))
         ratios.append(f"- at half of the peak, the run with the median p99 of {args.repeats}; every run's p50 / p99 ms: " +
                       ", ".join(f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}" for r in results["half_peak_runs"]))
-    if "leadtrail" in q and "lookups_handed" in q["leadtrail"]:
+    if "leadtrail" in q:
         lq = q["leadtrail"]
         ratios.append(f"- leadtrail's timelines (warm-up included): {fmt_int(lq['lookups_inline'])} answered from the page cache "
                       f"by the socket's thread, {fmt_int(lq['lookups_handed'])} handed to a worker (here: a page no longer in the cache)")
