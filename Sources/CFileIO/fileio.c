@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <sys/uio.h>
 
 #ifndef RWF_NOWAIT
@@ -32,4 +34,8 @@ int leadtrail_name_this_thread(const char *name) {
     strncpy(shortened, name, sizeof shortened - 1);
     shortened[sizeof shortened - 1] = '\0';
     return pthread_setname_np(pthread_self(), shortened);
+}
+
+int leadtrail_set_this_thread_niceness(int niceness) {
+    return setpriority(PRIO_PROCESS, (id_t)gettid(), niceness) == 0 ? 0 : errno;
 }

@@ -13,7 +13,7 @@ extension EventStore {
             checkpointerStopping = false
             checkpointerFinished = false
         }
-        startThread(named: "leadtrail-checkpoint") { [self] in checkpointerLoop() }
+        startThread(named: "leadtrail-checkpoint", priority: .background) { [self] in checkpointerLoop() }
     }
 
     func checkpointerLoop() {

@@ -394,7 +394,7 @@ extension EventStore {
         let offset = archive.archiveEnd
         do throws(StoreError) {
             try io.ftruncate(fd, length: offset)  // drop what an interrupted move left
-            try io.write(fd, member, at: offset)
+            try io.writeInPieces(fd, member, at: offset)
             try io.fdatasync(fd)
         } catch {
             io.close(fd)
@@ -412,7 +412,7 @@ extension EventStore {
         let idsOffset = archive.idsEnd
         do throws(StoreError) {
             try io.ftruncate(idsFD, length: idsOffset)
-            try io.write(idsFD, idsBytes, at: idsOffset)
+            try io.writeInPieces(idsFD, idsBytes, at: idsOffset)
             try io.fdatasync(idsFD)
         } catch {
             io.close(idsFD)

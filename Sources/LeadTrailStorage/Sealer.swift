@@ -26,7 +26,7 @@ extension EventStore {
             sealerStopping = false
             sealerFinished = false
         }
-        startThread(named: "leadtrail-sealer", qualityOfService: .userInitiated) { [self] in sealerLoop() }
+        startThread(named: "leadtrail-sealer", priority: .background) { [self] in sealerLoop() }
     }
 
     /// Queues a rolled segment for sealing.

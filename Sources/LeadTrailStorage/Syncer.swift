@@ -107,8 +107,8 @@ extension EventStore {
             syncerFinished = false
             publisherFinished = false
         }
-        startThread(named: "leadtrail-syncer", qualityOfService: .userInitiated) { [self] in syncerLoop() }
-        startThread(named: "leadtrail-publisher", qualityOfService: .userInitiated) { [self] in publisherLoop() }
+        startThread(named: "leadtrail-syncer") { [self] in syncerLoop() }
+        startThread(named: "leadtrail-publisher") { [self] in publisherLoop() }
     }
 
     /// Syncs the groups written since the last sync, then hands them to the publisher, each marked with

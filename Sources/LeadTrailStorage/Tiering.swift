@@ -274,7 +274,7 @@ extension EventStore {
     func startTiering() {
         let interval = configuration.tiers.intervalSeconds
         guard interval > 0 else { return }
-        let thread = Thread { [weak self] in
+        startThread(named: "leadtrail-tiering", priority: .background) { [weak self] in
             var waited = 0.0
             while true {
                 Thread.sleep(forTimeInterval: 1)
@@ -291,7 +291,5 @@ extension EventStore {
                 }
             }
         }
-        thread.name = "leadtrail-tiering"
-        thread.start()
     }
 }

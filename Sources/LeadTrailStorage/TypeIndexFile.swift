@@ -202,7 +202,7 @@ extension EventStore {
             do throws(StoreError) {
                 let fd = try io.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
                 do throws(StoreError) {
-                    try io.write(fd, bytes, at: 0)
+                    try io.writeInPieces(fd, bytes, at: 0)
                 } catch {
                     io.close(fd)
                     throw error

@@ -17,7 +17,7 @@ extension EventStore {
     static let keptGroupBufferBytes = 8 << 20
 
     func startWriter() {
-        startThread(named: "leadtrail-writer", qualityOfService: .userInitiated) { [self] in writerLoop() }
+        startThread(named: "leadtrail-writer") { [self] in writerLoop() }
         if configuration.durability == .fsync { startSyncer() }
     }
 
@@ -395,7 +395,7 @@ extension EventStore {
             indexCRC: indexCRC, dataCRC: segment.chainCRC)
         w.raw(trailer.encode())
         do throws(StoreError) {
-            try io.write(segment.fd, w.bytes, at: segment.dataEnd)
+            try io.writeInPieces(segment.fd, w.bytes, at: segment.dataEnd)
         } catch {
             try? io.ftruncate(segment.fd, length: segment.dataEnd)
             throw error

@@ -341,7 +341,18 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     /// Bytes read from warm files so far (compressed blocks, footers).
     var warmBytesRead: Int { lock.withLock { _warmBytesRead } }
 
+    /// One `pwrite`: the file's name as opened, where, and how many bytes.
+    struct Write {
+        var file: String
+        var offset: Int
+        var count: Int
+    }
+    private var _writes: [Write] = []
+    /// Every write so far, of any file.
+    var writes: [Write] { lock.withLock { _writes } }
+
     func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) {
+        lock.withLock { _writes.append(Write(file: paths[fd] ?? "?", offset: offset, count: buffer.count)) }
         if lock.withLock({ _allWritesFail }) { throw Self.diskFull("write") }
         let (fail, partial): (Bool, Bool) = lock.withLock {
             guard let path = paths[fd], isSegment(path) else { return (false, false) }

@@ -15,4 +15,9 @@ int leadtrail_o_noatime(void);
 /// import): what `top -H`, `perf` and `/proc/PID/task/*/comm` show. At most 15 bytes are kept. Returns 0 or an
 /// error number.
 int leadtrail_name_this_thread(const char *name);
+
+/// Sets the calling thread's nice value (`setpriority` on its thread id: Linux keeps one per thread), so the
+/// scheduler gives it less of a busy CPU than threads at 0. Raising it needs no privilege. Returns 0 or an error
+/// number.
+int leadtrail_set_this_thread_niceness(int niceness);
 #endif

@@ -1,0 +1,110 @@
+import Foundation
+import LeadTrailEvents
+import Testing
+@testable import LeadTrailStorage
+
+/// The engine's background work (sealing, checkpoints, tiering) keeps out of the append path's way: its threads
+/// run at a lower priority, and its big writes go to the kernel in pieces.
+@Suite struct BackgroundWorkTests {
+    /// The nice value of the calling thread (field 19 of `/proc/thread-self/stat`).
+    static func currentThreadNiceness() -> Int? {
+        niceness(statFile: "/proc/thread-self/stat")
+    }
+
+    /// The nice value in a `/proc/.../stat` file: the fields after the command name, which is in parentheses.
+    static func niceness(statFile: String) -> Int? {
+        guard let stat = try? String(contentsOfFile: statFile, encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // Fields 3 onwards follow the name: state is field 3, nice is field 19.
+        return fields.count > 16 ? Int(fields[16]) : nil
+    }
+
+    /// Each of this process's threads named `name` (as the kernel shows it), with its nice value.
+    static func threads(named name: String) -> [Int?] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.compactMap { task -> Int?? in
+            let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            return comm == name ? .some(niceness(statFile: "/proc/self/task/\(task)/stat")) : nil
+        }
+    }
+
+    @Test(arguments: [(ThreadPriority.normal, 0), (.background, 10)])
+    func aThreadRunsAtItsPriority(priority: ThreadPriority, expected: Int) {
+        let seen = ConditionLock()
+        nonisolated(unsafe) var niceness: Int?? = nil
+        startThread(named: "leadtrail-test", priority: priority) {
+            let mine = Self.currentThreadNiceness()
+            seen.withLock {
+                niceness = .some(mine)
+                seen.signalAll()
+            }
+        }
+        let result: Int?? = seen.withLock {
+            while niceness == nil { seen.wait(seconds: 1) }
+            return niceness
+        }
+        #expect(result == .some(expected))
+    }
+
+    @Test func theSealerAndTheCheckpointerRunBelowTheAppendPath() throws {
+        let dir = TemporaryDirectory()
+        let store = try EventStore.openForTest(dir.path)
+        defer { store.close() }
+        store.waitForSpareSegment()
+        // Each store has its own threads; tests run in parallel, so other stores' threads may show too.
+        for name in ["lt-sealer", "lt-checkpoint"] {
+            let found = Self.threads(named: name)
+            #expect(!found.isEmpty, "no \(name) thread")
+            #expect(found.allSatisfy { $0 == 10 }, "\(name): \(found)")
+        }
+        for name in ["lt-writer", "lt-syncer", "lt-publisher"] {
+            let found = Self.threads(named: name)
+            #expect(!found.isEmpty, "no \(name) thread")
+            #expect(found.allSatisfy { $0 == 0 }, "\(name): \(found)")
+        }
+    }
+
+    @Test func writeInPiecesWritesEveryByteInPiecesOfAtMost256KiB() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations(syncs: false)
+        let path = dir.path + "/file"
+        let fd = try io.open(path, flags: O_RDWR | O_CREAT, mode: 0o644)
+        defer { io.close(fd) }
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<(600 << 10)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        try io.writeInPieces(fd, bytes, at: 100)
+        let pieces = io.writes.filter { $0.file == path }
+        #expect(pieces.map(\.count) == [256 << 10, 256 << 10, 88 << 10])
+        #expect(pieces.map(\.offset) == [100, 100 + (256 << 10), 100 + (512 << 10)])
+        #expect(try io.read(fd, count: bytes.count + 100, at: 0) == [UInt8](repeating: 0, count: 100) + bytes)
+    }
+
+    /// A footer bigger than one piece (24 bytes an event: 12,000 events make 288 KB) is written in pieces, and
+    /// the sealed segment reads back whole after a restart.
+    @Test func aSealWritesItsFooterInPieces() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations(syncs: false)
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        let count = 12_000
+        for first in stride(from: 0, to: count, by: 1_000) {
+            _ = try store.appendAndWait(try (first..<(first + 1_000)).map { try Events.make(lead: "lead-\($0 % 997)", id: "e\($0)") })
+        }
+        _ = try #require(try store.rotate())
+        store.close()
+        let sealed = try #require(Files.sealedSegments(dir.path).first)
+        let bytes = try Files.read(sealed)
+        let dataEnd = try #require(RecordLayout.dataEnd(ofSealed: bytes))
+        let footer = io.writes.filter { $0.file == sealed.replacingOccurrences(of: ".seg", with: ".open") && $0.offset >= dataEnd }
+        #expect(footer.count == 2)
+        #expect(footer.allSatisfy { $0.count <= 256 << 10 })
+        #expect(footer.map(\.count).reduce(0, +) == bytes.count - dataEnd)
+
+        let reopened = try EventStore.openForTest(dir.path)
+        defer { reopened.close() }
+        #expect(reopened.stats().corruptSegments.isEmpty)
+        #expect(try reopened.event(withID: "e0")?.seq == 1)
+        #expect(try reopened.event(withID: "e\(count - 1)")?.seq == UInt64(count))
+    }
+}
