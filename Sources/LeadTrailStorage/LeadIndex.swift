@@ -175,7 +175,7 @@ struct LeadFilter: Sendable {
 ///
 /// Memory holds every ``LeadIndex/fenceStride``-th entry, the CRC32C of each block of
 /// that many entries (computed from entries whose footer checksum was verified, or that
-/// the writer itself sorted) and the filter: 0.2 bytes per event instead of 8. A lookup
+/// the writer itself sorted) and the filter: about half a byte per event instead of 8. A lookup
 /// reads the block or two where the lead's entries start, and uses a block only if it
 /// matches its CRC, so an index that changed on disk after the start is reported, never used.
 struct FooterLeadRun: Sendable {
