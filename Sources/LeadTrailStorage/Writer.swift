@@ -355,6 +355,10 @@ extension EventStore {
         // The segment's last groups are published before it is sealed or the next one's header takes its chain.
         drainPipeline()
         guard segment.count > 0 else { return false }
+        let waited = waitForSealerToCatchUp()
+        if waited > 0 {
+            logger.info("rotation waited for the sealer", metadata: ["pending_seals": "\(Self.maximumPendingSeals)", "duration_ms": "\(waited)"])
+        }
         let started = monotonicMilliseconds()
         if dirtySinceSync {
             // Relaxed mode: the old segment's records become durable before the next segment is noted durable.

@@ -107,4 +107,58 @@ import Testing
         #expect(try reopened.event(withID: "e0")?.seq == 1)
         #expect(try reopened.event(withID: "e\(count - 1)")?.seq == UInt64(count))
     }
+
+    /// Rolled segments waiting for the sealer are bounded: with the sealer held up (its rename blocked), the
+    /// writer rolls at most ``EventStore/maximumPendingSeals`` segments and the append that needs another waits;
+    /// once the sealer goes on, every append completes and every rolled segment is sealed.
+    @Test func rotationsWaitWhenTheSealerFallsBehind() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations(syncs: false)
+        let store = try EventStore.openForTest(dir.path, segmentMaxBytes: 4096, fileOperations: io)
+        defer { store.close() }
+        store.waitForSpareSegment()
+        io.holdSealRenames()
+        // Each batch is bigger than a segment: every batch after the first rolls one.
+        let batches = 10
+        let progress = ConditionLock()
+        nonisolated(unsafe) var completed = 0
+        nonisolated(unsafe) var failure: Error?
+        startThread(named: "test-producer") {
+            do {
+                for b in 0..<batches {
+                    _ = try store.appendAndWait(try (0..<20).map { try Events.make(lead: "lead-\($0)", id: "b\(b)-\($0)") })
+                    progress.withLock {
+                        completed += 1
+                        progress.signalAll()
+                    }
+                }
+            } catch {
+                progress.withLock {
+                    failure = error
+                    progress.signalAll()
+                }
+            }
+        }
+        // The first batch fills segment 1; batches 2-5 roll segments 1-4 to the sealer; the 6th must wait.
+        let stalledAt = EventStore.maximumPendingSeals + 1
+        let reached = progress.withLock { () -> Int in
+            let deadline = Date().addingTimeInterval(10)
+            while completed < stalledAt && failure == nil && Date() < deadline { progress.wait(seconds: 0.1) }
+            return completed
+        }
+        #expect(reached == stalledAt)
+        usleep(300_000)
+        #expect(progress.withLock { completed } == stalledAt, "appends went on while \(stalledAt - 1) segments waited for the sealer")
+
+        io.releaseSealRenames()
+        let finished = progress.withLock { () -> Int in
+            let deadline = Date().addingTimeInterval(20)
+            while completed < batches && failure == nil && Date() < deadline { progress.wait(seconds: 0.1) }
+            return completed
+        }
+        #expect(finished == batches)
+        #expect(progress.withLock { failure } == nil)
+        store.waitForSeals()
+        #expect(Files.sealedSegments(dir.path).count == batches - 1)
+    }
 }

@@ -389,7 +389,20 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     func fileSize(_ fd: Int32) throws(StoreError) -> Int { try base.fileSize(fd) }
     func rename(_ from: String, _ to: String) throws(StoreError) {
         if takeOneShot(.rename) { throw StoreError(.io, "rename: Input/output error") }
+        if from.hasSuffix(".open") { renameGate.withLock { while renamesHeld { renameGate.wait(seconds: 1) } } }
         try base.rename(from, to)
+    }
+
+    private let renameGate = ConditionLock()
+    private var renamesHeld = false
+    /// From now until ``releaseSealRenames()``, a seal's rename of a `.open` segment to `.seg` waits: the sealer
+    /// stops there, holding no lock of the store.
+    func holdSealRenames() { renameGate.withLock { renamesHeld = true } }
+    func releaseSealRenames() {
+        renameGate.withLock {
+            renamesHeld = false
+            renameGate.signalAll()
+        }
     }
     func unlink(_ path: String) throws(StoreError) { try base.unlink(path) }
     func syncDirectory(_ path: String) throws(StoreError) {
