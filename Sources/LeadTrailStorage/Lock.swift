@@ -82,11 +82,12 @@ enum ThreadPriority {
 /// tiering). The kernel knows it by ``kernelThreadName(_:)`` of `name`.
 func startThread(named name: String, priority: ThreadPriority = .normal, _ body: @escaping @Sendable () -> Void) {
     let thread = Thread {
-        // Foundation's name does not reach the kernel here (every engine thread showed as `oot.default-qos` in
-        // `top -H` and `perf`): set the one `/proc/PID/task/*/comm` shows. Foundation's quality of service does
-        // not reach the scheduler either; the nice value does.
-        _ = leadtrail_name_this_thread(kernelThreadName(name))
+        // Foundation's quality of service does not reach the scheduler here; the nice value does. It is set
+        // first, so a thread that shows its name already runs at its priority.
         if priority.niceness != 0 { _ = leadtrail_set_this_thread_niceness(priority.niceness) }
+        // Foundation's name does not reach the kernel either (every engine thread showed as `oot.default-qos` in
+        // `top -H` and `perf`): set the one `/proc/PID/task/*/comm` shows.
+        _ = leadtrail_name_this_thread(kernelThreadName(name))
         body()
     }
     thread.name = name

@@ -68,7 +68,7 @@ import Testing
 
     @Test func writeInPiecesWritesEveryByteInPiecesOfAtMost256KiB() throws {
         let dir = TemporaryDirectory()
-        let io = FaultyFileOperations(syncs: false)
+        let io = FaultyFileOperations(syncs: false, recordsWrites: true)
         let path = dir.path + "/file"
         let fd = try io.open(path, flags: O_RDWR | O_CREAT, mode: 0o644)
         defer { io.close(fd) }
@@ -85,7 +85,7 @@ import Testing
     /// the sealed segment reads back whole after a restart.
     @Test func aSealWritesItsFooterInPieces() throws {
         let dir = TemporaryDirectory()
-        let io = FaultyFileOperations(syncs: false)
+        let io = FaultyFileOperations(syncs: false, recordsWrites: true)
         let store = try EventStore.openForTest(dir.path, fileOperations: io)
         let count = 12_000
         for first in stride(from: 0, to: count, by: 1_000) {

@@ -241,8 +241,12 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     /// where thousands of real `fdatasync`s would only cost time.
     private let syncs: Bool
 
-    init(syncs: Bool = true) {
+    /// When true, every `pwrite` is noted in ``writes``.
+    private let recordsWrites: Bool
+
+    init(syncs: Bool = true, recordsWrites: Bool = false) {
         self.syncs = syncs
+        self.recordsWrites = recordsWrites
     }
 
     /// Real file operations without the syncs.
@@ -348,11 +352,11 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
         var count: Int
     }
     private var _writes: [Write] = []
-    /// Every write so far, of any file.
+    /// Every write so far, of any file (when made with `recordsWrites`).
     var writes: [Write] { lock.withLock { _writes } }
 
     func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int) throws(StoreError) {
-        lock.withLock { _writes.append(Write(file: paths[fd] ?? "?", offset: offset, count: buffer.count)) }
+        if recordsWrites { lock.withLock { _writes.append(Write(file: paths[fd] ?? "?", offset: offset, count: buffer.count)) } }
         if lock.withLock({ _allWritesFail }) { throw Self.diskFull("write") }
         let (fail, partial): (Bool, Bool) = lock.withLock {
             guard let path = paths[fd], isSegment(path) else { return (false, false) }
