@@ -144,6 +144,10 @@ enum Responses {
             if let rate = recent.megabytesPerSecond { times.double("mb_per_s", rate) }
             writer.object(name, times)
         }
+        var sealer = JSONObjectWriter()
+        sealer.int("pending", stats.sealsPending)
+        sealer.int("rotations_waited", stats.rotationsWaitedForSealer)
+        writer.object("sealer", sealer)
         extras(&writer)
         return writer.finished()
     }

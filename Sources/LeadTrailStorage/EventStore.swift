@@ -32,7 +32,7 @@ public final class EventStore: @unchecked Sendable {
     var quarantined: [String] = []
     var fatalError_: StoreError? = nil
     var observers: [@Sendable (UInt64) -> Void] = []
-    var counters = (batches: UInt64(0), syncs: UInt64(0))
+    var counters = (batches: UInt64(0), syncs: UInt64(0), rotationsWaitedForSealer: UInt64(0))
     var syncTimes = DurationRing()
     var writeTimes = DurationRing()
     var startupMilliseconds = 0
@@ -278,7 +278,8 @@ public final class EventStore: @unchecked Sendable {
 
     /// What the engine reports about itself.
     public func stats() -> StoreStats {
-        stateLock.withLock {
+        let sealsPending = sealerSignal.withLock { sealJobs.count }
+        return stateLock.withLock {
             var hot = StoreStats.Tier(), warm = StoreStats.Tier(), restored = StoreStats.Tier(), cold = StoreStats.Tier()
             for segment in segments {
                 let onDisk = (segment.isSealed ? segment.fileSize : segment.dataEnd) + segment.typeIndexBytes
@@ -301,7 +302,8 @@ public final class EventStore: @unchecked Sendable {
                 corruptSegments: damage.map(\.description) + segments.flatMap { $0.damage.map(\.description) },
                 quarantinedFiles: quarantined, startupMilliseconds: startupMilliseconds,
                 appendBatches: counters.batches, syncs: counters.syncs, recentSyncs: syncTimes.summary,
-                recentWrites: writeTimes.summary)
+                recentWrites: writeTimes.summary, sealsPending: sealsPending,
+                rotationsWaitedForSealer: counters.rotationsWaitedForSealer)
         }
     }
 

@@ -252,6 +252,11 @@ public struct StoreStats: Sendable {
     public var recentSyncs: RecentDurations? = nil
     /// How long the most recent group writes into the active segment took, and at what rate; nil before the first.
     public var recentWrites: RecentDurations? = nil
+    /// Rolled segments waiting for the sealer, the one it is sealing included (at most
+    /// `EventStore.maximumPendingSeals`).
+    public var sealsPending: Int = 0
+    /// Rotations that waited because that many were waiting: appends slowed down for the sealer.
+    public var rotationsWaitedForSealer: UInt64 = 0
 }
 
 /// How long the append path's most recent operations of one kind took (the last 1,024 at most).

@@ -357,6 +357,7 @@ extension EventStore {
         guard segment.count > 0 else { return false }
         let waited = waitForSealerToCatchUp()
         if waited > 0 {
+            stateLock.withLock { counters.rotationsWaitedForSealer += 1 }
             logger.info("rotation waited for the sealer", metadata: ["pending_seals": "\(Self.maximumPendingSeals)", "duration_ms": "\(waited)"])
         }
         let started = monotonicMilliseconds()

@@ -101,7 +101,8 @@ import Testing
         #expect(appends.map { $0.metadata["events"] } == ["1", "100"])
     }
 
-    /// `stats` says how long the recent syncs took, the disk's health at a glance, and the group writes before them.
+    /// `stats` says how long the recent syncs took, the disk's health at a glance, the group writes before them,
+    /// and whether the sealer keeps up.
     @Test func statsReportRecentSyncAndWriteTimes() async throws {
         let daemon = try await TestDaemon.start()
         let connection = try daemon.connect()
@@ -121,6 +122,10 @@ import Testing
         let writes = try #require(stats["write_ms"] as? [String: Any])
         #expect(int(writes["recent"]) == 3)
         #expect(((writes["mb_per_s"] as? NSNumber)?.doubleValue ?? 0) > 0)
+        // No segment has rolled: none waits for the sealer, and no rotation waited for it.
+        let sealer = try #require(stats["sealer"] as? [String: Any])
+        #expect(int(sealer["pending"]) == 0)
+        #expect(int(sealer["rotations_waited"]) == 0)
         connection.close()
         await daemon.stop()
     }
