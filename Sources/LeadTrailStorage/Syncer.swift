@@ -121,20 +121,23 @@ extension EventStore {
             }
             if stop { break }
             var failure = stateLock.withLock { fatalError_ }
-            if failure == nil, let firstWritten = groups.first(where: { $0.byteCount > 0 }) {
-                do throws(StoreError) {
-                    try timedSync(firstWritten.segment.fd)
-                    CrashPoint.afterSyncBeforeAck.reached()
-                } catch {
-                    let refused = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
-                    // The groups are answered `unavailable` (nothing stored): take their bytes back out of the file, so
-                    // a restart does not bring back what was refused (best effort: the disk is failing). Under the
-                    // pipeline lock, so no write of the writer's lands after the cut. Groups synced before stay.
-                    pipelineLock.withLock {
-                        fail(refused)
-                        try? io.ftruncate(firstWritten.segment.fd, length: firstWritten.offset)
+            if let firstWritten = groups.first(where: { $0.byteCount > 0 }) {
+                if failure == nil {
+                    do throws(StoreError) {
+                        try timedSync(firstWritten.segment.fd)
+                        CrashPoint.afterSyncBeforeAck.reached()
+                    } catch {
+                        let refused = StoreError(.unavailable, "sync failed (\(error.message)); no further appends are acknowledged")
+                        pipelineLock.withLock { fail(refused) }
+                        failure = refused
                     }
-                    failure = refused
+                }
+                if failure != nil {
+                    // The groups are answered `unavailable` (nothing stored), whether this sync failed or another
+                    // step did first (a seal's sync, say): take their bytes back out of the file, so a restart does
+                    // not bring back what was refused (best effort: the disk may be failing). Under the pipeline
+                    // lock, so no write of the writer's lands after the cut. Groups synced before stay.
+                    pipelineLock.withLock { try? io.ftruncate(firstWritten.segment.fd, length: firstWritten.offset) }
                 }
             }
             pipelineLock.withLock {

@@ -113,6 +113,61 @@ import Testing
         #expect(reopened.lastSeq == UInt64(acknowledged.count))
     }
 
+    /// Appends refused because another step failed first (here the store is failed directly, as a seal whose
+    /// sync fails does) leave nothing behind either: a group written while the syncer was busy is refused, its
+    /// bytes are cut, and after a restart only the acknowledged batches are there. (CI met this in the test
+    /// above once the sealer ran at a lower priority: the seal's failed sync came first, and the refused
+    /// groups' bytes stayed in the file.)
+    @Test func groupsRefusedAfterAnotherStepFailedLeaveNothingBehind() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        let batch = { (name: String) in try (0..<3).map { try Events.make(lead: "lead", id: "\(name)-\($0)") } }
+        _ = try store.appendAndWait(try batch("a"))
+        io.holdSegmentSyncs()
+        let writesBefore = io.segmentWrites
+        let answers = ConditionLock()
+        nonisolated(unsafe) var results: [String: Result<[AppendResult], StoreError>] = [:]
+        for name in ["b", "c"] {
+            store.append(try batch(name)) { result in
+                answers.withLock {
+                    results[name] = result
+                    answers.signalAll()
+                }
+            }
+            // b's group is written and the syncer waits in its sync; then c's group is written behind it.
+            if name == "b" {
+                for _ in 0..<5000 where io.segmentSyncsWaiting == 0 { usleep(1_000) }
+            } else {
+                for _ in 0..<5000 where io.segmentWrites < writesBefore + 2 { usleep(1_000) }
+            }
+        }
+        #expect(io.segmentSyncsWaiting == 1)
+        #expect(io.segmentWrites == writesBefore + 2)
+        store.fail(StoreError(.unavailable, "a step other than the append path's sync failed"))
+        io.releaseSegmentSyncs()
+        let answered = answers.withLock { () -> Int in
+            let deadline = Date().addingTimeInterval(10)
+            while results.count < 2 && Date() < deadline { answers.wait(seconds: 0.1) }
+            return results.count
+        }
+        #expect(answered == 2)
+        // b's sync had started before the failure and succeeded: b is stored. c is refused.
+        #expect((try? results["b"]?.get())?.count == 3)
+        #expect((try? results["c"]?.get()) == nil)
+        store.close()
+
+        let reopened = try EventStore.openForTest(dir.path)
+        defer { reopened.close() }
+        #expect(reopened.verify().isClean)
+        for k in 0..<3 {
+            #expect(try reopened.event(withID: "a-\(k)") != nil)
+            #expect(try reopened.event(withID: "b-\(k)") != nil)
+            #expect(try reopened.event(withID: "c-\(k)") == nil)
+        }
+        #expect(reopened.lastSeq == 6)
+    }
+
     /// The next sync does not wait for the publishing and acknowledgement of the groups the last one made
     /// durable: while the publisher is held inside one batch's completion, a second batch is synced; once let
     /// go, the first is answered stored and the second after it.

@@ -374,7 +374,28 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
         try base.pwrite(fd, buffer, at: offset)
     }
 
+    private let syncGate = ConditionLock()
+    private var segmentSyncsHeld = false
+    private var _segmentSyncsWaiting = 0
+    /// From now until ``releaseSegmentSyncs()``, an `fdatasync` of a segment file waits before it starts.
+    func holdSegmentSyncs() { syncGate.withLock { segmentSyncsHeld = true } }
+    /// How many `fdatasync`s of segment files wait for ``releaseSegmentSyncs()`` now.
+    var segmentSyncsWaiting: Int { syncGate.withLock { _segmentSyncsWaiting } }
+    func releaseSegmentSyncs() {
+        syncGate.withLock {
+            segmentSyncsHeld = false
+            syncGate.signalAll()
+        }
+    }
+
     func fdatasync(_ fd: Int32) throws(StoreError) {
+        if let path = lock.withLock({ paths[fd] }), isSegment(path) {
+            syncGate.withLock {
+                _segmentSyncsWaiting += 1
+                while segmentSyncsHeld { syncGate.wait(seconds: 1) }
+                _segmentSyncsWaiting -= 1
+            }
+        }
         if lock.withLock({ _syncFailures }) || takeOneShot(.fdatasync) { throw StoreError(.io, "fdatasync: Input/output error") }
         lock.withLock { if let path = paths[fd], isSegment(path) { _segmentSyncs += 1 } }
         if syncs { try base.fdatasync(fd) }
