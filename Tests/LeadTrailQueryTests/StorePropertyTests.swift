@@ -198,6 +198,8 @@ import Testing
                 // never-acknowledged write at the end of the active segment. Recovery must give back exactly the model.
                 coverage.crashes += 1
                 io.disarm()
+                // Quiet means no append in flight and no seal either: the sealer renames files as it finishes.
+                store.waitForSeals()
                 let copy = dir.path + "/gen\(step + 1)"
                 try FileManager.default.copyItem(atPath: path, toPath: copy)
                 if Bool.random(using: &rng), let open = try FileManager.default.contentsOfDirectory(atPath: copy + "/hot").first(where: { $0.hasSuffix(".open") }) {

@@ -24,6 +24,14 @@ final class TemporaryDirectory {
     }
 }
 
+extension EventStore {
+    /// Waits (up to 10 s) until the sealer has sealed every rolled segment: it runs in the background (below the
+    /// append path's priority), so a busy machine can still be renaming one when a test copies the directory.
+    func waitForSeals() {
+        for _ in 0..<1000 where !sealerSignal.withLock({ sealJobs.isEmpty }) { usleep(10_000) }
+    }
+}
+
 /// A small seeded generator (SplitMix64), so a failing random test reproduces from its seed.
 struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
