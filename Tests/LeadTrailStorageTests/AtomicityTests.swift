@@ -348,6 +348,7 @@ private func everything(_ store: EventStore) throws -> [(seq: UInt64, id: String
             k += n
         }
         #expect(store.eventIDs.capacity > EventIDTable().capacity)  // its partitions grew
+        store.waitForSeals()
         #expect(Files.sealedSegments(dir.path).count >= 2)
         var rng = SplitMix64(seed: 3)
         let sample = (0..<300).map { _ in Int.random(in: 0..<total, using: &rng) }
