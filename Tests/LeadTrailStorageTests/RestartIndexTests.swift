@@ -80,6 +80,8 @@ import Testing
             if b % 23 == 22 { _ = try store.rotate() }
         }
         let lastSeq = store.lastSeq
+        // Every rolled segment sealed, as it will be after the restart (the sealer runs in the background).
+        store.waitForSeals()
         let before = try Self.answers(store, ids: ids, leads: leads, lastSeq: lastSeq)
         let indexesBefore = Self.indexes(store)
         #expect(indexesBefore.sealed.filter { $0 }.count >= 10)
