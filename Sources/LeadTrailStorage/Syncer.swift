@@ -136,8 +136,12 @@ extension EventStore {
                     // The groups are answered `unavailable` (nothing stored), whether this sync failed or another
                     // step did first (a seal's sync, say): take their bytes back out of the file, so a restart does
                     // not bring back what was refused (best effort: the disk may be failing). Under the pipeline
-                    // lock, so no write of the writer's lands after the cut. Groups synced before stay.
-                    pipelineLock.withLock { try? io.ftruncate(firstWritten.segment.fd, length: firstWritten.offset) }
+                    // lock, so no write of the writer's lands after the cut. Groups synced before stay. A cut made
+                    // for earlier groups may have taken these already: the file is never lengthened.
+                    let fd = firstWritten.segment.fd
+                    pipelineLock.withLock {
+                        if let size = try? io.fileSize(fd), size > firstWritten.offset { try? io.ftruncate(fd, length: firstWritten.offset) }
+                    }
                 }
             }
             pipelineLock.withLock {

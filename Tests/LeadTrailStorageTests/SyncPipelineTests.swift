@@ -168,6 +168,55 @@ import Testing
         #expect(reopened.lastSeq == 6)
     }
 
+    /// A failed sync cuts its groups out, and the group written behind them is refused too without the file
+    /// being lengthened back to where that group began (a cut to a length past the end would fill it with zeros).
+    @Test func aGroupWrittenBehindAFailedSyncIsCutWithoutLengtheningTheFile() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        let batch = { (name: String) in try (0..<3).map { try Events.make(lead: "lead", id: "\(name)-\($0)") } }
+        _ = try store.appendAndWait(try batch("a"))
+        let active = try #require(Files.segments(dir.path).first { $0.hasSuffix(".open") && Files.size($0) > SegmentFormat.headerSize })
+        let sizeAfterA = Files.size(active)
+        io.holdSegmentSyncs()
+        io.failNext(.fdatasync)
+        let writesBefore = io.segmentWrites
+        let answers = ConditionLock()
+        nonisolated(unsafe) var results: [String: Result<[AppendResult], StoreError>] = [:]
+        for name in ["b", "c"] {
+            store.append(try batch(name)) { result in
+                answers.withLock {
+                    results[name] = result
+                    answers.signalAll()
+                }
+            }
+            if name == "b" {
+                for _ in 0..<5000 where io.segmentSyncsWaiting == 0 { usleep(1_000) }
+            } else {
+                for _ in 0..<5000 where io.segmentWrites < writesBefore + 2 { usleep(1_000) }
+            }
+        }
+        #expect(io.segmentWrites == writesBefore + 2)
+        io.releaseSegmentSyncs()
+        let answered = answers.withLock { () -> Int in
+            let deadline = Date().addingTimeInterval(10)
+            while results.count < 2 && Date() < deadline { answers.wait(seconds: 0.1) }
+            return results.count
+        }
+        #expect(answered == 2)
+        #expect((try? results["b"]?.get()) == nil)
+        #expect((try? results["c"]?.get()) == nil)
+        #expect(Files.size(active) == sizeAfterA)
+        store.close()
+
+        let reopened = try EventStore.openForTest(dir.path)
+        defer { reopened.close() }
+        #expect(reopened.verify().isClean)
+        #expect(reopened.stats().corruptSegments.isEmpty)
+        #expect(reopened.lastSeq == 3)
+        for name in ["b", "c"] { #expect(try reopened.event(withID: "\(name)-0") == nil) }
+    }
+
     /// The next sync does not wait for the publishing and acknowledgement of the groups the last one made
     /// durable: while the publisher is held inside one batch's completion, a second batch is synced; once let
     /// go, the first is answered stored and the second after it.

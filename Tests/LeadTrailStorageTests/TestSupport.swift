@@ -175,6 +175,11 @@ enum Files {
         return openPath
     }
 
+    /// A file's size in bytes (-1 when it cannot be read).
+    static func size(_ path: String) -> Int {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1
+    }
+
     /// The paths of a data directory's hot segment files, sealed and open, in id order.
     /// The hot segment files, without the empty spare segment the sealer keeps ready.
     static func segments(_ directory: String) -> [String] {
