@@ -113,17 +113,13 @@ import Testing
         #expect(reopened.lastSeq == UInt64(acknowledged.count))
     }
 
-    /// Appends refused because another step failed first (here the store is failed directly, as a seal whose
-    /// sync fails does) leave nothing behind either: a group written while the syncer was busy is refused, its
-    /// bytes are cut, and after a restart only the acknowledged batches are there. (CI met this in the test
-    /// above once the sealer ran at a lower priority: the seal's failed sync came first, and the refused
-    /// groups' bytes stayed in the file.)
-    @Test func groupsRefusedAfterAnotherStepFailedLeaveNothingBehind() throws {
-        let dir = TemporaryDirectory()
-        let io = FaultyFileOperations()
-        let store = try EventStore.openForTest(dir.path, fileOperations: io)
-        let batch = { (name: String) in try (0..<3).map { try Events.make(lead: "lead", id: "\(name)-\($0)") } }
-        _ = try store.appendAndWait(try batch("a"))
+    /// Appends batch b, waits until the syncer waits in b's (held) sync, appends batch c behind it, and waits until
+    /// c's group is written. `whileHeld` runs then; after it the syncs are released (b's failing when `failing`),
+    /// and the two answers returned.
+    static func appendTwoBehindAHeldSync(
+        _ store: EventStore, _ io: FaultyFileOperations, _ batch: (String) throws -> [PreparedEvent], failing: Bool = false,
+        whileHeld: () -> Void = {}
+    ) throws -> [String: Result<[AppendResult], StoreError>] {
         io.holdSegmentSyncs()
         let writesBefore = io.segmentWrites
         let answers = ConditionLock()
@@ -135,7 +131,6 @@ import Testing
                     answers.signalAll()
                 }
             }
-            // b's group is written and the syncer waits in its sync; then c's group is written behind it.
             if name == "b" {
                 for _ in 0..<5000 where io.segmentSyncsWaiting == 0 { usleep(1_000) }
             } else {
@@ -144,14 +139,30 @@ import Testing
         }
         #expect(io.segmentSyncsWaiting == 1)
         #expect(io.segmentWrites == writesBefore + 2)
-        store.fail(StoreError(.unavailable, "a step other than the append path's sync failed"))
-        io.releaseSegmentSyncs()
-        let answered = answers.withLock { () -> Int in
+        whileHeld()
+        io.releaseSegmentSyncs(failing: failing)
+        return answers.withLock {
             let deadline = Date().addingTimeInterval(10)
             while results.count < 2 && Date() < deadline { answers.wait(seconds: 0.1) }
-            return results.count
+            return results
         }
-        #expect(answered == 2)
+    }
+
+    /// Appends refused because another step failed first (here the store is failed directly, as a seal whose
+    /// sync fails does) leave nothing behind either: a group written while the syncer was busy is refused, its
+    /// bytes are cut, and after a restart only the acknowledged batches are there. (CI met this in the test
+    /// above once the sealer ran at a lower priority: the seal's failed sync came first, and the refused
+    /// groups' bytes stayed in the file.)
+    @Test func groupsRefusedAfterAnotherStepFailedLeaveNothingBehind() throws {
+        let dir = TemporaryDirectory()
+        let io = FaultyFileOperations()
+        let store = try EventStore.openForTest(dir.path, fileOperations: io)
+        let batch = { (name: String) in try (0..<3).map { try Events.make(lead: "lead", id: "\(name)-\($0)") } }
+        _ = try store.appendAndWait(try batch("a"))
+        let results = try Self.appendTwoBehindAHeldSync(store, io, batch) {
+            store.fail(StoreError(.unavailable, "a step other than the append path's sync failed"))
+        }
+        #expect(results.count == 2)
         // b's sync had started before the failure and succeeded: b is stored. c is refused.
         #expect((try? results["b"]?.get())?.count == 3)
         #expect((try? results["c"]?.get()) == nil)
@@ -178,32 +189,9 @@ import Testing
         _ = try store.appendAndWait(try batch("a"))
         let active = try #require(Files.segments(dir.path).first { $0.hasSuffix(".open") && Files.size($0) > SegmentFormat.headerSize })
         let sizeAfterA = Files.size(active)
-        io.holdSegmentSyncs()
-        io.failNext(.fdatasync)
-        let writesBefore = io.segmentWrites
-        let answers = ConditionLock()
-        nonisolated(unsafe) var results: [String: Result<[AppendResult], StoreError>] = [:]
-        for name in ["b", "c"] {
-            store.append(try batch(name)) { result in
-                answers.withLock {
-                    results[name] = result
-                    answers.signalAll()
-                }
-            }
-            if name == "b" {
-                for _ in 0..<5000 where io.segmentSyncsWaiting == 0 { usleep(1_000) }
-            } else {
-                for _ in 0..<5000 where io.segmentWrites < writesBefore + 2 { usleep(1_000) }
-            }
-        }
-        #expect(io.segmentWrites == writesBefore + 2)
-        io.releaseSegmentSyncs()
-        let answered = answers.withLock { () -> Int in
-            let deadline = Date().addingTimeInterval(10)
-            while results.count < 2 && Date() < deadline { answers.wait(seconds: 0.1) }
-            return results.count
-        }
-        #expect(answered == 2)
+        // b's sync fails when it is let go.
+        let results = try Self.appendTwoBehindAHeldSync(store, io, batch, failing: true)
+        #expect(results.count == 2)
         #expect((try? results["b"]?.get()) == nil)
         #expect((try? results["c"]?.get()) == nil)
         #expect(Files.size(active) == sizeAfterA)

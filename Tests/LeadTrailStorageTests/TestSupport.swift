@@ -386,20 +386,26 @@ final class FaultyFileOperations: FileOperations, @unchecked Sendable {
     func holdSegmentSyncs() { syncGate.withLock { segmentSyncsHeld = true } }
     /// How many `fdatasync`s of segment files wait for ``releaseSegmentSyncs()`` now.
     var segmentSyncsWaiting: Int { syncGate.withLock { _segmentSyncsWaiting } }
-    func releaseSegmentSyncs() {
+    private var heldSyncsFail = false
+    /// Lets the held syncs go; with `failing`, each of them then fails with EIO (and later ones do not).
+    func releaseSegmentSyncs(failing: Bool = false) {
         syncGate.withLock {
             segmentSyncsHeld = false
+            heldSyncsFail = failing
             syncGate.signalAll()
         }
     }
 
     func fdatasync(_ fd: Int32) throws(StoreError) {
         if let path = lock.withLock({ paths[fd] }), isSegment(path) {
-            syncGate.withLock {
+            let fails: Bool = syncGate.withLock {
+                guard segmentSyncsHeld else { return false }
                 _segmentSyncsWaiting += 1
                 while segmentSyncsHeld { syncGate.wait(seconds: 1) }
                 _segmentSyncsWaiting -= 1
+                return heldSyncsFail
             }
+            if fails { throw StoreError(.io, "fdatasync: Input/output error") }
         }
         if lock.withLock({ _syncFailures }) || takeOneShot(.fdatasync) { throw StoreError(.io, "fdatasync: Input/output error") }
         lock.withLock { if let path = paths[fd], isSegment(path) { _segmentSyncs += 1 } }
