@@ -113,11 +113,16 @@ import Testing
         #expect(reopened.lastSeq == UInt64(acknowledged.count))
     }
 
+    /// Three events of one lead, with ids `name-0` to `name-2`.
+    static func threeEvents(_ name: String) throws -> [PreparedEvent] {
+        try (0..<3).map { try Events.make(lead: "lead", id: "\(name)-\($0)") }
+    }
+
     /// Appends batch b, waits until the syncer waits in b's (held) sync, appends batch c behind it, and waits until
     /// c's group is written. `whileHeld` runs then; after it the syncs are released (b's failing when `failing`),
     /// and the two answers returned.
     static func appendTwoBehindAHeldSync(
-        _ store: EventStore, _ io: FaultyFileOperations, _ batch: (String) throws -> [PreparedEvent], failing: Bool = false,
+        _ store: EventStore, _ io: FaultyFileOperations, failing: Bool = false,
         whileHeld: () -> Void = {}
     ) throws -> [String: Result<[AppendResult], StoreError>] {
         io.holdSegmentSyncs()
@@ -125,7 +130,7 @@ import Testing
         let answers = ConditionLock()
         nonisolated(unsafe) var results: [String: Result<[AppendResult], StoreError>] = [:]
         for name in ["b", "c"] {
-            store.append(try batch(name)) { result in
+            store.append(try threeEvents(name)) { result in
                 answers.withLock {
                     results[name] = result
                     answers.signalAll()
@@ -157,9 +162,8 @@ import Testing
         let dir = TemporaryDirectory()
         let io = FaultyFileOperations()
         let store = try EventStore.openForTest(dir.path, fileOperations: io)
-        let batch = { (name: String) in try (0..<3).map { try Events.make(lead: "lead", id: "\(name)-\($0)") } }
-        _ = try store.appendAndWait(try batch("a"))
-        let results = try Self.appendTwoBehindAHeldSync(store, io, batch) {
+        _ = try store.appendAndWait(try Self.threeEvents("a"))
+        let results = try Self.appendTwoBehindAHeldSync(store, io) {
             store.fail(StoreError(.unavailable, "a step other than the append path's sync failed"))
         }
         #expect(results.count == 2)
@@ -185,12 +189,11 @@ import Testing
         let dir = TemporaryDirectory()
         let io = FaultyFileOperations()
         let store = try EventStore.openForTest(dir.path, fileOperations: io)
-        let batch = { (name: String) in try (0..<3).map { try Events.make(lead: "lead", id: "\(name)-\($0)") } }
-        _ = try store.appendAndWait(try batch("a"))
+        _ = try store.appendAndWait(try Self.threeEvents("a"))
         let active = try #require(Files.segments(dir.path).first { $0.hasSuffix(".open") && Files.size($0) > SegmentFormat.headerSize })
         let sizeAfterA = Files.size(active)
         // b's sync fails when it is let go.
-        let results = try Self.appendTwoBehindAHeldSync(store, io, batch, failing: true)
+        let results = try Self.appendTwoBehindAHeldSync(store, io, failing: true)
         #expect(results.count == 2)
         #expect((try? results["b"]?.get()) == nil)
         #expect((try? results["c"]?.get()) == nil)
