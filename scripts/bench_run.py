@@ -189,6 +189,7 @@ def leadtrail_load(args, workdir, events_file, producers, rate=None, name=None, 
             "events_per_s": float(out["events_per_s"]), "mb_per_s": float(out["mb_per_s"]),
             "p50_ms": float(out["p50_ms"]), "p99_ms": float(out["p99_ms"]), "seconds": float(out["seconds"]),
             "server_cpu_s": cpu,
+            "client_cpu_ms_per_1000": float(out["client_cpu_ms_per_1000"]),
             "write_mb_per_s": stats.get("write_ms", {}).get("mb_per_s"),
             "sync_p50_ms": stats.get("sync_ms", {}).get("p50"),
         }
@@ -482,6 +483,21 @@ def main():
             line += f" = {ratio(lt['events_per_s'], bp['events_per_s'])} the best peer ({bp['store']}, {fmt_int(bp['events_per_s'])} events/s)"
         line += f"; {lt['mb_per_s'] / disk_mbps * 100:.0f}% of the disk's synced sequential writes ({disk_mbps:,.0f} MB/s)"
         ratios.append(line)
+    # Where the CPU went: on a machine whose cores are all busy, the daemon's and the load client's CPU per event
+    # set the ceiling, and 10x the best peer is a budget for the two together.
+    cores = os.cpu_count() or 1
+    budget = []
+    for producers in (1, 4):
+        lt = by[("leadtrail", producers)]
+        daemon_ms = lt["server_cpu_s"] / lt["events"] * 1e6
+        together = daemon_ms + lt["client_cpu_ms_per_1000"]
+        part = (f"{producers} producer{'s' if producers > 1 else ''}: daemon {daemon_ms:.2f} ms, load client "
+                f"{lt['client_cpu_ms_per_1000']:.2f} ms, so at most {fmt_int(cores * 1e6 / together)} events/s on {cores} busy cores")
+        bp = best_peer(producers)
+        if bp:
+            part += f"; 10x {bp['store']} needs the two under {cores * 1e6 / (10 * bp['events_per_s']):.2f} ms"
+        budget.append(part)
+    ratios.append("- CPU per 1,000 events: " + "; ".join(budget))
     if args.repeats > 1:
         ratios.append(f"- appends are the median of {args.repeats} runs each, taken in turn; every run's events/s:")
         for producers in (1, 4):

@@ -1,7 +1,7 @@
 // leadtrail-load: a load client for the real daemon, over its Unix socket.
 //
 //   leadtrail-load append --socket S --file EVENTS.ndjson [--connections C] [--batch 1000]
-//                         [--window W] [--rate EVENTS_PER_S] [--limit N]
+//                         [--window W] [--rate EVENTS_PER_S] [--limit N] [--pid DAEMON_PID]
 //   leadtrail-load query  --socket S --file EVENTS.ndjson [--lookups N] [--from TS --to TS] [--scan-repeats N]
 //   leadtrail-load slowscan --socket S --pid DAEMON_PID [--read-bytes 65536] [--pause-us 5000] [--scan JSON]
 //   leadtrail-load scan   --socket S [--scan JSON] [--repeat N] [--pid DAEMON_PID] [--check]
@@ -13,7 +13,9 @@
 // receiver thread per connection). It times each batch from the moment its
 // frame is written to the moment its acknowledgement (sent by the daemon only
 // after fsync) is read. With --rate it paces the batches to that many events/s
-// in all, for latency at a given load.
+// in all, for latency at a given load. It prints the CPU time this client spent
+// while the clock ran (and, with --pid, the daemon's), per 1,000 events: on a
+// machine whose cores are all busy, the two together set the ceiling.
 //
 // `query` times timeline lookups of random leads of the file (one request at a
 // time, p50/p99 through the socket) and two scans: a one-hour `from`/`to`
@@ -281,6 +283,8 @@ func runAppend(_ options: Options) {
     let group = DispatchGroup()
     // Pacing: batch b (overall) may start at start + b * interval.
     let interval = options.rate > 0 ? Double(options.batch) / options.rate : 0
+    let clientCPU0 = ownCPUSeconds()
+    let daemonCPU0 = options.pid > 0 ? processCPUSeconds(pid: options.pid) : 0
     let start = now()
     for c in 0..<options.connections {
         let mine = stride(from: c, to: frames.count, by: options.connections).map { $0 }
@@ -320,6 +324,8 @@ func runAppend(_ options: Options) {
     }
     group.wait()
     let seconds = now() - start
+    let clientCPU = ownCPUSeconds() - clientCPU0
+    let daemonCPU = options.pid > 0 ? processCPUSeconds(pid: options.pid) - daemonCPU0 : 0
     let latencies = results.flatMap(\.latencies).sorted()
     let errors = results.reduce(0) { $0 + $1.errors }
     emit("events", lines.count)
@@ -334,6 +340,9 @@ func runAppend(_ options: Options) {
     emit("p99_ms", String(format: "%.3f", percentile(latencies, 0.99) * 1000))
     emit("max_ms", String(format: "%.3f", (latencies.last ?? 0) * 1000))
     emit("errors", errors)
+    let perThousand = 1000 / Double(max(1, lines.count)) * 1000
+    emit("client_cpu_ms_per_1000", String(format: "%.2f", clientCPU * perThousand))
+    if options.pid > 0 { emit("daemon_cpu_ms_per_1000", String(format: "%.2f", daemonCPU * perThousand)) }
     if let first = results.compactMap(\.firstError).first { emit("first_error", first.replacingOccurrences(of: "\n", with: " ")) }
 }
 
