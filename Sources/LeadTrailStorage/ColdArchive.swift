@@ -433,9 +433,10 @@ extension EventStore {
         stateLock.withLock { coldCatalog.archives[day] = archive }
         CrashPoint.coldBeforeSourceDelete.reached()
         replaceSegment(segment, with: nil)
-        try io.unlink(segment.path)
+        let directory = String(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+        try trash.retire(segment.path, heldBy: segment.data, from: directory)
         removeTypeIndex(id: segment.id, tier: segment.tier)
-        try io.syncDirectory(String(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")))
+        try io.syncDirectory(directory)
         return SegmentMove(
             segmentID: segment.id, from: segment.tier.rawValue, to: "cold", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,
             events: segment.count, bytesBefore: segment.fileSize, bytesAfter: member.count)
@@ -518,9 +519,8 @@ extension EventStore {
         let victims = stateLock.withLock { segments.filter { $0.tier == .restored && predicate($0) } }
         for segment in victims {
             replaceSegment(segment, with: nil)
-            try io.unlink(segment.path)
+            try trash.retire(segment.path, heldBy: segment.data, from: restoredDirectory)
         }
-        if !victims.isEmpty { try io.syncDirectory(restoredDirectory) }
         return victims.map(\.id)
     }
 

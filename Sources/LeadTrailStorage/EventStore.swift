@@ -21,6 +21,8 @@ public final class EventStore: @unchecked Sendable {
     let logger: Logger
     let hotDirectory: String
     let quarantineDirectory: String
+    /// Segment files replaced by tiering, archiving or a release, deleted a piece at a time (``Trash``).
+    let trash: Trash
     private let lockFD: Int32
 
     // MARK: State shared with readers (guarded by `stateLock`)
@@ -122,7 +124,9 @@ public final class EventStore: @unchecked Sendable {
         do throws(StoreError) {
             try makeDirectory(store.hotDirectory)
             try makeDirectory(store.quarantineDirectory)
+            try makeDirectory(store.trash.directory)
             try store.recover()
+            try store.trash.adoptLeftovers()
         } catch {
             store.closeFiles()
             throw error
@@ -132,6 +136,7 @@ public final class EventStore: @unchecked Sendable {
         store.startSealer()
         store.startCheckpointer()
         store.startTiering()
+        store.trash.start()
         logger.info(
             "store open",
             metadata: [
@@ -149,6 +154,7 @@ public final class EventStore: @unchecked Sendable {
         self.lockFD = lockFD
         self.hotDirectory = configuration.directory + "/hot"
         self.quarantineDirectory = configuration.directory + "/quarantine"
+        self.trash = Trash(directory: configuration.directory + "/trash", io: io, logger: logger)
     }
 
     static func validate(_ configuration: StoreConfiguration) throws(StoreError) {
@@ -321,6 +327,7 @@ public final class EventStore: @unchecked Sendable {
         }
         stopSealer()
         stopCheckpointer()
+        trash.stop()
         if !alreadyStopping {
             closeFiles()
             logger.info("store closed", metadata: ["last_seq": "\(lastSeq)"])

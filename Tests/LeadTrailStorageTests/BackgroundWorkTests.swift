@@ -62,7 +62,7 @@ import Testing
             }
             return []
         }
-        for (name, niceness) in [("lt-sealer", 10), ("lt-checkpoint", 10), ("lt-writer", 0), ("lt-syncer", 0), ("lt-publisher", 0)] {
+        for (name, niceness) in [("lt-sealer", 10), ("lt-checkpoint", 10), ("lt-trash", 10), ("lt-writer", 0), ("lt-syncer", 0), ("lt-publisher", 0)] {
             let found = threads(named: name)
             #expect(!found.isEmpty, "no \(name) thread")
             #expect(found.allSatisfy { $0 == niceness }, "\(name): \(found)")
