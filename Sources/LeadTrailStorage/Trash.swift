@@ -44,7 +44,7 @@ final class Trash: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Files in the trash now, waiting or being deleted (for tests and `stats`).
+    /// Files in the trash now, waiting or being deleted.
     var count: Int { lock.withLock { waiting.count } }
 
     /// Queues what an earlier run left in the trash: nobody holds those.
