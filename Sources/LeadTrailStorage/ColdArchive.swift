@@ -538,7 +538,13 @@ extension EventStore {
             ]
             let line = ((try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])).map { [UInt8]($0) } ?? []) + [0x0A]
             try appendLog(line, to: coldDirectory + "/deletions.log")
-            for suffix in [".manifest", ".ltz", ".ids"] { try io.unlink(coldDirectory + "/\(archive.day)\(suffix)") }
+            // The manifest first: an archive without one is not read. Its data, the large part, goes through the
+            // trash (no reader holds it: restores and verify hold `tierLock`, as this does).
+            try io.unlink(coldDirectory + "/\(archive.day).manifest")
+            for suffix in [".ltz", ".ids"] {
+                let path = coldDirectory + "/\(archive.day)\(suffix)"
+                if access(path, F_OK) == 0 { try trash.retire(path, heldBy: nil, from: coldDirectory) }
+            }
             try io.syncDirectory(coldDirectory)
             stateLock.withLock { coldCatalog.archives[archive.day] = nil }
             deleted.append("\(archive.day).ltz (\(events) events, seqs \(seqs))")

@@ -9,9 +9,10 @@ import Testing
     static let now: Int64 = 1_767_225_600_000  // 2026-01-01T00:00:00Z
 
     /// A store with three sealed segments whose events are 120, 45 and 10 days old, plus a fresh active one.
-    static func makeStore(_ dir: TemporaryDirectory) throws -> EventStore {
+    static func makeStore(_ dir: TemporaryDirectory, retainDays: Double? = nil) throws -> EventStore {
         var configuration = StoreConfiguration(directory: dir.path)
         configuration.tiers.intervalSeconds = 0
+        configuration.tiers.retainDays = retainDays
         let store = try EventStore.open(configuration)
         for (index, age) in [120, 45, 10].enumerated() {
             let base = now - Int64(age) * day

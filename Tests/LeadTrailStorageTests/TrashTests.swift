@@ -58,6 +58,26 @@ import Glibc
         #expect(store.verify().isClean)
     }
 
+    /// Retention deletes a cold archive past `retain_days`: the deletion is logged, the archive's files leave
+    /// `cold/` and go through the trash, and the events are gone for good while the rest answers as before.
+    @Test func retentionDeletesAnArchiveThroughTheTrash() throws {
+        let dir = TemporaryDirectory()
+        let store = try TieringTests.makeStore(dir, retainDays: 100)
+        defer { store.close() }
+        let before = try TieringTests.everything(store)
+
+        let report = try store.tier(now: TieringTests.now)
+        #expect(report.deleted.count == 1)  // the 120-day segment's archive; the 45-day one went to warm only
+        #expect(Self.names(in: dir.path + "/cold") == ["deletions.log"])
+        let log = try String(contentsOfFile: dir.path + "/cold/deletions.log", encoding: .utf8)
+        #expect(log.contains("\"reason\":\"retain_days\"") && log.contains("\"events\":300"))
+        #expect(Self.eventually { Self.names(in: dir.path + "/trash").isEmpty })
+        #expect(try TieringTests.everything(store) == Array(before.dropFirst(300)))
+        #expect(store.stats().cold.segments == 0)
+        #expect(try store.restore(fromMs: nil, toMs: nil).restored == 0)
+        #expect(store.verify().isClean)
+    }
+
     /// A file is cut ``Trash/chunkBytes`` at a time, synced after each cut, then unlinked.
     @Test func aFileIsCutAPieceAtATimeWithASyncAfterEachCut() throws {
         let dir = TemporaryDirectory()
