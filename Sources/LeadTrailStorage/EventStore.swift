@@ -21,7 +21,8 @@ public final class EventStore: @unchecked Sendable {
     let logger: Logger
     let hotDirectory: String
     let quarantineDirectory: String
-    /// Segment files replaced by tiering, archiving or a release, deleted a piece at a time (``Trash``).
+    /// Segment files replaced by tiering, archiving or a release, and expired archives' data, deleted a piece at a
+    /// time (``Trash``).
     let trash: Trash
     private let lockFD: Int32
 
