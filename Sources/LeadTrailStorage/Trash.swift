@@ -11,7 +11,8 @@ import Glibc
 /// mounted with `discard` each freed extent becomes a TRIM that the commit waits for: the append path's
 /// next `fdatasync` waits behind it (a 262 MB file stalled a concurrent writer's sync by 18-38 ms on the
 /// development machine; cut down 8 MiB at a time, under 3 ms). So a segment that tiering, archiving or a
-/// release replaced is renamed into `trash/`, and once no reader holds its file any more it is cut
+/// release replaced, and an expired cold archive's data, is renamed into `trash/`, and once no reader holds
+/// its file any more it is cut
 /// ``chunkBytes`` at a time, each cut synced on its own, and then unlinked, as RocksDB's DeleteScheduler does.
 ///
 /// Guarantees: only files whose data is durable elsewhere (or no longer wanted) are put here; a file is
