@@ -148,6 +148,10 @@ enum Responses {
         sealer.int("pending", stats.sealsPending)
         sealer.int("rotations_waited", stats.rotationsWaitedForSealer)
         writer.object("sealer", sealer)
+        var trash = JSONObjectWriter()
+        trash.int("files", stats.trashFiles)
+        trash.int("bytes", stats.trashBytes)
+        writer.object("trash", trash)
         extras(&writer)
         return writer.finished()
     }

@@ -286,6 +286,7 @@ public final class EventStore: @unchecked Sendable {
     /// What the engine reports about itself.
     public func stats() -> StoreStats {
         let sealsPending = sealerSignal.withLock { sealJobs.count }
+        let trashed = trash.contents()
         return stateLock.withLock {
             var hot = StoreStats.Tier(), warm = StoreStats.Tier(), restored = StoreStats.Tier(), cold = StoreStats.Tier()
             for segment in segments {
@@ -310,7 +311,7 @@ public final class EventStore: @unchecked Sendable {
                 quarantinedFiles: quarantined, startupMilliseconds: startupMilliseconds,
                 appendBatches: counters.batches, syncs: counters.syncs, recentSyncs: syncTimes.summary,
                 recentWrites: writeTimes.summary, sealsPending: sealsPending,
-                rotationsWaitedForSealer: counters.rotationsWaitedForSealer)
+                rotationsWaitedForSealer: counters.rotationsWaitedForSealer, trashFiles: trashed.files, trashBytes: trashed.bytes)
         }
     }
 

@@ -257,6 +257,10 @@ public struct StoreStats: Sendable {
     public var sealsPending: Int = 0
     /// Rotations that waited because that many were waiting: appends slowed down for the sealer.
     public var rotationsWaitedForSealer: UInt64 = 0
+    /// Files in `trash/` waiting to be deleted (replaced segments still held by a reader, or being cut), and
+    /// their bytes: disk space that tiering freed but the filesystem has not got back yet.
+    public var trashFiles: Int = 0
+    public var trashBytes: Int = 0
 }
 
 /// How long the append path's most recent operations of one kind took (the last 1,024 at most).

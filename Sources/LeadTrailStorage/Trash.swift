@@ -48,6 +48,17 @@ final class Trash: @unchecked Sendable {
     /// Files in the trash now, waiting or being deleted.
     var count: Int { lock.withLock { waiting.count } }
 
+    /// The files waiting or being deleted, and their bytes now.
+    func contents() -> (files: Int, bytes: Int) {
+        let paths = lock.withLock { waiting.map(\.path) }
+        var bytes = 0
+        for path in paths {
+            var info = stat()
+            if stat(path, &info) == 0 { bytes += Int(info.st_size) }
+        }
+        return (paths.count, bytes)
+    }
+
     /// Queues what an earlier run left in the trash: nobody holds those.
     func adoptLeftovers() throws(StoreError) {
         let names = try listDirectory(directory)

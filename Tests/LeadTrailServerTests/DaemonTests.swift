@@ -126,6 +126,9 @@ import Testing
         let sealer = try #require(stats["sealer"] as? [String: Any])
         #expect(int(sealer["pending"]) == 0)
         #expect(int(sealer["rotations_waited"]) == 0)
+        // Nothing was replaced: the trash is empty.
+        let trash = try #require(stats["trash"] as? [String: Any])
+        #expect(int(trash["files"]) == 0 && int(trash["bytes"]) == 0)
         connection.close()
         await daemon.stop()
     }

@@ -51,10 +51,14 @@ import Glibc
         for (view, before) in zip(held, contents) {
             #expect(try view.data.read(count: 1 << 20, at: 0) == before)
         }
+        let waiting = store.stats()
+        #expect(waiting.trashFiles == 2)
+        #expect(waiting.trashBytes == hotBefore.filter { hotAfter.contains($0) == false }.reduce(0) { $0 + (sizes[$1] ?? 0) })
 
         held.removeAll()
         #expect(Self.eventually { Self.names(in: dir.path + "/trash").isEmpty })
         #expect(store.trash.count == 0)
+        #expect(store.stats().trashFiles == 0 && store.stats().trashBytes == 0)
         #expect(store.verify().isClean)
     }
 
