@@ -1,6 +1,7 @@
 import CCRC32C
 
-/// CRC32C (Castagnoli), computed with SSE4.2 where the CPU has it.
+/// CRC32C (Castagnoli), computed with the CPU's instructions where it has them: VPCLMULQDQ folding (AVX-512)
+/// for buffers of 256 bytes and more, the SSE4.2 crc32 instruction otherwise, else a table.
 ///
 /// Stored checksums are *masked* as LevelDB does, so that a CRC of bytes that
 /// themselves contain CRCs does not degenerate.
@@ -22,8 +23,16 @@ public enum CRC32C {
         leadtrail_crc32c_extend_portable(crc, buffer.baseAddress, buffer.count)
     }
 
+    /// The crc32 instruction's path alone, for tests that compare it with folding.
+    public static func crc32InstructionChecksum(_ buffer: UnsafeRawBufferPointer, extending crc: UInt32 = 0) -> UInt32 {
+        leadtrail_crc32c_extend_crc32_instruction(crc, buffer.baseAddress, buffer.count)
+    }
+
     /// Whether the SSE4.2 instruction is in use.
     public static var usesHardware: Bool { leadtrail_crc32c_hardware() != 0 }
+
+    /// Whether long buffers are folded with VPCLMULQDQ.
+    public static var usesFolding: Bool { leadtrail_crc32c_hardware() == 2 }
 
     private static let maskDelta: UInt32 = 0xa282_ead8
 
