@@ -145,7 +145,7 @@ class Daemon:
 def settle():
     """Writes back every dirty page on the machine (the generated events, earlier runs' files) before a timed
     run, so no store's fsyncs wait behind another's writeback (ext4 commits other files' data with a journal
-    commit)."""
+    commit), and no store's queries share the disk and the cores with the writeback of the load before them."""
     os.sync()
     time.sleep(1)
 
@@ -336,6 +336,7 @@ def main():
             log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
             if producers == 4 and last:
                 log("leadtrail queries")
+                settle()
                 results["queries"]["leadtrail"] = leadtrail_queries(args, daemon, events_file, window)
                 log("leadtrail: a full scan read slowly, daemon RSS sampled")
                 results["slow_scan"] = leadtrail_slow_scan(args, daemon)
@@ -374,6 +375,7 @@ def main():
                 runs.setdefault(("SQLite", producers), []).append(result)
                 results["disk_bytes"][f"SQLite-{producers}"] = result["disk_bytes"]
                 log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+            settle()
             results["queries"]["SQLite"] = peers.sqlite_queries(result["path"], sample_leads, window, args.lookups, args.scan_repeats)
             shutil.rmtree(os.path.join(workdir, "sqlite-1"), ignore_errors=True)
         if "redis" in wanted:
@@ -394,6 +396,7 @@ def main():
                 runs.setdefault(("PostgreSQL", producers), []).append(result)
                 results["disk_bytes"][f"PostgreSQL-{producers}"] = result["disk_bytes"]
                 log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+            settle()
             results["queries"]["PostgreSQL"] = peers.postgres_queries(pg, sample_leads, window, args.lookups, args.scan_repeats)
     finally:
         for d in daemons:
