@@ -242,11 +242,6 @@ def leadtrail_slow_scan(args, daemon):
 
 # --------------------------------------------------------------------------- table
 
-def repeated(repeats):
-    """(run index, producers) for `repeats` rounds of the 1- and 4-producer measurements, taken in turn."""
-    return [(rep, producers) for rep in range(repeats) for producers in (1, 4)]
-
-
 def median_run(taken, key="events_per_s"):
     """The run whose `key` is the median of `taken` (the lower middle one for an even count)."""
     ordered = sorted(taken, key=lambda r: r[key])
@@ -279,7 +274,7 @@ def main():
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--window", type=int, default=4, help="append frames in flight per producer connection")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of each append measurement (every store, 1 and 4 producers, taken in turn); "
+                        help="rounds of append measurements (every store, 1 and 4 producers, in each round); "
                              "the table shows the median run")
     parser.add_argument("--lookups", type=int, default=1000)
     parser.add_argument("--scan-repeats", type=int, default=5,
@@ -325,10 +320,16 @@ def main():
         results["disk"] = {"best_mb_per_s": disk_mbps, **{f"bs_{k}": v for k, v in disk_detail.items()}}
         log(f"disk synced sequential writes: {disk_detail} MB/s")
 
-        # leadtrail: a fresh store per run, so no run sees the previous one's events as duplicates.
-        # Every measurement is taken `--repeats` times, in turn with the others; the table shows the median run.
-        for rep, producers in repeated(args.repeats):
-            last = rep == args.repeats - 1
+        # Every store starts empty for each run (so no run sees the previous one's events as duplicates), and every
+        # append measurement is taken `--repeats` times. The stores take their runs in rounds: in each round every
+        # store is measured with 1 and with 4 producers, the order of the stores turned by one from round to round,
+        # so a stretch where this shared machine runs slower falls on all of them alike. The table shows each
+        # measurement's median run.
+        if "postgres" in wanted:
+            pg = peers.Postgres(workdir)
+            pg.start()
+
+        def run_leadtrail(rep, producers, last):
             log(f"leadtrail, {producers} producer connection(s), run {rep + 1} of {args.repeats}")
             daemon, result = leadtrail_load(args, workdir, events_file, producers)
             daemons.append(daemon)
@@ -347,6 +348,40 @@ def main():
             daemon.stop()
             if last:
                 results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
+
+        def run_peer(name, load, rep, producers, last):
+            log(f"{name}, {producers} producer(s), run {rep + 1} of {args.repeats}")
+            settle()
+            result = load(producers)
+            runs.setdefault((name, producers), []).append(result)
+            results["disk_bytes"][f"{name}-{producers}"] = result["disk_bytes"]
+            log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
+            if name == "SQLite" and producers == 4 and last:
+                settle()
+                results["queries"]["SQLite"] = peers.sqlite_queries(result["path"], sample_leads, window, args.lookups, args.scan_repeats)
+            if name == "PostgreSQL" and producers == 4 and last:
+                settle()
+                results["queries"]["PostgreSQL"] = peers.postgres_queries(pg, sample_leads, window, args.lookups, args.scan_repeats)
+
+        measured = [("leadtrail", run_leadtrail)]
+        if "sqlite" in wanted:
+            measured.append(("SQLite", lambda rep, p, last: run_peer(
+                "SQLite", lambda n: peers.sqlite_load(workdir, rows, raw_bytes, n), rep, p, last)))
+        if "redis" in wanted:
+            measured.append(("Redis Streams", lambda rep, p, last: run_peer(
+                "Redis Streams", lambda n: peers.redis_load(workdir, rows, raw_bytes, n), rep, p, last)))
+        if "postgres" in wanted:
+            measured.append(("PostgreSQL", lambda rep, p, last: run_peer(
+                "PostgreSQL", lambda n: peers.postgres_load(pg, rows, raw_bytes, n), rep, p, last)))
+        for rep in range(args.repeats):
+            last = rep == args.repeats - 1
+            turn = rep % len(measured)
+            log(f"round {rep + 1} of {args.repeats}: " + ", ".join(name for name, _ in measured[turn:] + measured[:turn]))
+            for _, run in measured[turn:] + measured[:turn]:
+                for producers in (1, 4):
+                    run(rep, producers, last)
+        shutil.rmtree(os.path.join(workdir, "sqlite-1"), ignore_errors=True)
+
         peak = max(median_run(runs[("leadtrail", p)])["events_per_s"] for p in (1, 4))
         half_runs = []
         for rep in range(args.repeats):
@@ -366,38 +401,6 @@ def main():
         results["half_peak_runs"] = half_runs
         for name in ("leadtrail-1", "leadtrail-half"):
             shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-
-        if "sqlite" in wanted:
-            for rep, producers in repeated(args.repeats):
-                log(f"SQLite, {producers} producer(s), run {rep + 1} of {args.repeats}")
-                settle()
-                result = peers.sqlite_load(workdir, rows, raw_bytes, producers)
-                runs.setdefault(("SQLite", producers), []).append(result)
-                results["disk_bytes"][f"SQLite-{producers}"] = result["disk_bytes"]
-                log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
-            settle()
-            results["queries"]["SQLite"] = peers.sqlite_queries(result["path"], sample_leads, window, args.lookups, args.scan_repeats)
-            shutil.rmtree(os.path.join(workdir, "sqlite-1"), ignore_errors=True)
-        if "redis" in wanted:
-            for rep, producers in repeated(args.repeats):
-                log(f"Redis Streams, {producers} producer(s), run {rep + 1} of {args.repeats}")
-                settle()
-                result = peers.redis_load(workdir, rows, raw_bytes, producers)
-                runs.setdefault(("Redis Streams", producers), []).append(result)
-                results["disk_bytes"][f"Redis Streams-{producers}"] = result["disk_bytes"]
-                log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
-        if "postgres" in wanted:
-            pg = peers.Postgres(workdir)
-            pg.start()
-            for rep, producers in repeated(args.repeats):
-                log(f"PostgreSQL, {producers} producer(s), run {rep + 1} of {args.repeats}")
-                settle()
-                result = peers.postgres_load(pg, rows, raw_bytes, producers)
-                runs.setdefault(("PostgreSQL", producers), []).append(result)
-                results["disk_bytes"][f"PostgreSQL-{producers}"] = result["disk_bytes"]
-                log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
-            settle()
-            results["queries"]["PostgreSQL"] = peers.postgres_queries(pg, sample_leads, window, args.lookups, args.scan_repeats)
     finally:
         for d in daemons:
             d.stop()
@@ -502,7 +505,8 @@ def main():
         budget.append(part)
     ratios.append("- CPU per 1,000 events: " + "; ".join(budget))
     if args.repeats > 1:
-        ratios.append(f"- appends are the median of {args.repeats} runs each, taken in turn; every run's events/s:")
+        ratios.append(f"- appends are the median of {args.repeats} runs each, taken in rounds (every store in each, "
+                  f"the order turned by one from round to round); every run's events/s:")
         for producers in (1, 4):
             ratios.append(f"  - {producers} producer{'s' if producers > 1 else ''}: " + "; ".join(
                 f"{s} " + ", ".join(fmt_int(x) for x in by[(s, producers)]["runs_events_per_s"])
