@@ -148,8 +148,8 @@ static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t length) {
  * X is carried D bytes forward as clmul(X.lo, K1) ^ clmul(X.hi, K2), a 16-byte value with the same CRC
  * contribution at that place, and the data found there is XORed in. The last 16 bytes left are finished with
  * the crc32 instruction, which reduces them modulo the polynomial, and so are the bytes after the last 64.
- * The constants (K1 in the low half, K2 in the high half) were solved for, and checked, numerically
- * (GF(2) linear algebra against the bitwise CRC); the tests compare this path with the portable one. */
+ * The constants (K1 in the low half, K2 in the high half) are solved for and checked against the bitwise CRC
+ * by scripts/crc32c-fold-constants; the tests compare this path with the crc32 instruction's and the table's. */
 #define FOLD_CONSTANTS(k1, k2) _mm512_set_epi64((long long)(k2), (long long)(k1), (long long)(k2), (long long)(k1), \
                                                 (long long)(k2), (long long)(k1), (long long)(k2), (long long)(k1))
 #define FOLD_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,vpclmulqdq,pclmul,sse4.2")))
@@ -168,8 +168,8 @@ FOLD_TARGET static inline __m128i crc32c_fold16(__m128i x, uint64_t k1, uint64_t
 
 /* At least 256 bytes. */
 FOLD_TARGET static uint32_t crc32c_folding(uint32_t crc, const uint8_t *p, size_t length) {
-    const __m512i by256 = FOLD_CONSTANTS(0xe9a5d8be00000000ull, 0x1426a81500000000ull);
-    const __m512i by64 = FOLD_CONSTANTS(0x1c19243b00000000ull, 0x75bba45b00000000ull);
+    const __m512i by256 = FOLD_CONSTANTS(0xe9a5d8be00000000ull, 0x1426a81500000000ull); /* 256 bytes on */
+    const __m512i by64 = FOLD_CONSTANTS(0x1c19243b00000000ull, 0x75bba45b00000000ull);   /* 64 bytes on */
     __m512i a0 = _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set_epi64(0, 0, 0, 0, 0, 0, 0, (long long)(uint32_t)~crc));
     __m512i a1 = _mm512_loadu_si512(p + 64);
     __m512i a2 = _mm512_loadu_si512(p + 128);
@@ -192,6 +192,7 @@ FOLD_TARGET static uint32_t crc32c_folding(uint32_t crc, const uint8_t *p, size_
         p += 64;
         length -= 64;
     }
+    /* The last register's four lanes into its last one: 48, 32 and 16 bytes on. */
     __m128i x = _mm512_extracti32x4_epi32(a3, 0);
     x = crc32c_fold16(x, 0xa46ef4aa00000000ull, 0x6051243f00000000ull, _mm512_extracti32x4_epi32(a3, 3));
     x = _mm_xor_si128(x, crc32c_fold16(_mm512_extracti32x4_epi32(a3, 1), 0x33ccbbbc00000000ull, 0xa2158b3400000000ull,
@@ -209,7 +210,7 @@ FOLD_TARGET static uint32_t crc32c_folding(uint32_t crc, const uint8_t *p, size_
     return ~(uint32_t)c;
 }
 
-/* Below this, the crc32 instruction alone is as fast as folding. */
+/* Folding takes one whole 256-byte step to start; shorter buffers go through the crc32 instruction. */
 #define CRC32C_FOLDING_MINIMUM 256
 
 static int hardware = -1;
