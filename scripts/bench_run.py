@@ -349,30 +349,32 @@ def main():
             if last:
                 results["disk_bytes"][f"leadtrail-{producers}"] = peers.du(daemon.data)
 
-        def run_peer(name, load, rep, producers, last):
+        def run_peer(name, load, queries, rep, producers, last):
+            """One run of a peer; after its last 4-producer run, its queries (None: it has no indexes for them)."""
             log(f"{name}, {producers} producer(s), run {rep + 1} of {args.repeats}")
             settle()
             result = load(producers)
             runs.setdefault((name, producers), []).append(result)
             results["disk_bytes"][f"{name}-{producers}"] = result["disk_bytes"]
             log(f"  {result['events_per_s']:,.0f} events/s, p99 {result['p99_ms']:.1f} ms")
-            if name == "SQLite" and producers == 4 and last:
+            if queries and producers == 4 and last:
                 settle()
-                results["queries"]["SQLite"] = peers.sqlite_queries(result["path"], sample_leads, window, args.lookups, args.scan_repeats)
-            if name == "PostgreSQL" and producers == 4 and last:
-                settle()
-                results["queries"]["PostgreSQL"] = peers.postgres_queries(pg, sample_leads, window, args.lookups, args.scan_repeats)
+                results["queries"][name] = queries(result)
 
         measured = [("leadtrail", run_leadtrail)]
         if "sqlite" in wanted:
             measured.append(("SQLite", lambda rep, p, last: run_peer(
-                "SQLite", lambda n: peers.sqlite_load(workdir, rows, raw_bytes, n), rep, p, last)))
+                "SQLite", lambda n: peers.sqlite_load(workdir, rows, raw_bytes, n),
+                lambda r: peers.sqlite_queries(r["path"], sample_leads, window, args.lookups, args.scan_repeats),
+                rep, p, last)))
         if "redis" in wanted:
             measured.append(("Redis Streams", lambda rep, p, last: run_peer(
-                "Redis Streams", lambda n: peers.redis_load(workdir, rows, raw_bytes, n), rep, p, last)))
+                "Redis Streams", lambda n: peers.redis_load(workdir, rows, raw_bytes, n), None, rep, p, last)))
         if "postgres" in wanted:
             measured.append(("PostgreSQL", lambda rep, p, last: run_peer(
-                "PostgreSQL", lambda n: peers.postgres_load(pg, rows, raw_bytes, n), rep, p, last)))
+                "PostgreSQL", lambda n: peers.postgres_load(pg, rows, raw_bytes, n),
+                lambda r: peers.postgres_queries(pg, sample_leads, window, args.lookups, args.scan_repeats),
+                rep, p, last)))
         for rep in range(args.repeats):
             last = rep == args.repeats - 1
             turn = rep % len(measured)

@@ -128,6 +128,18 @@ static inline uint64_t crc32c_three_streams(uint64_t c0, const uint8_t **next, s
     return c0;
 }
 
+/* The crc32 instruction over the rest, 8 bytes at a time, then byte by byte (the raw state, not inverted). */
+__attribute__((target("sse4.2")))
+static inline uint64_t crc32c_rest(uint64_t c, const uint8_t *p, size_t length) {
+    while (length >= 8) {
+        c = _mm_crc32_u64(c, load64(p));
+        p += 8;
+        length -= 8;
+    }
+    while (length--) c = _mm_crc32_u8((uint32_t)c, *p++);
+    return c;
+}
+
 __attribute__((target("sse4.2")))
 static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t length) {
     const uint8_t *p = (const uint8_t *)data;
@@ -135,13 +147,7 @@ static uint32_t crc32c_sse42(uint32_t crc, const void *data, size_t length) {
     while (length && ((uintptr_t)p & 7)) { c0 = _mm_crc32_u8((uint32_t)c0, *p++); length--; }
     c0 = crc32c_three_streams(c0, &p, &length, CRC32C_LONG, crc32c_long);
     c0 = crc32c_three_streams(c0, &p, &length, CRC32C_SHORT, crc32c_short);
-    while (length >= 8) {
-        c0 = _mm_crc32_u64(c0, load64(p));
-        p += 8;
-        length -= 8;
-    }
-    while (length--) c0 = _mm_crc32_u8((uint32_t)c0, *p++);
-    return ~(uint32_t)c0;
+    return ~(uint32_t)crc32c_rest(c0, p, length);
 }
 /* Folding with carry-less multiplication, 256 bytes a step (the method of Intel's "Fast CRC Computation for
  * Generic Polynomials Using PCLMULQDQ", on 512-bit registers). Four registers hold 256 bytes; each 16-byte lane
@@ -201,13 +207,7 @@ FOLD_TARGET static uint32_t crc32c_folding(uint32_t crc, const uint8_t *p, size_
                                        _mm_setzero_si128()));
     uint64_t c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
     c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x, 1));
-    while (length >= 8) {
-        c = _mm_crc32_u64(c, load64(p));
-        p += 8;
-        length -= 8;
-    }
-    while (length--) c = _mm_crc32_u8((uint32_t)c, *p++);
-    return ~(uint32_t)c;
+    return ~(uint32_t)crc32c_rest(c, p, length);
 }
 
 /* Folding takes one whole 256-byte step to start; shorter buffers go through the crc32 instruction. */
