@@ -189,7 +189,7 @@ func runStore(_ options: Options) throws {
     configuration.durability = .fsync
     var store = try EventStore.open(configuration)
     print("leadtrail-bench store: \(options.events) events, batches of \(options.batch), dir \(options.directory)")
-    print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, CRC32C hardware: \(CRC32C.usesHardware)")
+    print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, CRC32C hardware: \(CRC32C.usesHardware), folded with VPCLMULQDQ: \(CRC32C.usesFolding)")
     print(String(repeating: "-", count: 80))
 
     // 1. Preparation cost (validation + field extraction), single thread.
