@@ -433,10 +433,9 @@ extension EventStore {
         stateLock.withLock { coldCatalog.archives[day] = archive }
         CrashPoint.coldBeforeSourceDelete.reached()
         replaceSegment(segment, with: nil)
-        let directory = String(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
-        try trash.retire(segment.path, heldBy: segment.data, from: directory)
+        try trash.retire(segment.path, heldBy: segment.data)
         removeTypeIndex(id: segment.id, tier: segment.tier)
-        try io.syncDirectory(directory)
+        try io.syncDirectory(String(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")))
         return SegmentMove(
             segmentID: segment.id, from: segment.tier.rawValue, to: "cold", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,
             events: segment.count, bytesBefore: segment.fileSize, bytesAfter: member.count)
@@ -519,8 +518,9 @@ extension EventStore {
         let victims = stateLock.withLock { segments.filter { $0.tier == .restored && predicate($0) } }
         for segment in victims {
             replaceSegment(segment, with: nil)
-            try trash.retire(segment.path, heldBy: segment.data, from: restoredDirectory)
+            try trash.retire(segment.path, heldBy: segment.data)
         }
+        if !victims.isEmpty { try io.syncDirectory(restoredDirectory) }
         return victims.map(\.id)
     }
 
@@ -543,7 +543,7 @@ extension EventStore {
             try io.unlink(coldDirectory + "/\(archive.day).manifest")
             for suffix in [".ltz", ".ids"] {
                 let path = coldDirectory + "/\(archive.day)\(suffix)"
-                if access(path, F_OK) == 0 { try trash.retire(path, heldBy: nil, from: coldDirectory) }
+                if access(path, F_OK) == 0 { try trash.retire(path, heldBy: nil) }
             }
             try io.syncDirectory(coldDirectory)
             stateLock.withLock { coldCatalog.archives[archive.day] = nil }

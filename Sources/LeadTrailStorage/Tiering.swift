@@ -86,7 +86,7 @@ extension EventStore {
         CrashPoint.warmBeforeSourceDelete.reached()
         let warm = try openWarm(path: path, id: segment.id)
         replaceSegment(segment, with: warm)
-        try trash.retire(segment.path, heldBy: segment.data, from: hotDirectory)
+        try trash.retire(segment.path, heldBy: segment.data)
         moveTypeIndexToWarm(id: segment.id, warm: warm)
         try io.syncDirectory(hotDirectory)
         return SegmentMove(

@@ -69,17 +69,17 @@ final class Trash: @unchecked Sendable {
         }
     }
 
-    /// Moves `path` into the trash and syncs the directory it left, so that it is gone from there after a crash
-    /// too. It is deleted once `holder` (the segment's file object, which readers keep while they read) is
-    /// released.
-    func retire(_ path: String, heldBy holder: AnyObject?, from sourceDirectory: String) throws(StoreError) {
+    /// Moves `path` into the trash, where it is deleted once `holder` (the segment's file object, which readers
+    /// keep while they read) is released. The caller syncs the directory it left, with its other changes there,
+    /// as it did after an unlink: until then a crash may leave the file where it was, which recovery handles
+    /// as it handles a replaced file that was not yet unlinked.
+    func retire(_ path: String, heldBy holder: AnyObject?) throws(StoreError) {
         let name = path.split(separator: "/").last.map(String.init) ?? "file"
         let target: String = lock.withLock {
             serial += 1
             return directory + "/\(monotonicMilliseconds())-\(serial)-" + name
         }
         try io.rename(path, target)
-        try io.syncDirectory(sourceDirectory)
         lock.withLock {
             waiting.append((target, Weak(object: holder)))
             lock.signalAll()
