@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import platform
@@ -75,6 +76,29 @@ def disk_bandwidth(workdir):
         results[block] = mbps
         best = max(best or 0, mbps)
     return best, results
+
+
+def page_cache_reclaim():
+    """The host's DAMON schemes that page out idle file pages, if any run: "pages out page cache idle N s or
+    more". Where one runs, store files not read for that long leave the page cache whatever the free memory, so
+    reads of them (timelines, scans) wait for the disk; the peers' own caches are process memory, which such a
+    scheme leaves alone when it filters out anonymous pages."""
+    def read(*path):
+        with open(os.path.join(*path)) as f:
+            return f.read().strip()
+    found = []
+    for kdamond in glob.glob("/sys/kernel/mm/damon/admin/kdamonds/[0-9]*"):
+        for context in glob.glob(os.path.join(kdamond, "contexts", "[0-9]*")):
+            for scheme in glob.glob(os.path.join(context, "schemes", "[0-9]*")):
+                try:
+                    if read(kdamond, "state") == "on" and read(scheme, "action") == "pageout":
+                        aggregation_us = int(read(context, "monitoring_attrs", "intervals", "aggr_us"))
+                        found.append(int(read(scheme, "access_pattern", "age", "min")) * aggregation_us / 1e6)
+                except (OSError, ValueError):
+                    continue
+    if not found:
+        return None
+    return f"DAMON pages out page cache it samples as idle for {min(found):.0f} s"
 
 
 # --------------------------------------------------------------------------- leadtrail
@@ -490,6 +514,11 @@ def main():
         if bp:
             line += f" = {ratio(lt['events_per_s'], bp['events_per_s'])} the best peer ({bp['store']}, {fmt_int(bp['events_per_s'])} events/s)"
         line += f"; {lt['mb_per_s'] / disk_mbps * 100:.0f}% of the disk's synced sequential writes ({disk_mbps:,.0f} MB/s)"
+        if bp:
+            # 10x the best peer is also a write rate: the same events, stored with leadtrail's overhead on disk.
+            overhead = results["disk_bytes"]["leadtrail-4"] / raw_bytes
+            needed = 10 * bp["events_per_s"] * raw_bytes / len(lines) * overhead / 1e6
+            line += f"; 10x the best peer would write {needed:,.0f} MB/s, {needed / disk_mbps * 100:.0f}% of them"
         ratios.append(line)
     # Where the CPU went: on a machine whose cores are all busy, the daemon's and the load client's CPU per event
     # set the ceiling, and 10x the best peer is a budget for the two together.
@@ -546,7 +575,7 @@ def main():
           f"(avg {raw_bytes / len(lines):.0f} B), batches of 1,000, every ack after fsync")
     print(f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
           f"disk dd oflag=dsync: {', '.join(f'{k} blocks {v:,.0f} MB/s' for k, v in disk_detail.items())}; "
-          f"load average at the end {load[0]:.1f}")
+          f"load average at the end {load[0]:.1f}" + (f"; {reclaim}" if (reclaim := page_cache_reclaim()) else ""))
     print()
     print("\n".join(lines_out))
     print()
