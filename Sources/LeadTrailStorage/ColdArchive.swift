@@ -302,7 +302,7 @@ struct ColdCatalog: Sendable {
     var archives: [String: ColdArchive] = [:]
 
     var members: [(day: String, member: ColdMember)] {
-        archives.keys.sorted().flatMap { day in archives[day]!.members.map { (day, $0) } }
+        archives.sorted { $0.key < $1.key }.flatMap { day, archive in archive.members.map { (day, $0) } }
     }
 
     func member(holdingSeq seq: UInt64) -> (day: String, member: ColdMember)? {
