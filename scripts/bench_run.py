@@ -168,8 +168,8 @@ class Daemon:
 
 def settle():
     """Writes back every dirty page on the machine (the generated events, earlier runs' files) before a timed
-    run, so no store's fsyncs wait behind another's writeback (ext4 commits other files' data with a journal
-    commit), and no store's queries share the disk and the cores with the writeback of the load before them."""
+    run, so no store's fsyncs wait behind another's writeback (on ext4 with a journal, a commit carries other files'
+    data), and no store's queries share the disk and the cores with the writeback of the load before them."""
     os.sync()
     time.sleep(1)
 

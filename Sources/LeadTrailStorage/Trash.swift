@@ -7,10 +7,12 @@ import Glibc
 
 /// Segment files the store no longer needs, deleted a piece at a time in the background.
 ///
-/// Deleting a large file at once frees all of its extents in one journal commit, and on a filesystem
-/// mounted with `discard` each freed extent becomes a TRIM that the commit waits for: the append path's
-/// next `fdatasync` waits behind it (a 262 MB file stalled a concurrent writer's sync by 18-38 ms on the
-/// development machine; cut down 8 MiB at a time, 2.3-2.9 ms in four runs of five). So a segment that tiering, archiving or a
+/// Deleting a large file at once frees all of its extents together, and on a filesystem mounted with
+/// `discard` each freed extent becomes a TRIM: ext4 sends them with the journal commit that the append
+/// path's next `fdatasync` waits for, or, without a journal (the development machine's ext4 has none), as
+/// the file is deleted, ahead of that `fdatasync` on the same disk. Either way the sync waits behind them
+/// (a 262 MB file stalled a concurrent writer's sync by 18-38 ms on the development machine; cut down
+/// 8 MiB at a time, 2.3-2.9 ms in four runs of five). So a segment that tiering, archiving or a
 /// release replaced, and an expired cold archive's data, is renamed into `trash/`, and once no reader holds
 /// its file any more it is cut
 /// ``chunkBytes`` at a time, each cut synced on its own, and then unlinked, as RocksDB's DeleteScheduler does.
