@@ -79,10 +79,10 @@ def disk_bandwidth(workdir):
 
 
 def page_cache_reclaim():
-    """The host's DAMON schemes that page out idle file pages, if any run: "pages out page cache idle N s or
-    more". Where one runs, store files not read for that long leave the page cache whatever the free memory, so
-    reads of them (timelines, scans) wait for the disk; the peers' own caches are process memory, which such a
-    scheme leaves alone when it filters out anonymous pages."""
+    """A note on the host's DAMON schemes that page out idle page cache, if one runs (None otherwise). Where one
+    does, store files not read for a while leave the page cache whatever the free memory, so reads of them
+    (timelines, scans) wait for the disk, while memory a process maps (the peers' own caches) stays when the
+    scheme passes only unmapped pages, as the development VM's does."""
     def read(*path):
         with open(os.path.join(*path)) as f:
             return f.read().strip()
