@@ -525,9 +525,8 @@ def main():
             line += f" = {ratio(lt['events_per_s'], bp['events_per_s'])} the best peer ({bp['store']}, {fmt_int(bp['events_per_s'])} events/s)"
         line += f"; {lt['mb_per_s'] / disk_mbps * 100:.0f}% of the disk's synced sequential writes ({disk_mbps:,.0f} MB/s)"
         if bp:
-            # 10x the best peer is also a write rate: the same events, stored with leadtrail's overhead on disk.
-            overhead = results["disk_bytes"]["leadtrail-4"] / raw_bytes
-            needed = 10 * bp["events_per_s"] * raw_bytes / len(lines) * overhead / 1e6
+            # 10x the best peer is also a write rate: the same events, at leadtrail's bytes on disk per event.
+            needed = 10 * bp["events_per_s"] * results["disk_bytes"]["leadtrail-4"] / len(lines) / 1e6
             line += f"; 10x the best peer would write {needed:,.0f} MB/s, {needed / disk_mbps * 100:.0f}% of them"
         ratios.append(line)
     # Where the CPU went: on a machine whose cores are all busy, the daemon's and the load client's CPU per event

@@ -435,7 +435,8 @@ extension EventStore {
         replaceSegment(segment, with: nil)
         try trash.retire(segment.path, heldBy: segment.data)
         removeTypeIndex(id: segment.id, tier: segment.tier)
-        try io.syncDirectory(String(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")))
+        let sourceDirectory = String(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+        try io.syncDirectory(sourceDirectory)
         return SegmentMove(
             segmentID: segment.id, from: segment.tier.rawValue, to: "cold", firstSeq: segment.firstSeq, lastSeq: segment.lastSeq,
             events: segment.count, bytesBefore: segment.fileSize, bytesAfter: member.count)
