@@ -552,6 +552,7 @@ extension EventStore {
         _ visitor: (RecordView) throws -> Bool
     ) throws -> UInt64? {
         guard let span = picked.first.map({ $0.bytes.lowerBound..<picked[picked.count - 1].bytes.upperBound }) else { return nil }
+        let keeps = Self.unwrapped(predicate)
         var buffer = ChunkBuffer(capacity: min(Self.scanChunkSize, span.count))
         var i = 0
         while i < picked.count {
@@ -584,7 +585,7 @@ extension EventStore {
                 if let to = hints.toMs, header.timestampMs >= to { continue }
                 let body = UnsafeRawBufferPointer(rebasing: bytes[SegmentFormat.recordHeaderSize...]).assumingMemoryBound(to: UInt8.self)
                 let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
-                if let predicate, !predicate(record) { continue }
+                if !keeps(record) { continue }
                 guard RecordHeader.checksumMatches(bytes, totalSize: total), header.fieldsAreConsistent() else {
                     noteReadDamage(segment, offset: offset)
                     continue
@@ -594,6 +595,13 @@ extension EventStore {
             i = j
         }
         return nil
+    }
+
+    /// A scan's predicate, unwrapped once before its loop: an optional closure called inside the loop has its
+    /// context retained and released for every record, atomics on memory that every scan thread shares.
+    @inline(__always)
+    static func unwrapped(_ predicate: ((RecordView) -> Bool)?) -> (RecordView) -> Bool {
+        predicate ?? { _ in true }
     }
 
     /// Scans read segments in chunks of this size: one `pread` each, into a buffer that stays in the CPU's cache.
@@ -624,6 +632,7 @@ extension EventStore {
         var cursor = RecordCursor(from: range.bytes.lowerBound, to: range.bytes.upperBound, data: view.data, chunkSize: Self.scanChunkSize)
         // Without a predicate every record is visited, so every CRC is checked as it is read.
         cursor.verifiesChecksums = predicate == nil
+        let keeps = Self.unwrapped(predicate)
         // The previous record, when the scan passed over it without checking its CRC: if what follows it
         // does not add up, its length may be what is wrong.
         var unchecked: Int? = nil
@@ -670,7 +679,7 @@ extension EventStore {
             let bytes = cursor.recordBytes
             let body = UnsafeRawBufferPointer(rebasing: bytes[SegmentFormat.recordHeaderSize..<total]).assumingMemoryBound(to: UInt8.self)
             let record = RecordView(seq: header.seq, timestampMs: header.timestampMs, leadHash: header.leadHash, fields: header.fields, body: body)
-            if let predicate, !predicate(record) { continue }
+            if !keeps(record) { continue }
             // Served: its CRC must hold.
             guard verified || (RecordHeader.checksumMatches(bytes, totalSize: total) && header.fieldsAreConsistent()) else {
                 // Its bytes fail their CRC, so its length cannot be trusted either: go on at the next known record.
