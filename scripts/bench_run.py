@@ -559,20 +559,18 @@ def main():
         lq = q["leadtrail"]
         ratios.append(f"- leadtrail's timelines (warm-up included): {fmt_int(lq['lookups_inline'])} answered from the page cache "
                       f"by the socket's thread, {fmt_int(lq['lookups_handed'])} handed to a worker (here: a page no longer in the cache)")
-    if query_peers and "leadtrail" in q:
-        lq = q["leadtrail"]
+        if query_peers:
+            def against_fastest(key):
+                fastest = min(query_peers, key=lambda s: q[s][key])
+                return f"{q[fastest][key] / lq[key]:.2f} ({fastest})"
 
-        def against_fastest(key):
-            fastest = min(query_peers, key=lambda s: q[s][key])
-            return f"{q[fastest][key] / lq[key]:.2f} ({fastest})"
-
-        ratios.append(
-            "- reads, the fastest peer's time / leadtrail's (above 1: leadtrail faster; for each read the peer "
-            f"that was fastest at it): timeline p99 {against_fastest('timeline_p99_ms')}, one-hour scan "
-            f"{against_fastest('scan_hour_s')}, recipient.* scan {against_fastest('scan_recipient_s')}")
-        best_disk = min((results["disk_bytes"][s + "-4"] for s in peer_names), default=None)
-        if best_disk:
-            ratios.append(f"- bytes on disk: leadtrail / smallest peer = {results['disk_bytes']['leadtrail-4'] / best_disk:.2f}")
+            ratios.append(
+                "- reads, the fastest peer's time / leadtrail's (above 1: leadtrail faster; for each read the peer "
+                f"that was fastest at it): timeline p99 {against_fastest('timeline_p99_ms')}, one-hour scan "
+                f"{against_fastest('scan_hour_s')}, recipient.* scan {against_fastest('scan_recipient_s')}")
+            best_disk = min((results["disk_bytes"][s + "-4"] for s in peer_names), default=None)
+            if best_disk:
+                ratios.append(f"- bytes on disk: leadtrail / smallest peer = {results['disk_bytes']['leadtrail-4'] / best_disk:.2f}")
 
     cpu = ""
     try:
