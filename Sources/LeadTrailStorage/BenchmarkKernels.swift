@@ -73,3 +73,10 @@ public struct EventIDTableKernel {
 
     public var count: Int { table.count }
 }
+
+extension StorageKernels {
+    /// Sorts a segment's (event-id hash, seq) entries as its seal does: by hash, ties by seq.
+    public static func sortEventIDEntries(_ entries: [(hash: UInt64, seq: UInt64)]) -> [(hash: UInt64, seq: UInt64)] {
+        EventIDEntrySort.sortedByHash(entries)
+    }
+}

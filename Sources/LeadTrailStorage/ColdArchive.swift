@@ -167,8 +167,7 @@ struct ColdMember: Sendable, Equatable {
 
     /// The hot event-id section (`hash u64, seq u64`, sorted by hash, then seq) from `.ids` bytes of format 2.
     static func eventSection(fromCompactIDs compact: [UInt8], firstSeq: UInt64) -> [UInt8] {
-        var entries = compactEntries(compact, firstSeq: firstSeq)
-        entries.sort { $0.hash < $1.hash || ($0.hash == $1.hash && $0.seq < $1.seq) }
+        let entries = EventIDEntrySort.sortedByHash(compactEntries(compact, firstSeq: firstSeq))
         var section = [UInt8]()
         section.reserveCapacity(entries.count * 16)
         for entry in entries {

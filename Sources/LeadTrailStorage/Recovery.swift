@@ -268,7 +268,7 @@ extension EventStore {
             logger.error("\(report)")
             segment.damage.append(report)
             let scan = try scanRecords(segment, from: SegmentFormat.headerSize, to: size, expectedSeq: nil, stopAtTrailer: true)
-            segment.eventEntries.sort { $0.hash < $1.hash }
+            segment.eventEntries = EventIDEntrySort.sortedByHash(segment.eventEntries)
             segment.leadIndex = LeadIndex(sorted: segment.leadIndex.sorted() ?? [])  // built in memory by the scan
             if let failure = scan.failure {
                 segment.damage.append(CorruptionReport(file: segment.fileName, offset: failure.offset, reason: failure.reason))

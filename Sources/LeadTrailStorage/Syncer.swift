@@ -225,7 +225,7 @@ extension EventStore {
         for group in groups {
             for record in group.records { ids.append((record.eventIDHash, record.seq)) }
         }
-        ids.sort { $0.hash < $1.hash }
+        ids = EventIDEntrySort.sortedByHash(ids)
         stateLock.withLock {
             for group in groups {
                 for record in group.records {

@@ -380,7 +380,7 @@ extension EventStore {
         guard let leadSorted = segment.leadIndex.sorted() else {
             throw StoreError(.corrupt, "\(segment.fileName): its lead index could not be read back for the footer")
         }
-        let eventSorted = segment.eventEntries.sorted { $0.hash < $1.hash || ($0.hash == $1.hash && $0.seq < $1.seq) }
+        let eventSorted = EventIDEntrySort.sortedByHash(segment.eventEntries)
         var w = ByteWriter(capacity: segment.sparse.count * 32 + leadSorted.count * 8 + eventSorted.count * 16 + 80)
         for entry in segment.sparse {
             w.u64(entry.firstSeq)
