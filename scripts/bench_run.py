@@ -78,6 +78,24 @@ def disk_bandwidth(workdir):
     return best, results
 
 
+def free_page_reporting():
+    """A note when a virtio balloon with free page reporting (feature bit 5) takes free guest memory back to the
+    host (None otherwise). The host then backs a page again only when the guest next touches it, so writes that
+    grow the page cache into such memory run at the host's first-touch speed: on the development VM a 1.2 MB
+    pwrite took 2.8 ms into new memory against 0.5 ms into pages just freed."""
+    for device in glob.glob("/sys/bus/virtio/devices/*"):
+        try:
+            with open(os.path.join(device, "device")) as f:
+                is_balloon = int(f.read().strip(), 16) == 5
+            with open(os.path.join(device, "features")) as f:
+                features = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        if is_balloon and len(features) > 5 and features[5] == "1":
+            return "the VM's balloon takes free memory back (free page reporting)"
+    return None
+
+
 def page_cache_reclaim():
     """A note on the host's DAMON schemes that page out idle page cache, if one runs (None otherwise). Where one
     does, store files not read for a while leave the page cache whatever the free memory, so reads of them
@@ -584,7 +602,8 @@ def main():
           f"(avg {raw_bytes / len(lines):.0f} B), batches of 1,000, every ack after fsync")
     print(f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
           f"disk dd oflag=dsync: {', '.join(f'{k} blocks {v:,.0f} MB/s' for k, v in disk_detail.items())}; "
-          f"load average at the end {load[0]:.1f}" + (f"; {reclaim}" if (reclaim := page_cache_reclaim()) else ""))
+          f"load average at the end {load[0]:.1f}"
+          + "".join(f"; {note}" for note in (page_cache_reclaim(), free_page_reporting()) if note))
     print()
     print("\n".join(lines_out))
     print()
