@@ -571,8 +571,12 @@ def main():
         ratios.append("  - leadtrail's group writes into the page cache in those runs, MB/s (1 producer; 4): " + "; ".join(
             ", ".join(f"{x:,.0f}" if x else "-" for x in by[("leadtrail", producers)]["runs_write_mb_per_s"])
             for producers in (1, 4)))
-        ratios.append(f"- at half of the peak, the run with the median p99 of {args.repeats}; every run's p50 / p99 ms: " +
-                      ", ".join(f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}" for r in results["half_peak_runs"]))
+        def half_run(r):
+            writes = f" ({r['write_mb_per_s']:,.0f})" if r.get("write_mb_per_s") else ""
+            return f"{fmt_ms(r['p50_ms'])} / {fmt_ms(r['p99_ms'])}{writes}"
+        ratios.append(f"- at half of the peak, the run with the median p99 of {args.repeats}; every run's p50 / p99 ms "
+                      "(and its group writes into the page cache, MB/s): " +
+                      ", ".join(half_run(r) for r in results["half_peak_runs"]))
     if "leadtrail" in q:
         lq = q["leadtrail"]
         ratios.append(f"- leadtrail's timelines (warm-up included): {fmt_int(lq['lookups_inline'])} answered from the page cache "
