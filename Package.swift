@@ -104,14 +104,20 @@ let package = Package(
             dependencies: ["LeadTrailEvents", "LeadTrailStorage"],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "LeadTrailEventsTests", dependencies: ["LeadTrailEvents"], swiftSettings: swiftSettings),
+        // Test-only: what several test targets share (a seeded generator, temporary directories).
+        .target(name: "LeadTrailTestSupport", path: "Tests/LeadTrailTestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "LeadTrailEventsTests", dependencies: ["LeadTrailEvents", "LeadTrailTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LeadTrailStorageTests",
-            dependencies: ["LeadTrailStorage", "LeadTrailEvents", "LeadTrailQuery", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "LeadTrailStorage", "LeadTrailEvents", "LeadTrailQuery", "LeadTrailTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings),
-        .testTarget(name: "LeadTrailQueryTests", dependencies: ["LeadTrailQuery", "LeadTrailStorage", "LeadTrailEvents"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LeadTrailQueryTests", dependencies: ["LeadTrailQuery", "LeadTrailStorage", "LeadTrailEvents", "LeadTrailTestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailCLITests", dependencies: ["LeadTrailCLIKit", "LeadTrailEvents"], swiftSettings: swiftSettings),
-        .testTarget(name: "LeadTrailWireTests", dependencies: ["LeadTrailWire"], swiftSettings: swiftSettings),
+        .testTarget(name: "LeadTrailWireTests", dependencies: ["LeadTrailWire", "LeadTrailTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LeadTrailServerTests",
             dependencies: ["LeadTrailServer", "LeadTrailClient", "LeadTrailWire", "LeadTrailStorage"],

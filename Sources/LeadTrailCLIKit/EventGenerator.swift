@@ -247,7 +247,7 @@ struct LeadSimulation {
             emit("enhancement.success", entity: e.id, step: e.step, outcome: "success", duration: took) { m in
                 m.string("provider", e.provider)
                 m.mills("cost", cost)
-                m.strings("fields_added", e.fields)
+                m.stringArray("fields_added", e.fields)
             }
         }
         return cost
@@ -357,9 +357,9 @@ struct LeadSimulation {
 
     mutating func emit(
         _ type: String, entity: String, step: String, outcome: String, duration: Int? = nil,
-        metadata: (inout OrderedJSONWriter) -> Void
+        metadata: (inout JSONObjectWriter) -> Void
     ) {
-        var w = OrderedJSONWriter(reserving: 1600)
+        var w = JSONObjectWriter(reservingCapacity: 1600)
         w.string("event_id", EventID.generate(using: &rng))
         w.string("type", type)
         w.string("timestamp", Timestamp.format(now))
@@ -371,7 +371,7 @@ struct LeadSimulation {
         if let duration { w.int("duration_ms", duration) }
         w.object("metadata", metadata)
         w.raw("lead_snapshot", snapshot)
-        events.append(Event(timestamp: now, json: w.finish()))
+        events.append(Event(timestamp: now, json: w.finished()))
     }
 
     /// The lead as the source sent it: invented PII and tracking fields.
@@ -380,7 +380,7 @@ struct LeadSimulation {
         let last = rng.pick(Catalog.lastNames)
         let place = rng.pick(Catalog.places)
         let (city, state, zipPrefix, areaCode) = place
-        var w = OrderedJSONWriter(reserving: 900)
+        var w = JSONObjectWriter(reservingCapacity: 900)
         w.string("first_name", first)
         w.string("last_name", last)
         w.string("email", "\(first.lowercased()).\(last.lowercased())\(rng.int(1...99))@\(rng.pick(Catalog.emailDomains))")
@@ -422,7 +422,7 @@ struct LeadSimulation {
         w.string("universal_lead_id", "\(rng.hex(8))-\(rng.hex(4))-4\(rng.hex(3))-\(rng.hex(4))-\(rng.hex(12))")
         w.bool("tcpa_consent", true)
         w.string("submitted_at", Timestamp.format(start))
-        return w.finish()
+        return w.finished()
     }
 }
 

@@ -1,5 +1,6 @@
 import Testing
 @testable import LeadTrailEvents
+import LeadTrailTestSupport
 
 /// Prepares `json` with a fixed clock and a fixed assigned id.
 private func prepare(

@@ -1,5 +1,6 @@
 import Testing
 @testable import LeadTrailEvents
+import LeadTrailTestSupport
 
 /// Runs `body` over the bytes of `input`.
 private func withBytes<T>(_ input: [UInt8], _ body: (UnsafeBufferPointer<UInt8>) throws -> T) rethrows -> T {

@@ -1,5 +1,6 @@
 import Testing
 @testable import LeadTrailEvents
+import LeadTrailTestSupport
 
 @Suite struct TimestampTests {
     static let reference: Int64 = 1_705_329_045_234  // 2024-01-15T14:30:45.234Z

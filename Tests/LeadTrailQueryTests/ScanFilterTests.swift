@@ -3,6 +3,7 @@ import LeadTrailEvents
 import Testing
 @testable import LeadTrailQuery
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Whether `filter` matches the event `json` stored with `seq`.
 private func matches(_ filter: ScanFilter, _ json: String, seq: UInt64 = 10) throws -> Bool {
@@ -140,7 +141,7 @@ private func event(type: String = "recipient.delivered", lead: String = "\"L1\""
     }
 
     @Test func timelineOrdersByTimestampThenSeq() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(inMemory: true)
         let store = try Self.store(dir)
         defer { store.close() }
         let stamps = ["2024-01-15T14:30:45.500Z", "2024-01-15T14:30:45.100Z", "2024-01-15T15:30:45.100+01:00", "2024-01-15T14:30:45.999Z",
@@ -161,7 +162,7 @@ private func event(type: String = "recipient.delivered", lead: String = "\"L1\""
     }
 
     @Test func timelineTruncatesToTheEarliest() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(inMemory: true)
         let store = try Self.store(dir, segmentMaxBytes: 4096)
         defer { store.close() }
         var rng = SplitMix64(seed: 71)
@@ -186,7 +187,7 @@ private func event(type: String = "recipient.delivered", lead: String = "\"L1\""
     }
 
     @Test func scanBatchesLimitsAndResumes() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(inMemory: true)
         let store = try Self.store(dir, segmentMaxBytes: 4096)
         defer { store.close() }
         var all: [PreparedEvent] = []
@@ -250,7 +251,7 @@ private func event(type: String = "recipient.delivered", lead: String = "\"L1\""
 /// and still return exactly the events a brute-force filter finds.
 @Suite struct WindowScanTests {
     @Test func windowsSkipWhatTheyCannotMatchAndStayExact() throws {
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(inMemory: true)
         let reads = ByteCounter()
         let io = NoSyncFileOperations(bytesRead: reads)
         var configuration = StoreConfiguration(directory: dir.path)

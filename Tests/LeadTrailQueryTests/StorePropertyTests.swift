@@ -3,6 +3,7 @@ import LeadTrailEvents
 import Testing
 @testable import LeadTrailQuery
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// The property test of the storage engine and the query layer: random batches (random leads, duplicate
 /// ids within and across batches, server-assigned ids, non-monotone timestamps in many spellings, random
@@ -166,7 +167,7 @@ import Testing
     func storeAgreesWithTheModel(seed: UInt64) throws {
         let steps = Environment.longTests ? 600 : 80
         var rng = SplitMix64(seed: seed)
-        let dir = TemporaryDirectory()
+        let dir = TemporaryDirectory(inMemory: true)
         let sparse = [64, 512, 4096].randomElement(using: &rng)!
         let io = DiskFullOnDemand()
         var path = dir.path + "/gen0"

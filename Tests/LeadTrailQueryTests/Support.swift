@@ -2,52 +2,12 @@ import Foundation
 import LeadTrailEvents
 @testable import LeadTrailStorage
 
-/// Whether `/dev/shm` is writable and has room (containers often give it only 64 MiB).
-func memoryFileSystemIsRoomy() -> Bool {
-    var info = statvfs()
-    guard access("/dev/shm", W_OK) == 0, statvfs("/dev/shm", &info) == 0 else { return false }
-    return UInt64(info.f_bavail) * UInt64(info.f_frsize) >= 1 << 30
-}
-
-/// A fresh temporary directory (in `/dev/shm` when there is one), removed when the test ends.
-final class TemporaryDirectory {
-    let path: String
-
-    init() {
-        let base = memoryFileSystemIsRoomy() ? "/dev/shm/" : NSTemporaryDirectory()
-        path = base + "leadtrail-query-test-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
 extension EventStore {
     /// Waits (up to 10 s) until the sealer has sealed every rolled segment: it runs in the background (below the
     /// append path's priority), so a busy machine can still be renaming one when a test copies the directory.
     func waitForSeals() {
         for _ in 0..<1000 where !sealerSignal.withLock({ sealJobs.isEmpty }) { usleep(10_000) }
     }
-}
-
-/// A small seeded generator (SplitMix64), so a failing random test reproduces from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-enum Environment {
-    /// `LEADTRAIL_LONG_TESTS=1` runs the long forms of the random tests.
-    static var longTests: Bool { ProcessInfo.processInfo.environment["LEADTRAIL_LONG_TESTS"] == "1" }
 }
 
 /// Real file operations whose syncs return at once: the property test checks logic, not durability,

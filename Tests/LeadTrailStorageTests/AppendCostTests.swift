@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// The append path's cost in system calls, which no machine noise changes: the figures issue 6 lets CI gate on
 /// (times are measured by the benchmarks, never asserted here).

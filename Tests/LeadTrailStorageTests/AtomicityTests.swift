@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 private func batch(_ prefix: String, _ count: Int, lead: String = "L") throws -> [PreparedEvent] {
     try (0..<count).map { try Events.make(lead: lead, id: "\(prefix)\($0)", timestampMs: 1_705_329_045_000 + Int64($0)) }

@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// The engine's background work (sealing, checkpoints, tiering) keeps out of the append path's way: its threads
 /// run at a lower priority, and its big writes go to the kernel in pieces.

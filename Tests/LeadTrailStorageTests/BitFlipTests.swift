@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Where in a sealed segment a bit is flipped.
 enum SegmentRegion: String, CaseIterable, Sendable {

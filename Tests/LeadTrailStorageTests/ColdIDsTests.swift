@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// The cold archives' `.ids` files: event-id hashes in seq order (format 2, 8 bytes an event), the
 /// 16-byte entries of earlier archives (format 1) still read beside them, and damage to either found.

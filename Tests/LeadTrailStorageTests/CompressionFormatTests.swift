@@ -3,6 +3,7 @@ import LeadTrailEvents
 import LeadTrailQuery
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Warm files with a dictionary and their lead section stored apart (format 3), warm files of formats 1
 /// and 2, cold members without index

@@ -3,6 +3,7 @@ import LeadTrailEvents
 import Logging
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Single bit flips in every kind of file a store holds: hot segments (header, records,
 /// footer index, trailer) and their type index files, the active segment, warm files (header,

@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Records and headers with a valid checksum but content that breaks a rule (LevelDB's "IncrementByte + FixChecksum").
 @Suite struct CraftedRecordTests {

@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// A real full disk: a small tmpfs filled to the brim through the store. The injected-fault
 /// versions (ENOSPC on a write, on segment creation, while sealing; EIO on sync) are in

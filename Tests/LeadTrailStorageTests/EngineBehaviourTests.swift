@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 @Suite struct EngineBehaviourTests {
     /// The engine's threads carry their names where `top -H`, `perf` and `/proc/PID/task/*/comm` show them.

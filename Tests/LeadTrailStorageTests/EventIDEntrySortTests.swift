@@ -1,5 +1,6 @@
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// The seal's sort of event-id entries gives exactly the standard library's order (hash, then seq), whatever
 /// the hashes look like.

@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Scans with a predicate check the CRC only of the records the predicate accepts. These tests
 /// damage records in every way a bit flip or a bad length can, and check that a filtered scan

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Lookups through the lead index's fences and filters find exactly what a linear search finds,
 /// from memory and from a footer.

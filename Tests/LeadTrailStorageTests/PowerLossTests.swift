@@ -3,6 +3,7 @@ import LeadTrailEvents
 import Logging
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// A file layer that remembers what a power cut would leave behind.
 ///

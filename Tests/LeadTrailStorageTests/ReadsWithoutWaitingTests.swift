@@ -3,6 +3,7 @@ import LeadTrailEvents
 import LeadTrailQuery
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// `eventsWithoutWaiting(forLead:limit:)`: what an event loop may answer itself, and what it must leave to the pool.
 @Suite struct ReadsWithoutWaitingTests {

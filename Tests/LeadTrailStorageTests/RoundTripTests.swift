@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 @Suite struct RecordFormatTests {
     @Test func recordEncodesAndDecodes() throws {

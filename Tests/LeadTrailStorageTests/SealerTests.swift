@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Sealing off the writer's path: rolled segments are sealed by the sealer thread, new segments come from a
 /// spare file made ahead, and recovery handles what a crash leaves of either.

@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// The pipelined group commit: the writer writes the next groups while the syncer syncs earlier ones. Real
 /// syncs, several appending threads and small segments, so groups are in flight across syncs and rotations.

@@ -3,30 +3,6 @@ import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
 
-/// Whether `/dev/shm` is writable and has room (containers often give it only 64 MiB).
-func memoryFileSystemIsRoomy() -> Bool {
-    var info = statvfs()
-    guard access("/dev/shm", W_OK) == 0, statvfs("/dev/shm", &info) == 0 else { return false }
-    return UInt64(info.f_bavail) * UInt64(info.f_frsize) >= 1 << 30
-}
-
-/// A fresh temporary directory, removed when the test ends.
-final class TemporaryDirectory {
-    let path: String
-
-    /// - Parameter inMemory: use `/dev/shm` when there is one: for sweeps that create and delete thousands of
-    ///   files to test recovery logic (not durability), where a disk file system spends its time allocating inodes.
-    init(inMemory: Bool = false) {
-        let base = inMemory && memoryFileSystemIsRoomy() ? "/dev/shm/" : NSTemporaryDirectory()
-        path = base + "leadtrail-test-" + UUID().uuidString
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
-
 /// Builds valid events for tests.
 enum Events {
     static let preparer = EventPreparer()
@@ -75,24 +51,6 @@ extension EventStore {
     func waitForSeals() {
         for _ in 0..<1000 where !sealerSignal.withLock({ sealJobs.isEmpty }) { usleep(10_000) }
     }
-}
-
-/// A small seeded generator (SplitMix64), so a failing random test reproduces from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-enum Environment {
-    /// `LEADTRAIL_LONG_TESTS=1` runs the long forms of the random tests.
-    static var longTests: Bool { ProcessInfo.processInfo.environment["LEADTRAIL_LONG_TESTS"] == "1" }
 }
 
 /// Plain file helpers for tests that damage or inspect data directories.

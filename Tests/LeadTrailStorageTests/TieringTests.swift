@@ -3,6 +3,7 @@ import LeadTrailEvents
 import LeadTrailQuery
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 @Suite struct TieringTests {
     static let day: Int64 = 86_400_000

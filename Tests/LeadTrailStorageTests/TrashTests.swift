@@ -4,6 +4,7 @@ import Testing
 
 #if canImport(Glibc)
 import Glibc
+import LeadTrailTestSupport
 #endif
 
 /// Segment files replaced by tiering go to `trash/` and are deleted a piece at a time once no reader holds them.

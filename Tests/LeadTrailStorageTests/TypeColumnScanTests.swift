@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// Scans that want some types read only the records of those types, through the type column of
 /// each segment this process wrote. They must serve exactly what a scan that reads every record

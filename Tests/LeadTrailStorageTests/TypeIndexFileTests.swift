@@ -2,6 +2,7 @@ import Foundation
 import LeadTrailEvents
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 /// The type index file beside each sealed segment: written at seal, read by the first scan by type after a
 /// restart instead of every record header, ignored and built again when it does not check out, checked against

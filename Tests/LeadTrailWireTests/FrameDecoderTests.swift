@@ -1,17 +1,6 @@
 import LeadTrailWire
 import Testing
-
-/// A deterministic generator so random chunkings are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import LeadTrailTestSupport
 
 func sampleBodies() -> [[UInt8]] {
     var bodies: [[UInt8]] = [
