@@ -105,7 +105,7 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         // Test-only: what several test targets share (a seeded generator, temporary directories).
-        .target(name: "LeadTrailTestSupport", path: "Tests/LeadTrailTestSupport", swiftSettings: swiftSettings),
+        .target(name: "LeadTrailTestSupport", dependencies: ["LeadTrailCLIKit"], path: "Tests/LeadTrailTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "LeadTrailEventsTests", dependencies: ["LeadTrailEvents", "LeadTrailTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "LeadTrailStorageTests",

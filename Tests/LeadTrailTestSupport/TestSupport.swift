@@ -1,24 +1,11 @@
 import Foundation
+import LeadTrailCLIKit
 
 /// What several test targets share: a seeded generator, the long-tests switch and temporary directories.
 
-/// A small seeded generator (SplitMix64): the same seed gives the same sequence, so a failing random test
-/// reproduces from its seed.
-public struct SplitMix64: RandomNumberGenerator {
-    public var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public init(state: UInt64) { self.state = state }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The event generator's seeded generator (SplitMix64): the same seed gives the same sequence, so a failing
+/// random test reproduces from its seed.
+public typealias SplitMix64 = SeededRandom
 
 public enum Environment {
     /// `LEADTRAIL_LONG_TESTS=1` runs the long forms of the random, crash, fuzz and soak tests.

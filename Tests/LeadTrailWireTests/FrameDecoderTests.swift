@@ -56,7 +56,7 @@ func stream(_ bodies: [[UInt8]]) -> [UInt8] {
 
     @Test(arguments: [1, 2, 3, 42, 99])
     func randomChunkSizes(_ seed: UInt64) throws {
-        var rng = SplitMix64(state: seed)
+        var rng = SplitMix64(seed: seed)
         let bodies = sampleBodies()
         let bytes = stream(bodies)
         var decoder = FrameDecoder()
