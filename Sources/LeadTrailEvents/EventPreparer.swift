@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Why an event was refused, in words meant for the producer.
 public struct EventValidationError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
@@ -333,32 +339,12 @@ enum ContractKey: Int, CaseIterable {
         case (13, UInt8(ascii: "l")): candidate = .leadSnapshot
         default: return nil
         }
-        let start = content.lowerBound
-        if start + 16 <= bytes.count, let base = bytes.baseAddress {
-            // Two word compares of the first 16 bytes, masked to the key's length.
-            let raw = UnsafeRawPointer(base + start)
-            let mask = Self.prefixMasks[content.count]
-            let name = Self.packedNames[candidate.rawValue]
-            guard raw.loadUnaligned(as: UInt64.self) & mask.0 == name.0,
-                  raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self) & mask.1 == name.1 else { return nil }
-        } else {
-            let name = candidate.staticName
-            for k in 1..<name.utf8CodeUnitCount where bytes[start + k] != name.utf8Start[k] { return nil }
-        }
+        // Same length and first byte: the rest compared in one call (no table, so no lazy global to check per key).
+        let name = candidate.staticName
+        guard let base = bytes.baseAddress,
+              memcmp(base + content.lowerBound + 1, name.utf8Start + 1, name.utf8CodeUnitCount - 1) == 0
+        else { return nil }
         self = candidate
-    }
-
-    /// Each key's bytes as the two words that hold them in memory, zero-padded (no key is longer than 13 bytes).
-    static let packedNames: [(UInt64, UInt64)] = allCases.map { key in packed(Array(key.name.utf8)) }
-    /// For each length from 0 to 16, the words whose first `length` bytes are 0xFF and the rest zero.
-    static let prefixMasks: [(UInt64, UInt64)] = (0...16).map { packed([UInt8](repeating: 0xFF, count: $0)) }
-
-    private static func packed(_ bytes: [UInt8]) -> (UInt64, UInt64) {
-        var words: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &words) { raw in
-            for (index, byte) in bytes.prefix(16).enumerated() { raw[index] = byte }
-        }
-        return words
     }
 
     /// The key as a static string (no storage to retain when comparing).

@@ -20,8 +20,10 @@ struct GroupEventIDs {
     /// A slot whose seq is 0 is empty (seqs start at 1).
     private var slots: [GroupEventID]
     private let shift: UInt64
+    /// The process's multiplier, copied here: a static read in `home` would check its lazy initialisation per id.
+    private let multiplier = Self.processMultiplier
     private var count = 0
-    private static let multiplier = UInt64.random(in: 1...UInt64.max) | 1
+    private static let processMultiplier = UInt64.random(in: 1...UInt64.max) | 1
 
     /// Room for `capacity` ids.
     init(batches: [PreparedBatch], capacity: Int) {
@@ -33,7 +35,7 @@ struct GroupEventIDs {
         slots = [GroupEventID](repeating: GroupEventID(batch: 0, entry: 0, seq: 0), count: 1 << bits)
     }
 
-    @inline(__always) private func home(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: (hash &* Self.multiplier) >> shift) }
+    @inline(__always) private func home(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: (hash &* multiplier) >> shift) }
 
     private func idBytes(_ id: GroupEventID) -> ArraySlice<UInt8> {
         let batch = batches[id.batch]
