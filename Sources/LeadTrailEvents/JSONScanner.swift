@@ -240,7 +240,14 @@ public struct JSONScanner {
         position < bytes.count ? bytes[position] : nil
     }
 
+    /// Compact JSON has no whitespace between tokens: one compare finds that (every other byte a token starts
+    /// with is above 0x20), and only whitespace takes the loop.
     @inline(__always) mutating func skipWhitespace() {
+        if position < bytes.count, bytes[position] > 0x20 { return }
+        skipWhitespaceRun()
+    }
+
+    mutating func skipWhitespaceRun() {
         while position < bytes.count {
             switch bytes[position] {
             case 0x20, 0x0A, 0x0D, 0x09: position += 1
