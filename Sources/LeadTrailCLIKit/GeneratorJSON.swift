@@ -4,12 +4,12 @@ import LeadTrailEvents
 /// output is byte-for-byte stable), nested objects built in place, optional strings.
 extension JSONObjectWriter {
     /// `"name":"value"` when `value` is not nil.
-    public mutating func string(_ name: String, ifPresent value: String?) {
+    mutating func string(_ name: String, ifPresent value: String?) {
         if let value { string(name, value) }
     }
 
     /// An amount of cents written as a decimal number with two places: `45.00`.
-    public mutating func money(_ name: String, cents: Int) {
+    mutating func money(_ name: String, cents: Int) {
         let sign = cents < 0 ? "-" : ""
         let absolute = abs(cents)
         let fraction = absolute % 100
@@ -17,7 +17,7 @@ extension JSONObjectWriter {
     }
 
     /// An amount in thousandths written with three places: `0.015`.
-    public mutating func mills(_ name: String, _ mills: Int) {
+    mutating func mills(_ name: String, _ mills: Int) {
         let absolute = abs(mills)
         let fraction = String(absolute % 1000)
         let padded = String(repeating: "0", count: 3 - fraction.count) + fraction
@@ -25,7 +25,7 @@ extension JSONObjectWriter {
     }
 
     /// A nested object, built by `build`.
-    public mutating func object(_ name: String, _ build: (inout JSONObjectWriter) -> Void) {
+    mutating func object(_ name: String, _ build: (inout JSONObjectWriter) -> Void) {
         var nested = JSONObjectWriter(reservingCapacity: 256)
         build(&nested)
         object(name, nested)
