@@ -96,6 +96,27 @@ def free_page_reporting():
     return None
 
 
+def cpu_jiffies():
+    """(all, stolen) CPU time of the machine since boot, in jiffies, from /proc/stat's `cpu` line (None where it
+    cannot be read). Steal is the time a virtual CPU was ready to run while the host ran something else."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user and nice]
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def steal_note(before, after):
+    """A note on the CPU time the host took from this VM during the run, when it took any: on a shared host the
+    runs' figures then vary with the neighbours' load, not only with the code."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    share = (after[1] - before[1]) / (after[0] - before[0])
+    return f"the host took {share * 100:.1f}% of the VM's CPU time during the run (steal)" if share >= 0.001 else None
+
+
 def page_cache_reclaim():
     """A note on the host's DAMON schemes that page out idle page cache, if one runs (None otherwise). Where one
     does, store files not read for a while leave the page cache whatever the free memory, so reads of them
@@ -338,6 +359,7 @@ def main():
     os.chmod(workdir, 0o755)
     log(f"work directory {workdir}")
     started = datetime.datetime.now(datetime.timezone.utc)
+    jiffies_at_start = cpu_jiffies()
     wanted = set(args.peers.split(",")) if args.peers else set()
     results = {"appends": [], "queries": {}, "disk_bytes": {}}
     runs = {}  # (store, producers) -> every run's result, in the order taken
@@ -607,7 +629,8 @@ def main():
     print(f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
           f"disk dd oflag=dsync: {', '.join(f'{k} blocks {v:,.0f} MB/s' for k, v in disk_detail.items())}; "
           f"load average at the end {load[0]:.1f}"
-          + "".join(f"; {note}" for note in (page_cache_reclaim(), free_page_reporting()) if note))
+          + "".join(f"; {note}" for note in (steal_note(jiffies_at_start, cpu_jiffies()), page_cache_reclaim(),
+                                              free_page_reporting()) if note))
     print()
     print("\n".join(lines_out))
     print()
