@@ -1,10 +1,10 @@
 import Foundation
 import Testing
 @testable import LeadTrailStorage
+import LeadTrailTestSupport
 
 #if canImport(Glibc)
 import Glibc
-import LeadTrailTestSupport
 #endif
 
 /// Segment files replaced by tiering go to `trash/` and are deleted a piece at a time once no reader holds them.

@@ -1,7 +1,7 @@
 import Foundation
 import LeadTrailCLIKit
 
-/// What several test targets share: a seeded generator, the long-tests switch and temporary directories.
+// What several test targets share: a seeded generator, the long-tests switch and temporary directories.
 
 /// The event generator's seeded generator (SplitMix64): the same seed gives the same sequence, so a failing
 /// random test reproduces from its seed.
